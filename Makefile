@@ -1,0 +1,29 @@
+# Two commands a new user needs: `make run` (install + open the demo) and `make test` (install + all tests).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# Without an NVIDIA GPU keep torch at the CPU build (see constraints/cpu.txt); with one, pip's normal torch.
+CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constraints/cpu.txt")
+
+.PHONY: install run test lint bench clean-venv
+
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip wheel
+	$(PY) -m pip install $(CONSTRAINTS) -e ".[test,fast]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/annotator --demo
+
+test: install
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check annotator tests bench
+	$(VENV)/bin/lint-imports
+
+clean-venv:
+	rm -rf $(VENV)

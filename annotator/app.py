@@ -1,0 +1,37 @@
+"""Bootstrap: `annotator` dispatches batch subcommands to the Qt-free CLI, or opens the window."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def parse_gui_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="annotator", description="Open the annotation window.")
+    parser.add_argument("path", nargs="?", help="image file or folder (DICOM series, NIfTI, NRRD, MHA)")
+    parser.add_argument("--demo", action="store_true", help="open the bundled demo CT phantom")
+    parser.add_argument("--labels", help="label map to open on top of the image")
+    parser.add_argument("--engine", help="engine to use: lite-medsam (default), sam, classical")
+    parser.add_argument("--checkpoint", help="SAM / MedSAM / LiteMedSAM checkpoint (.pth)")
+    parser.add_argument("--runtime", help="torch, onnxruntime or openvino (default: fastest that passes its check)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from annotator import cli
+
+    if cli.is_subcommand(argv):
+        return cli.main(argv)
+    args = parse_gui_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from annotator.qt.main_window import run_app  # Qt is imported only on this path
+
+    return run_app(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Ring 2: plugin manifests and entry-point discovery; built-ins register the same way."""
