@@ -1,0 +1,1 @@
+"""Click-simulation evaluation of a prompt engine on labelled scans (`annotator evaluate`)."""

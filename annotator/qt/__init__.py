@@ -1,0 +1,1 @@
+"""Ring 3: the window; the only package that imports PySide6."""

@@ -1,0 +1,65 @@
+"""The three rings hold: lower rings load neither Qt nor torch, and import-linter's contracts pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LOWER_RING_PACKAGES = [
+    "annotator.core", "annotator.io", "annotator.engine", "annotator.export",
+    "annotator.postprocess", "annotator.plugin_host", "annotator.settings", "annotator.cli",
+]
+
+
+def _submodules(package: str) -> list[str]:
+    base = ROOT / package.replace(".", "/")
+    if base.with_suffix(".py").exists():
+        return [package]
+    names = []
+    for path in sorted(base.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(parts))
+    return names
+
+
+def test_lower_rings_import_neither_qt_nor_torch():
+    modules = [m for pkg in LOWER_RING_PACKAGES for m in _submodules(pkg)]
+    assert len(modules) > 10
+    code = (
+        "import importlib, sys\n"
+        f"mods = {modules!r}\n"
+        "for m in mods:\n"
+        "    importlib.import_module(m)\n"
+        "bad = [m for m in ('PySide6', 'torch', 'segment_anything', 'superqt', 'SimpleITK', 'pydicom') if m in sys.modules]\n"
+        "print('LOADED:' + ','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("LOADED:"), f"heavy modules loaded at import time: {out.stdout}"
+
+
+def test_cli_help_does_not_load_qt_or_torch():
+    code = (
+        "import sys\n"
+        "from annotator.cli import build_parser\n"
+        "build_parser()\n"
+        "print('LOADED:' + ','.join(m for m in ('PySide6', 'torch') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("LOADED:")
+
+
+def test_import_linter_contracts_hold():
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    if not lint_imports.exists():
+        pytest.skip("import-linter is not installed in this environment")
+    out = subprocess.run([str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
