@@ -1,0 +1,1 @@
+"""LiteMedSAM backend: TinyViT encoder + segment-anything decoder, bundled weights, exact reference preprocessing."""

@@ -1,0 +1,152 @@
+"""LiteMedSamEngine: the default PromptEngine, a box-prompted SAM with a small TinyViT encoder that
+segments real scans on a laptop CPU with weights that ship inside a pip package."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from annotator.engine.api import EngineError, ImageEmbedding, MaskPrediction, ProgressFn
+from annotator.engine.lite_medsam import preprocess
+
+log = logging.getLogger(__name__)
+
+# Takes the (1, 3, 256, 256) float32 model input, returns (1, 256, 64, 64) float32 features.
+EncoderFn = Callable[[np.ndarray], np.ndarray]
+
+
+def pick_device(device: str = "auto") -> str:
+    """CUDA, else Apple MPS, else CPU (DESIGN.md); an explicit name is used as given."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class LiteMedSamEngine:
+    """PromptEngine over LiteMedSAM. Box prompts are what it was trained on (prompt_kind="box");
+    points and mask_input are accepted (SAM's decoder takes them) but the click strategy decides
+    how clicks are used, because fed as points they make LiteMedSAM's masks worse."""
+
+    prompt_kind = "box"
+    preprocess_version = preprocess.PREPROCESS_VERSION
+
+    def __init__(self, module, *, model_id: str, model_sha256: str, device: str,
+                 checkpoint: Path | None = None) -> None:
+        self._module = module
+        self.model_id = model_id
+        self.model_sha256 = model_sha256
+        self.device = device
+        self.checkpoint = checkpoint
+        self.runtime = "torch-fp32"
+        self._encoder: EncoderFn = self._torch_encode
+        self._lock = threading.Lock()  # predict/embed may be called from the executor and tests
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, device: str = "auto", runtime: str = "auto",
+             *, expected_sha256: str | None = None) -> LiteMedSamEngine:
+        """Bundled weights when checkpoint is None (hash-checked), else a LiteMedSAM-architecture file."""
+        from annotator.engine.lite_medsam.model import load_model
+
+        if runtime not in ("auto", "torch", "torch-fp32"):
+            raise EngineError(f"runtime {runtime!r} is not available for lite-medsam (torch only)")
+        device = pick_device(device)
+        loaded = load_model(checkpoint, expected_sha256=expected_sha256, device=device)
+        model_id = "lite-medsam" if loaded.bundled else f"lite-medsam:{loaded.sha256[:12]}"
+        return cls(loaded.module, model_id=model_id, model_sha256=loaded.sha256, device=device,
+                   checkpoint=loaded.checkpoint)
+
+    # -- the encoder: one method, so another runtime (issue 8) can take its place ------------------
+    @property
+    def torch_module(self):
+        """The assembled torch module (image_encoder, prompt_encoder, mask_decoder), e.g. for export."""
+        return self._module
+
+    def set_encoder(self, encoder: EncoderFn, runtime: str) -> None:
+        """Replace the image encoder call (e.g. an ONNX Runtime / OpenVINO session); `runtime` names it
+        in every EmbeddingKey so embeddings of different runtimes never mix in the cache."""
+        self._encoder = encoder
+        self.runtime = runtime
+
+    def encode(self, model_input_1x3: np.ndarray) -> np.ndarray:
+        """(1, 3, 256, 256) float32 -> (1, 256, 64, 64) float32 through the current runtime."""
+        features = np.asarray(self._encoder(model_input_1x3), dtype=np.float32)
+        if features.ndim != 4 or features.shape[:2] != (1, 256):
+            raise EngineError(f"encoder returned features of shape {features.shape}, expected (1, 256, h, w)")
+        return features
+
+    def _torch_encode(self, model_input_1x3: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(model_input_1x3).to(self.device)
+            return self._module.image_encoder(x).float().cpu().numpy()
+
+    # -- PromptEngine ---------------------------------------------------------------------------
+    def embed(self, image_hw3_u8: np.ndarray, *, cancel: threading.Event | None = None,
+              progress: ProgressFn | None = None) -> ImageEmbedding:
+        try:
+            image = preprocess.as_rgb_u8(image_hw3_u8)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from exc
+        if cancel is not None and cancel.is_set():
+            raise EngineError("embedding cancelled")
+        if progress is not None:
+            progress(0, 1)
+        model_input, input_size = preprocess.model_input(image)
+        with self._lock:
+            features = self.encode(model_input)
+        if progress is not None:
+            progress(1, 1)
+        return ImageEmbedding(features=features, original_size=(int(image.shape[0]), int(image.shape[1])),
+                              input_size=input_size, model_id=self.model_id)
+
+    def predict(self, embedding: ImageEmbedding, *, points_xy: np.ndarray | None = None,
+                point_labels: np.ndarray | None = None, box_xyxy: np.ndarray | None = None,
+                mask_input: np.ndarray | None = None, multimask: bool = True) -> MaskPrediction:
+        """One mask (LiteMedSAM was trained single-mask, so `multimask` is ignored: its other heads
+        are untrained). Prompts are in slice pixels and scaled like the reference's boxes."""
+        import torch
+
+        if embedding.model_id != self.model_id:
+            raise EngineError(f"embedding made by {embedding.model_id!r}, not {self.model_id!r}")
+        has_points = points_xy is not None and len(points_xy) > 0
+        if box_xyxy is None and not has_points:
+            raise EngineError("LiteMedSAM needs a box (or at least one point)")
+        size = tuple(int(v) for v in embedding.original_size)
+        with self._lock, torch.inference_mode():
+            module = self._module
+            features = torch.from_numpy(np.asarray(embedding.features, dtype=np.float32)).to(self.device)
+            points = None
+            if has_points:
+                coords = preprocess.to_model_coords(np.asarray(points_xy, dtype=np.float64).reshape(-1, 2), size)
+                labels = np.asarray(point_labels if point_labels is not None else np.ones(len(coords)))
+                points = (torch.as_tensor(coords[None], dtype=torch.float32, device=self.device),
+                          torch.as_tensor(labels.reshape(1, -1), dtype=torch.int64, device=self.device))
+            boxes = None
+            if box_xyxy is not None:
+                box = preprocess.to_model_coords(preprocess.clip_box_xyxy(box_xyxy, size), size)
+                boxes = torch.as_tensor(box[None, None], dtype=torch.float32, device=self.device)
+            masks = None
+            if mask_input is not None:
+                masks = torch.as_tensor(np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *np.shape(mask_input)[-2:]),
+                                        device=self.device)
+            sparse, dense = module.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            low_res, iou = module.mask_decoder(
+                image_embeddings=features, image_pe=module.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+            )
+            logits = preprocess.upsample_logits(low_res, embedding.input_size, size)
+            mask = preprocess.masks_from_logits(logits)[0]
+        return MaskPrediction(masks=mask.astype(bool), scores=iou[0].float().cpu().numpy(),
+                              low_res_logits=low_res[0].float().cpu().numpy())
