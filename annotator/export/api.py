@@ -1,0 +1,225 @@
+"""What every exporter shares: the spec, the result, the geometry guard and de-identification.
+
+Exporters take a Volume and a LabelMap on its grid and write one dataset format. They never
+recompute geometry, never write a label map that lies on another grid, never overwrite without
+`spec.overwrite`, and keep the patient's name, ID and birth date out of every byte they write
+unless `spec.keep_phi`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from annotator.core.atomic import atomic_write_text
+from annotator.core.errors import AnnotatorError, GeometryMismatchError
+from annotator.core.geometry import Window, default_window
+from annotator.core.labels import LabelMap, LabelTable
+from annotator.core.volume import Volume, grid_differences
+
+FORMATS = ("nifti", "coco", "nnunet", "dicom-seg", "datalist", "yolo")
+SliceSelection = Literal["annotated", "all", "every"]
+
+# DICOM attributes that identify the patient; the brief's three plus their close relatives
+# that highdicom would otherwise copy from the source images into a SEG.
+PHI_METADATA_KEYS = ("patient_name", "patient_id", "patient_birth_date")
+
+
+class OutputExistsError(AnnotatorError):
+    """An output file already exists and the user did not ask to overwrite it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path}: already exists (use --overwrite to replace it)")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How to export one case. Formats ignore the fields that do not concern them.
+
+    case_id:        file-name stem of the case (de-identified before use unless keep_phi).
+    plane/axis:     for 2-D formats (COCO, YOLO): slices stacked along this array axis
+                    (0 = z, 1 = y, 2 = x); `plane` ("axial"...) wins when given.
+    slices:         "annotated" (slices with any label), "all", or "every" k-th slice
+                    (`every_k`) plus every annotated slice; unannotated ones are empty negatives.
+    window:         intensity window for 8-bit slice images; None = core.geometry.default_window.
+    coco_encoding:  "rle" (exact, compact) or "polygon" (exact pixel-edge polygons; a
+                    component with holes falls back to RLE because polygons cannot hold holes).
+    """
+
+    case_id: str = "case"
+    overwrite: bool = False
+    keep_phi: bool = False
+    plane: str | None = None
+    axis: int = 0
+    slices: SliceSelection = "annotated"
+    every_k: int = 1
+    window: Window | None = None
+    coco_encoding: Literal["rle", "polygon"] = "rle"
+    connectivity: int = 2  # 2-D: 1 = 4-neighbour, 2 = 8-neighbour components
+
+    def __post_init__(self) -> None:
+        if self.slices not in ("annotated", "all", "every"):
+            raise ValueError(f"slices must be annotated, all or every, got {self.slices!r}")
+        if self.every_k < 1:
+            raise ValueError(f"every_k must be >= 1, got {self.every_k}")
+        if self.coco_encoding not in ("rle", "polygon"):
+            raise ValueError(f"coco_encoding must be rle or polygon, got {self.coco_encoding!r}")
+        if self.axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2, got {self.axis}")
+
+
+@dataclass
+class ExportResult:
+    """What one export wrote (paths) and what a dataset-level merge step needs (records)."""
+
+    case_id: str
+    files: list[Path] = field(default_factory=list)
+    records: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Exporter(Protocol):
+    """One dataset format. `export_case` writes one case; `finalize` writes dataset-level files."""
+
+    name: str
+
+    def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
+                    spec: ExportSpec) -> ExportResult: ...
+
+    def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
+                 table: LabelTable) -> list[Path]: ...
+
+
+# ---- geometry guard ----------------------------------------------------------------------------
+
+def require_label_map_on_grid(volume: Volume, labels: LabelMap | Volume,
+                              table: LabelTable | None = None) -> LabelMap:
+    """The label map to export, after checking it lies exactly on the image grid.
+
+    `labels` may be a LabelMap (checked by shape: it has no geometry of its own) or an integer
+    label Volume read from a file (checked on shape, spacing, origin and direction). Raises
+    GeometryMismatchError naming every difference; nothing is written by the caller then.
+    """
+    if isinstance(labels, Volume):
+        diffs = grid_differences(volume, labels)
+        if diffs:
+            raise GeometryMismatchError(
+                "label map is on a different grid than the image: " + "; ".join(diffs)
+                + " (resample or re-read it onto the image grid first; refusing to export)")
+        values = np.asarray(labels.array)
+        if values.dtype.kind == "f":
+            if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+                raise GeometryMismatchError("label map holds non-integer values; refusing to export")
+        if values.size and (values.min() < 0 or values.max() > np.iinfo(np.uint16).max):
+            raise GeometryMismatchError("label values must lie within 0..65535; refusing to export")
+        array = values.astype(np.uint16)
+        return LabelMap(array.shape, table if table is not None else LabelTable.for_values(np.unique(array)),
+                        array=array)
+    if tuple(labels.shape_zyx) != tuple(volume.shape_zyx):
+        raise GeometryMismatchError(
+            f"label map is on a different grid than the image: shape (z,y,x) {tuple(volume.shape_zyx)} "
+            f"vs {tuple(labels.shape_zyx)}; refusing to export")
+    if table is not None and table is not labels.table:
+        return LabelMap(labels.shape_zyx, table, array=labels.array)
+    return labels
+
+
+def smallest_unsigned_dtype(max_value: int) -> np.dtype:
+    """uint8 when every label fits, else uint16 (labels never exceed 65535)."""
+    return np.dtype(np.uint8) if max_value <= np.iinfo(np.uint8).max else np.dtype(np.uint16)
+
+
+def slice_window(volume: Volume, spec: ExportSpec) -> Window:
+    return spec.window if spec.window is not None else default_window(volume)
+
+
+def export_axis(volume: Volume, spec: ExportSpec) -> int:
+    if spec.plane:
+        from annotator.core.geometry import plane_array_axis
+
+        return plane_array_axis(volume, spec.plane)  # type: ignore[arg-type]
+    return spec.axis
+
+
+def selected_slices(label_array: np.ndarray, axis: int, spec: ExportSpec) -> list[int]:
+    """Slice indices along `axis` to export, by `spec.slices`."""
+    other = tuple(a for a in range(3) if a != axis)
+    annotated = np.flatnonzero(np.any(label_array != 0, axis=other))
+    if spec.slices == "annotated":
+        return [int(i) for i in annotated]
+    n = label_array.shape[axis]
+    if spec.slices == "all":
+        return list(range(n))
+    return sorted({int(i) for i in annotated} | set(range(0, n, spec.every_k)))
+
+
+# ---- overwrite ----------------------------------------------------------------------------------
+
+def refuse_existing(paths: Iterable[Path], spec: ExportSpec) -> None:
+    """Raise OutputExistsError for the first path that exists, unless spec.overwrite."""
+    if spec.overwrite:
+        return
+    for path in paths:
+        if Path(path).exists():
+            raise OutputExistsError(path)
+
+
+def write_json(path: Path, data: Any, *, overwrite: bool) -> Path:
+    if not overwrite and path.exists():
+        raise OutputExistsError(path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n", overwrite=True)
+    return path
+
+
+# ---- de-identification --------------------------------------------------------------------------
+
+def phi_values(volume: Volume) -> list[str]:
+    """The identifying strings of the source (name, ID, birth date) as they may appear in text.
+
+    A DICOM person name "DOE^JANE" is also returned as "DOE JANE", "JANE DOE" and "DOE_JANE" so a
+    scrubber catches it in file names and free text.
+    """
+    out: set[str] = set()
+    for key in PHI_METADATA_KEYS:
+        raw = str(volume.metadata.get(key) or "").strip()
+        if len(raw) < 2:  # one character is not identifying and would match everywhere
+            continue
+        out.add(raw)
+        if key == "patient_name":
+            parts = [p for p in re.split(r"[\^=]+", raw) if p.strip()]
+            if parts:
+                out.update({" ".join(parts), "_".join(parts), " ".join(reversed(parts)), "".join(parts)})
+    return sorted(out, key=len, reverse=True)
+
+
+def contains_phi(text: str, phi: Sequence[str]) -> bool:
+    low = text.lower()
+    return any(p.lower() in low for p in phi)
+
+
+def safe_case_id(case_id: str, volume: Volume, spec: ExportSpec) -> str:
+    """A file-system safe case id that carries no patient identifier (unless keep_phi).
+
+    An id containing the patient's name/ID/birth date is replaced by a stable pseudonym derived
+    from the image content, so the same scan always gets the same name.
+    """
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("._") or "case"
+    if not spec.keep_phi and contains_phi(case_id, phi_values(volume)):
+        clean = "case_" + hashlib.blake2b(volume.content_id.encode(), digest_size=5).hexdigest()
+    return clean
+
+
+def scrub_text(text: str, phi: Sequence[str], replacement: str = "anonymous") -> str:
+    """`text` with every identifying value replaced (case-insensitive)."""
+    for value in phi:
+        text = re.sub(re.escape(value), replacement, text, flags=re.IGNORECASE)
+    return text
