@@ -223,3 +223,36 @@ def scrub_text(text: str, phi: Sequence[str], replacement: str = "anonymous") ->
     for value in phi:
         text = re.sub(re.escape(value), replacement, text, flags=re.IGNORECASE)
     return text
+
+
+# ---- registry and one-case convenience ----------------------------------------------------------
+
+_EXPORTERS = {
+    "nifti": "annotator.export.nifti:NiftiExporter",
+    "coco": "annotator.export.coco:CocoExporter",
+    "nnunet": "annotator.export.nnunet:NnUnetExporter",
+    "dicom-seg": "annotator.export.dicom_seg:DicomSegExporter",
+    "datalist": "annotator.export.datalist:DatalistExporter",
+    "yolo": "annotator.export.yolo:YoloExporter",
+}
+
+
+def get_exporter(name: str) -> Exporter:
+    """The exporter for format `name` (one of FORMATS), imported on demand."""
+    import importlib
+
+    if name not in _EXPORTERS:
+        raise ValueError(f"unknown export format {name!r}; expected one of {', '.join(FORMATS)}")
+    module_name, class_name = _EXPORTERS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def export_volume(exporter: Exporter | str, volume: Volume, labels: LabelMap | Volume,
+                  out_dir: str | os.PathLike[str], spec: ExportSpec) -> ExportResult:
+    """Export one case and write the dataset-level files: the whole job for a single image."""
+    if isinstance(exporter, str):
+        exporter = get_exporter(exporter)
+    label_map = require_label_map_on_grid(volume, labels)
+    result = exporter.export_case(volume, label_map, Path(out_dir), spec)
+    result.files.extend(exporter.finalize([result], Path(out_dir), spec, label_map.table))
+    return result

@@ -1,0 +1,134 @@
+"""COCO export: pycocotools loads the file and annToMask of every annotation equals our mask."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from annotator.core.geometry import Window, apply_window
+from annotator.export.api import ExportSpec, OutputExistsError, export_volume
+from annotator.export.coco import exact_polygons, pixel_edge_loops
+
+
+def expected_components(label_array: np.ndarray, index: int) -> list[tuple[int, np.ndarray]]:
+    """(label, mask) per 8-connected component of each label on slice `index` (computed here)."""
+    out = []
+    for label_id in sorted(set(np.unique(label_array[index])) - {0}):
+        comps, n = ndimage.label(label_array[index] == label_id, structure=np.ones((3, 3)))
+        out += [(int(label_id), comps == k) for k in range(1, n + 1)]
+    return out
+
+
+def check_every_annotation_with_pycocotools(out_dir, label_array):
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out_dir / "annotations.json"))
+    seen = 0
+    for image in coco.dataset["images"]:
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]]))
+        expected = expected_components(label_array, image["slice_index"])
+        assert len(anns) == len(expected)
+        remaining = list(expected)
+        for ann in anns:
+            mask = coco.annToMask(ann).astype(bool)
+            match = [i for i, (lab, m) in enumerate(remaining) if lab == ann["category_id"] and np.array_equal(m, mask)]
+            assert match, f"annotation {ann['id']} matches none of our masks on slice {image['slice_index']}"
+            remaining.pop(match[0])
+            assert ann["area"] == int(mask.sum())
+            ys, xs = np.nonzero(mask)
+            assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            seen += 1
+    return coco, seen
+
+
+@pytest.mark.parametrize("encoding", ["rle", "polygon"])
+def test_pycocotools_reads_back_every_mask(tmp_path, volume, label_map, encoding):
+    spec = ExportSpec(case_id="c1", coco_encoding=encoding, window=Window(0, 1000))
+    result = export_volume("coco", volume, label_map, tmp_path, spec)
+    coco, seen = check_every_annotation_with_pycocotools(tmp_path, label_map.array)
+    assert seen == 4  # two rectangles of label 1, the holed square and the border square of label 3
+    assert {c["id"]: c["name"] for c in coco.dataset["categories"]} == {1: "liver", 3: "kidney"}
+    assert sorted(img["slice_index"] for img in coco.dataset["images"]) == [1, 3, 4]
+    kinds = {type(a["segmentation"]).__name__ for a in coco.dataset["annotations"]}
+    if encoding == "rle":
+        assert kinds == {"dict"}
+    else:
+        # the square with a hole cannot be a polygon: it alone stays RLE
+        assert kinds == {"dict", "list"}
+        assert sum(isinstance(a["segmentation"], dict) for a in coco.dataset["annotations"]) == 1
+        assert any("holes" in w for w in result.warnings)
+
+
+def test_slice_images_are_windowed_pngs(tmp_path, volume, label_map):
+    from PIL import Image
+
+    window = Window(100, 600)
+    export_volume("coco", volume, label_map, tmp_path, ExportSpec(case_id="c1", window=window))
+    data = json.loads((tmp_path / "annotations.json").read_text())
+    for image in data["images"]:
+        pixels = np.asarray(Image.open(tmp_path / image["file_name"]))
+        np.testing.assert_array_equal(pixels, apply_window(volume.array[image["slice_index"]], window))
+        assert (image["width"], image["height"]) == (24, 20)
+
+
+def test_slice_selection_all_and_every_kth_with_empty_negatives(tmp_path, volume, label_map):
+    export_volume("coco", volume, label_map, tmp_path / "all", ExportSpec(slices="all"))
+    data = json.loads((tmp_path / "all" / "annotations.json").read_text())
+    assert [img["slice_index"] for img in data["images"]] == [0, 1, 2, 3, 4, 5]
+    export_volume("coco", volume, label_map, tmp_path / "k", ExportSpec(slices="every", every_k=2))
+    data = json.loads((tmp_path / "k" / "annotations.json").read_text())
+    # every 2nd slice (0, 2, 4) plus every annotated slice (1, 3, 4)
+    assert [img["slice_index"] for img in data["images"]] == [0, 1, 2, 3, 4]
+    annotated_images = {a["image_id"] for a in data["annotations"]}
+    negatives = [img for img in data["images"] if img["id"] not in annotated_images]
+    assert [img["slice_index"] for img in negatives] == [0, 2]
+    check_every_annotation_with_pycocotools(tmp_path / "k", label_map.array)
+
+
+def test_other_planes_export_raw_slices_along_that_axis(tmp_path, volume, label_map):
+    export_volume("coco", volume, label_map, tmp_path, ExportSpec(axis=2))
+    data = json.loads((tmp_path / "annotations.json").read_text())
+    assert all(img["height"] == 6 and img["width"] == 20 for img in data["images"])
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(tmp_path / "annotations.json"))
+    total = sum(coco.annToMask(a).sum() for a in coco.dataset["annotations"])
+    assert total == np.count_nonzero(label_map.array)
+
+
+def test_existing_export_is_not_overwritten(tmp_path, volume, label_map):
+    export_volume("coco", volume, label_map, tmp_path, ExportSpec(case_id="c1"))
+    before = (tmp_path / "annotations.json").read_bytes()
+    with pytest.raises(OutputExistsError):
+        export_volume("coco", volume, label_map, tmp_path, ExportSpec(case_id="c1"))
+    assert (tmp_path / "annotations.json").read_bytes() == before
+
+
+def test_polygons_are_exact_for_random_hole_free_shapes():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(40):
+        mask = ndimage.binary_opening(rng.random((30, 33)) > 0.55) | (rng.random((30, 33)) > 0.97)
+        comps, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        for k in range(1, n + 1):
+            comp = comps == k
+            filled = ndimage.binary_fill_holes(comp)
+            polygons = exact_polygons(comp)
+            if np.array_equal(filled, comp):
+                assert polygons is not None, "a hole-free component must become polygons"
+            if polygons is not None:  # whatever is returned must rasterise back exactly
+                rle = mask_utils.merge(mask_utils.frPyObjects(polygons, *comp.shape))
+                assert np.array_equal(mask_utils.decode(rle).astype(bool), comp)
+                checked += 1
+    assert checked > 50
+
+
+def test_pixel_edge_loop_of_one_pixel_is_its_square():
+    mask = np.zeros((3, 3), bool)
+    mask[1, 2] = True
+    assert pixel_edge_loops(mask) == [[(2, 1), (3, 1), (3, 2), (2, 2)]]
