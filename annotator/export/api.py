@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -65,6 +65,9 @@ class ExportSpec:
     window: Window | None = None
     coco_encoding: Literal["rle", "polygon"] = "rle"
     connectivity: int = 2  # 2-D: 1 = 4-neighbour, 2 = 8-neighbour components
+    # Dataset-level decisions made once by Exporter.prepare before cases run (possibly in other
+    # processes): our label id -> the id written (nnU-Net and YOLO need consecutive ids).
+    label_id_map: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.slices not in ("annotated", "all", "every"):
@@ -88,9 +91,18 @@ class ExportResult:
 
 
 class Exporter(Protocol):
-    """One dataset format. `export_case` writes one case; `finalize` writes dataset-level files."""
+    """One dataset format.
+
+    prepare:      once per dataset, before any case: returns the spec carrying dataset-level
+                  decisions (label renumbering) and the final case ids (nnU-Net numbers them).
+    export_case:  one case; may run in a worker process or on a Dask worker.
+    finalize:     once, after all cases: dataset-level files (annotations.json, dataset.json).
+    """
 
     name: str
+
+    def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
+                spec: ExportSpec) -> tuple[ExportSpec, list[str]]: ...
 
     def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
                     spec: ExportSpec) -> ExportResult: ...
@@ -237,6 +249,32 @@ _EXPORTERS = {
 }
 
 
+class BaseExporter:
+    """Defaults for exporters without dataset-level decisions."""
+
+    name = "base"
+
+    def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
+                spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
+        return spec, list(case_ids)
+
+
+def consecutive_id_map(table: LabelTable, start: int = 1) -> tuple[tuple[int, int], ...]:
+    """Label ids renumbered start, start+1, ... in table order (for formats needing it)."""
+    return tuple((lab.id, start + i) for i, lab in enumerate(table))
+
+
+def remap_labels(array: np.ndarray, id_map: Sequence[tuple[int, int]] | dict[int, int]) -> np.ndarray:
+    """`array` with label values renumbered by `id_map`; values not in the map become 0."""
+    pairs = dict(id_map)
+    if not pairs:
+        return array
+    lut = np.zeros(max(int(array.max(initial=0)), max(pairs)) + 1, dtype=np.uint16)
+    for old, new in pairs.items():
+        lut[old] = new
+    return lut[array]
+
+
 def get_exporter(name: str) -> Exporter:
     """The exporter for format `name` (one of FORMATS), imported on demand."""
     import importlib
@@ -253,6 +291,8 @@ def export_volume(exporter: Exporter | str, volume: Volume, labels: LabelMap | V
     if isinstance(exporter, str):
         exporter = get_exporter(exporter)
     label_map = require_label_map_on_grid(volume, labels)
+    spec, (case_id,) = exporter.prepare(Path(out_dir), label_map.table, [spec.case_id], spec)
+    spec = replace(spec, case_id=case_id)
     result = exporter.export_case(volume, label_map, Path(out_dir), spec)
     result.files.extend(exporter.finalize([result], Path(out_dir), spec, label_map.table))
     return result

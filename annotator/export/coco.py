@@ -19,6 +19,7 @@ from annotator.core.geometry import apply_window, array_axis_plane, slice_2d
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume
 from annotator.export.api import (
+    BaseExporter,
     ExportResult,
     ExportSpec,
     OutputExistsError,
@@ -82,7 +83,7 @@ def pixel_edge_loops(mask: np.ndarray) -> list[list[tuple[int, int]]]:
     )
     for side, (sx, sy), (ex, ey) in sides:
         rows, cols = np.nonzero(side)
-        for r, c in zip(rows.tolist(), cols.tolist()):
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             outgoing[(c + sx, r + sy)].append((c + ex, r + ey))
     loops = []
     while outgoing:
@@ -197,7 +198,7 @@ def slice_image_name(case_id: str, plane: str, index: int) -> str:
 
 # ---- exporter -----------------------------------------------------------------------------------
 
-class CocoExporter:
+class CocoExporter(BaseExporter):
     """OUT/images/{case}_{plane}_{index}.png + OUT/annotations.json (categories = label table)."""
 
     name = "coco"
@@ -215,7 +216,7 @@ class CocoExporter:
         refuse_existing([*image_paths, out_dir / ANNOTATIONS_FILE], spec)
         result = ExportResult(case_id)
         images, annotations, fallbacks = [], [], 0
-        for local_id, (index, path) in enumerate(zip(indices, image_paths)):
+        for local_id, (index, path) in enumerate(zip(indices, image_paths, strict=True)):
             label_slice = slice_2d(label_map.array, axis, index)
             height, width = label_slice.shape
             write_png(apply_window(slice_2d(volume.array, axis, index), window), path,

@@ -11,6 +11,7 @@ from annotator.core.atomic import atomic_path
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume
 from annotator.export.api import (
+    BaseExporter,
     ExportResult,
     ExportSpec,
     OutputExistsError,
@@ -61,7 +62,7 @@ def write_label_nifti(volume: Volume, labels: LabelMap | Volume, path: Path, *, 
     return write_nifti(array.astype(dtype), volume, path, overwrite=overwrite)
 
 
-class NiftiExporter:
+class NiftiExporter(BaseExporter):
     """OUT/{case}_labels.nii.gz (+ OUT/labels.json naming the values)."""
 
     name = "nifti"
