@@ -1,0 +1,156 @@
+"""Read a label-map file onto an image's grid: lossless axis permutation/flip/offset only, never resampling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from annotator.core.errors import InputError
+from annotator.core.labels import MAX_LABEL, LabelMap, LabelTable, default_colour
+from annotator.core.volume import Volume
+
+log = logging.getLogger(__name__)
+
+_MATRIX_TOL = 1e-3   # direction*spacing ratios must be exactly 0 / +-1 up to float32 header noise
+_OFFSET_TOL = 1e-2   # voxel-centre offsets must be whole voxels to within 1/100 voxel
+
+
+def _grid_text(volume: Volume) -> str:
+    spacing = ", ".join(f"{s:g}" for s in volume.spacing_zyx_mm)
+    origin = ", ".join(f"{o:.3f}" for o in volume.origin_lps_mm)
+    return f"shape(z,y,x)={volume.shape_zyx} spacing(z,y,x)=({spacing}) mm origin LPS=({origin})"
+
+
+def index_mapping(image: Volume, labels: Volume) -> tuple[list[int], list[int], list[int]] | None:
+    """How label index axes (x, y, z) land on image index axes, or None if not a whole-voxel map.
+
+    Returns (image_axis_of, sign_of, offset_of) per label axis: image_index[b] = sign * label_index[a]
+    + offset, b = image_axis_of[a].
+    """
+    transform = np.linalg.solve(image.affine_lps(), labels.affine_lps())
+    matrix, translation = transform[:3, :3], transform[:3, 3]
+    image_axis_of, sign_of, offset_of = [], [], []
+    for a in range(3):
+        column = matrix[:, a]
+        b = int(np.argmax(np.abs(column)))
+        expected = np.zeros(3)
+        expected[b] = np.sign(column[b])
+        if not np.allclose(column, expected, atol=_MATRIX_TOL):
+            return None
+        offset = float(translation[b])
+        if abs(offset - round(offset)) > _OFFSET_TOL:
+            return None
+        image_axis_of.append(b)
+        sign_of.append(int(expected[b]))
+        offset_of.append(int(round(offset)))
+    if sorted(image_axis_of) != [0, 1, 2]:
+        return None
+    return image_axis_of, sign_of, offset_of
+
+
+def reorient_onto(image: Volume, labels: Volume, path: str | os.PathLike[str]) -> np.ndarray:
+    """The label voxels as a (z, y, x) array on the image grid (zeros where the label grid is absent)."""
+    mapping = index_mapping(image, labels)
+    if mapping is None:
+        raise InputError(path, "label grid is not the image grid up to axis order/flips "
+                               f"(labels: {_grid_text(labels)}; image: {_grid_text(image)}); "
+                               "resampling labels is refused because it would change them")
+    image_axis_of, sign_of, offset_of = mapping
+    label_xyz = labels.array.T  # (x, y, z) view
+    axes = [0, 0, 0]
+    for a, b in enumerate(image_axis_of):
+        axes[b] = a
+    moved = np.transpose(label_xyz, axes)  # now axis b holds label axis a
+    image_shape_xyz = image.shape_zyx[::-1]
+    slices = []
+    for a, b in enumerate(image_axis_of):
+        n = label_xyz.shape[a]
+        if sign_of[a] < 0:
+            moved = np.flip(moved, axis=b)
+            start = offset_of[a] - (n - 1)
+        else:
+            start = offset_of[a]
+        if start < 0 or start + n > image_shape_xyz[b]:
+            raise InputError(path, "label grid extends beyond the image grid "
+                                   f"(labels: {_grid_text(labels)}; image: {_grid_text(image)})")
+        slices.append((b, slice(start, start + n)))
+    if all(s.start == 0 and s.stop == image_shape_xyz[b] for b, s in slices):
+        out_xyz = moved
+    else:
+        out_xyz = np.zeros(image_shape_xyz, dtype=moved.dtype)
+        region = [slice(None)] * 3
+        for b, s in slices:
+            region[b] = s
+        out_xyz[tuple(region)] = moved
+    return np.ascontiguousarray(out_xyz.T)
+
+
+def _integer_labels(array: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+    """uint16 label values, refusing fractions, negatives and values above 65535."""
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise InputError(path, "label map contains NaN or infinite values")
+        if not np.array_equal(array, np.round(array)):
+            raise InputError(path, "label map holds non-integer values (a probability map or an "
+                                   "interpolated mask?); label values must be whole numbers")
+    elif array.dtype.kind not in "iub":
+        raise InputError(path, f"label map has unsupported voxel type {array.dtype}")
+    if array.size:
+        lo, hi = array.min(), array.max()
+        if lo < 0:
+            raise InputError(path, f"label map holds negative values (min {lo})")
+        if hi > MAX_LABEL:
+            raise InputError(path, f"label map holds values above {MAX_LABEL} (max {hi})")
+    return array.astype(np.uint16, copy=False)
+
+
+def _sidecar_table(path: Path) -> LabelTable | None:
+    """Label names from '<name>.json' beside the file, or 'labels.json' in its folder."""
+    stem = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    for candidate in (path.with_name(f"{stem}.json"), path.with_name("labels.json")):
+        if not candidate.is_file():
+            continue
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "labels" in data:
+                data = data["labels"]
+            return LabelTable.from_json(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("%s: label names not used (%s)", candidate, exc)
+    return None
+
+
+def read_labels_onto(volume: Volume, path: str | os.PathLike[str]) -> LabelMap:
+    """Load a label map (NIfTI/NRRD/MHA) onto `volume`'s grid without changing any label value.
+
+    The label file may store the same grid with axes permuted or flipped, or a whole-voxel
+    sub-box of it; anything else raises InputError naming both grids. Names come from a JSON
+    sidecar ('<name>.json' or 'labels.json') when present.
+    """
+    from annotator.io.registry import load_volume
+
+    path = Path(path)
+    source = load_volume(path)
+    n_volumes = int(source.metadata.get("n_volumes", 1))
+    if n_volumes > 1:
+        raise InputError(path, f"label map must be 3-D, the file holds {n_volumes} volumes")
+    values = _integer_labels(source.array, path)
+    source = source.with_array(values)
+    array = reorient_onto(volume, source, path)
+    table = _sidecar_table(path)
+    present = [int(v) for v in np.unique(array) if v != 0]
+    if table is None:
+        table = LabelTable.for_values(present)
+    else:
+        for value in present:
+            if value not in table:
+                table.add(f"label {value}", default_colour(value), label_id=value)
+    return LabelMap(volume.shape_zyx, table=table, array=array)
