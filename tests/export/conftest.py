@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def oblique_direction(angle_deg: float = 17.0) -> np.ndarray:
@@ -41,22 +37,3 @@ def label_map(volume: Volume) -> LabelMap:
     array[3, 8:11, 8:11] = 0
     array[4, 0:4, 20:24] = 3         # touches the image border
     return LabelMap(volume.shape_zyx, table, array=array)
-
-
-def shared_data_or_skip() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
-    return SHARED_DATA.resolve()
-
-
-def all_output_bytes(root: Path) -> dict[Path, bytes]:
-    """Every written file's bytes, gzip members decompressed so their content is scanned too."""
-    import gzip
-
-    out = {}
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = data + gzip.decompress(data)
-        out[path] = data + str(path.relative_to(root)).encode()
-    return out

@@ -17,7 +17,8 @@ def verify_with_nnunet(folder, capfd):
     verify_dataset_integrity(str(folder), num_processes=1)
     out, err = capfd.readouterr()
     # nnU-Net reports mismatched grids only as printed warnings: none may appear.
-    assert "Warning" not in out and "Error" not in out, out
+    assert "Warning" not in out, out
+    assert "Error" not in out, out
 
 
 @pytest.mark.slow
@@ -28,7 +29,8 @@ def test_nnunet_integrity_check_passes_and_cases_are_added_without_renumbering(t
     export_volume("nnunet", volume, label_map, dataset, ExportSpec())
     data = json.loads((dataset / "dataset.json").read_text())
     assert data["labels"] == {"background": 0, "liver": 1, "kidney": 2}  # 3 renumbered to 2
-    assert data["numTraining"] == 1 and data["file_ending"] == ".nii.gz"
+    assert data["numTraining"] == 1
+    assert data["file_ending"] == ".nii.gz"
     assert data["channel_names"] == {"0": "CT"}
     written = np.asarray(nib.load(str(dataset / "labelsTr" / "case_001.nii.gz")).dataobj).transpose(2, 1, 0)
     np.testing.assert_array_equal(written == 2, label_map.array == 3)
@@ -51,7 +53,8 @@ def test_nnunet_integrity_check_passes_and_cases_are_added_without_renumbering(t
     assert data["numTraining"] == 2
     assert (dataset / "labelsTr" / "case_001.nii.gz").read_bytes() == before  # not renumbered
     second = np.asarray(nib.load(str(dataset / "labelsTr" / "case_002.nii.gz")).dataobj).transpose(2, 1, 0)
-    assert set(np.unique(second[2])) == {0, 2} and set(np.unique(second[5])) == {0, 3}
+    assert set(np.unique(second[2])) == {0, 2}
+    assert set(np.unique(second[5])) == {0, 3}
     verify_with_nnunet(dataset, capfd)
 
 

@@ -1,0 +1,163 @@
+"""DICOM SEG (highdicom) for labels drawn on a DICOM series: one segment per label, on the source frames.
+
+Only possible when the Volume came from DICOM files (metadata "source_files" per z slice); each
+slice's position and orientation is checked against its source file before anything is written,
+so a segment can never land on the wrong frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotator import __version__
+from annotator.core.atomic import atomic_path
+from annotator.core.errors import GeometryMismatchError, InputError
+from annotator.core.labels import LabelMap, LabelTable
+from annotator.core.volume import Volume
+from annotator.export.api import (
+    BaseExporter,
+    ExportResult,
+    ExportSpec,
+    refuse_existing,
+    require_label_map_on_grid,
+    safe_case_id,
+)
+
+# Patient-identifying attributes replaced in the copies of the source headers handed to
+# highdicom (it copies the patient module into the SEG) unless --keep-phi.
+_PHI_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
+                   "OtherPatientNames", "OtherPatientIDsSequence", "PatientBirthName", "PatientAddress")
+
+
+def source_datasets(volume: Volume) -> list[Any]:
+    """The source DICOM headers, one per z slice in array order (pixel data not read)."""
+    import pydicom
+
+    files = volume.metadata.get("source_files")
+    if not files or len(files) != volume.shape_zyx[0]:
+        raise InputError(volume.metadata.get("source_path"),
+                         "DICOM SEG needs an image loaded from a DICOM series (one source file per slice)")
+    datasets = []
+    for path in files:
+        if isinstance(path, list | tuple):  # a slice may list several files (e.g. echoes); the first places it
+            path = path[0]
+        try:
+            datasets.append(pydicom.dcmread(str(path), stop_before_pixels=True))
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            raise InputError(path, f"cannot read the source DICOM file ({exc})") from exc
+    check_frames_match_volume(volume, datasets)
+    return datasets
+
+
+def check_frames_match_volume(volume: Volume, datasets: Sequence[Any], atol_mm: float = 1e-2) -> None:
+    """Raise GeometryMismatchError unless slice z of the volume is exactly source frame z."""
+    _, rows, cols = volume.shape_zyx
+    dirs = np.asarray(volume.direction_lps)
+    for z, ds in enumerate(datasets):
+        where = f"slice {z} ({getattr(ds, 'SOPInstanceUID', '?')})"
+        if int(ds.Rows) != rows or int(ds.Columns) != cols:
+            raise GeometryMismatchError(f"{where}: source frame is {ds.Rows}x{ds.Columns}, volume slice {rows}x{cols}")
+        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        if not (np.allclose(iop[:3], dirs[:, 0], atol=1e-4) and np.allclose(iop[3:], dirs[:, 1], atol=1e-4)):
+            raise GeometryMismatchError(f"{where}: source orientation {iop.tolist()} differs from the volume's")
+        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        expected = volume.index_zyx_to_world_lps(np.array([z, 0, 0]))
+        if not np.allclose(ipp, expected, atol=atol_mm):
+            raise GeometryMismatchError(f"{where}: source position {ipp.tolist()} differs from the volume's "
+                                        f"{np.round(expected, 3).tolist()}")
+
+
+def deidentified_copies(datasets: Sequence[Any], volume: Volume) -> list[Any]:
+    """Copies of the headers with the patient identifiers replaced by a stable pseudonym."""
+    pseudonym = "ANON-" + hashlib.blake2b(
+        str(volume.metadata.get("patient_id") or volume.content_id).encode(), digest_size=5).hexdigest().upper()
+    out = []
+    for ds in datasets:
+        ds = copy.deepcopy(ds)
+        for keyword in _PHI_ATTRIBUTES:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.PatientName = "Anonymous^"
+        ds.PatientID = pseudonym
+        ds.PatientBirthDate = ""
+        out.append(ds)
+    return out
+
+
+def segment_descriptions(table: LabelTable, label_ids: Sequence[int]) -> list[Any]:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="annotator", version=__version__, family=codes.cid7162.ArtificialIntelligence)
+    out = []
+    for number, label_id in enumerate(label_ids, start=1):
+        label = table[label_id] if label_id in table else None
+        out.append(hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label.name if label else f"label {label_id}",
+            segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=codes.SCT.AnatomicalStructure,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_id=f"label {label_id}",
+            tracking_uid=hd.UID(),
+            display_color=hd.color.CIELabColor.from_rgb(*label.color) if label else None,
+        ))
+    return out
+
+
+class DicomSegExporter(BaseExporter):
+    """OUT/{case}_seg.dcm: a binary DICOM SEG referencing the source series."""
+
+    name = "dicom-seg"
+
+    def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
+                    spec: ExportSpec) -> ExportResult:
+        import highdicom as hd
+
+        label_map = require_label_map_on_grid(volume, labels)
+        case_id = safe_case_id(spec.case_id, volume, spec)
+        path = Path(out_dir) / f"{case_id}_seg.dcm"
+        refuse_existing([path], spec)
+        datasets = source_datasets(volume)
+        if not spec.keep_phi:
+            datasets = deidentified_copies(datasets, volume)
+        label_ids = label_map.present_ids()
+        if not label_ids:
+            raise InputError(None, f"case {case_id}: the label map is empty; a DICOM SEG needs at least one segment")
+        # highdicom takes a label map whose values are segment numbers 1..N.
+        lut = np.zeros(max(label_ids) + 1, dtype=np.uint16)
+        lut[label_ids] = np.arange(1, len(label_ids) + 1)
+        pixels = lut[label_map.array]
+        pixels = pixels.astype(np.uint8 if len(label_ids) < 256 else np.uint16)
+        seg = hd.seg.Segmentation(
+            source_images=datasets,
+            pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=segment_descriptions(label_map.table, label_ids),
+            series_instance_uid=hd.UID(),
+            series_number=9000,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="annotator",
+            manufacturer_model_name="annotator",
+            software_versions=__version__,
+            device_serial_number="0",
+            series_description="annotator segmentation",
+        )
+        with atomic_path(path, overwrite=spec.overwrite) as tmp:
+            seg.save_as(str(tmp))
+        return ExportResult(case_id, [path], records={
+            "segments": {number: label_id for number, label_id in enumerate(label_ids, start=1)},
+            "table": label_map.table.to_json()})
+
+    def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
+                 table: LabelTable) -> list[Path]:
+        return []

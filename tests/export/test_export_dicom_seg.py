@@ -1,0 +1,110 @@
+"""DICOM SEG export: highdicom reads back the same per-segment masks on the same source frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from export_helpers import (
+    PATIENT,
+    all_output_bytes,
+    shared_data_or_skip,
+    volume_from_dicom_files,
+    write_synthetic_ct_series,
+)
+
+from annotator.core.errors import GeometryMismatchError, InputError
+from annotator.core.labels import LabelMap, LabelTable
+from annotator.export.api import ExportSpec, export_volume
+
+
+def labels_for(volume) -> LabelMap:
+    table = LabelTable()
+    table.add("liver", (200, 80, 60), label_id=2)
+    table.add("lesion", (250, 250, 0), label_id=5)
+    array = np.zeros(volume.shape_zyx, np.uint16)
+    z, y, x = volume.shape_zyx
+    array[0, y // 4: y // 2, x // 4: x // 2] = 2
+    array[z - 1, 1:4, 2:6] = 5
+    array[z - 1, y - 5: y - 2, x - 6: x - 2] = 2
+    return LabelMap(volume.shape_zyx, table, array=array)
+
+
+def check_seg_reads_back(path, volume, label_map):
+    import highdicom as hd
+
+    seg = hd.seg.segread(str(path))
+    assert seg.SegmentationType == "BINARY"
+    assert seg.FrameOfReferenceUID == volume.metadata["frame_of_reference_uid"]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == volume.metadata["series_instance_uid"]
+    numbers = seg.get_segment_numbers()
+    by_label = {}
+    for number in numbers:
+        desc = seg.get_segment_description(number)
+        label = label_map.table.by_name(desc.segment_label)
+        assert label is not None, desc.segment_label
+        from highdicom.color import CIELabColor
+
+        rgb = CIELabColor.from_dicom_value(desc.RecommendedDisplayCIELabValue).to_rgb()
+        assert rgb == pytest.approx(label.color, abs=1)
+        by_label[label.id] = number
+    assert sorted(by_label) == label_map.present_ids()
+    uids = volume.metadata["sop_instance_uids"]
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers)
+    assert pixels.shape == (len(uids), *volume.shape_zyx[1:], len(numbers))
+    for label_id, number in by_label.items():
+        np.testing.assert_array_equal(pixels[..., numbers.index(number)].astype(bool), label_map.array == label_id)
+
+
+def test_synthetic_series_round_trip_and_no_phi_in_any_byte(tmp_path):
+    volume = volume_from_dicom_files(write_synthetic_ct_series(tmp_path / "src"))
+    label_map = labels_for(volume)
+    out = tmp_path / "out"
+    export_volume("dicom-seg", volume, label_map, out, ExportSpec(case_id="Doe^Jane"))
+    (path,) = out.glob("*.dcm")
+    check_seg_reads_back(path, volume, label_map)
+    for file, data in all_output_bytes(out).items():
+        for value in PATIENT.values():
+            assert value.encode() not in data, f"{value} found in {file}"
+    import pydicom
+
+    ds = pydicom.dcmread(str(path))
+    assert str(ds.PatientName) == "Anonymous^"
+    assert ds.PatientID.startswith("ANON-")
+
+
+def test_keep_phi_copies_the_patient_module(tmp_path):
+    import pydicom
+
+    volume = volume_from_dicom_files(write_synthetic_ct_series(tmp_path / "src", n_slices=2))
+    out = tmp_path / "out"
+    export_volume("dicom-seg", volume, labels_for(volume), out, ExportSpec(case_id="c", keep_phi=True))
+    ds = pydicom.dcmread(str(out / "c_seg.dcm"))
+    assert str(ds.PatientName) == PATIENT["patient_name"]
+    assert ds.PatientID == PATIENT["patient_id"]
+
+
+def test_slice_that_does_not_match_its_source_frame_is_refused(tmp_path):
+    volume = volume_from_dicom_files(write_synthetic_ct_series(tmp_path / "src"))
+    files = list(volume.metadata["source_files"])
+    files[0], files[1] = files[1], files[0]
+    swapped = volume.with_array(volume.array, metadata={**volume.metadata, "source_files": files})
+    with pytest.raises(GeometryMismatchError, match="slice 0"):
+        export_volume("dicom-seg", swapped, labels_for(swapped), tmp_path / "out", ExportSpec())
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_dicom_source_is_refused_with_a_clear_message(tmp_path, volume, label_map):
+    with pytest.raises(InputError, match="DICOM SEG needs an image loaded from a DICOM series"):
+        export_volume("dicom-seg", volume, label_map, tmp_path, ExportSpec())
+
+
+@pytest.mark.realdata
+def test_real_philips_ct_series_round_trip(tmp_path):
+    folder = shared_data_or_skip() / "dicom" / "ct_philips_ingenuity_axial_5mm" / "dcm"
+    volume = volume_from_dicom_files(sorted(folder.iterdir()))
+    assert volume.shape_zyx == (28, 512, 512)
+    label_map = labels_for(volume)
+    export_volume("dicom-seg", volume, label_map, tmp_path, ExportSpec(case_id="philips"))
+    check_seg_reads_back(tmp_path / "philips_seg.dcm", volume, label_map)
+    data = (tmp_path / "philips_seg.dcm").read_bytes()
+    assert volume.metadata["patient_id"].encode() not in data
