@@ -1,0 +1,217 @@
+"""SamEngine: segment-anything (ViT-B/L/H) and MedSAM checkpoints behind the PromptEngine protocol.
+
+It converts between our explicit ImageEmbedding and the model; no "current image" lives in the
+adapter beyond a memo of the last embedding's device tensor (same object -> no re-upload).
+SAM preprocessing is SamPredictor's (longest side to 1024, pixel mean/std, pad); MedSAM's is its
+own (bowang-lab/MedSAM MedSAM_Inference.py: bicubic resize of the whole slice to 1024x1024,
+min-max to [0, 1], no mean/std, no padding; prompts scaled by 1024/W and 1024/H; single mask,
+sigmoid probabilities upsampled bilinearly to the slice and thresholded at 0.5).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotator.engine.api import EngineError, ImageEmbedding, MaskPrediction, ProgressFn
+from annotator.engine.service import EmbeddingCancelled
+
+log = logging.getLogger(__name__)
+
+PREPROCESS_VERSION = {"sam": 1, "medsam": 1}
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {shape} {getattr(image, 'dtype', type(image))}")
+
+
+class SamEngine:
+    """PromptEngine over a segment_anything Sam model (prompt_kind "points"; MedSAM: "box").
+
+    Build with SamEngine.load(checkpoint) or directly from a Sam model (tests). One instance is
+    meant to be driven by one thread (the executor's worker); a lock makes concurrent use safe.
+    """
+
+    accepts_runtimes = ("torch-fp32", "torch-fp16")
+
+    def __init__(self, model: Any, *, model_id: str, model_sha256: str, flavour: str = "sam",
+                 device: str = "cpu", half: bool = False, description: str = "") -> None:
+        import torch
+
+        from annotator.engine._torchvision_compat import ensure_torchvision
+
+        ensure_torchvision()
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        if flavour not in PREPROCESS_VERSION:
+            raise EngineError(f"unknown SAM flavour {flavour!r}; expected sam or medsam")
+        self.model = model.to(device).eval()
+        self.model_id = model_id
+        self.model_sha256 = model_sha256
+        self.flavour = flavour
+        self.preprocess_version = PREPROCESS_VERSION[flavour]
+        self.device = device
+        self.half = bool(half)
+        self.runtime = "torch-fp16" if self.half else "torch-fp32"
+        self.prompt_kind = "box" if flavour == "medsam" else "points"
+        self.description = description or f"{model_id} ({flavour})"
+        self.img_size = int(model.image_encoder.img_size)
+        self._transform = ResizeLongestSide(self.img_size)
+        self._torch = torch
+        self._lock = threading.RLock()
+        self._memo: tuple[ImageEmbedding, Any] | None = None  # (embedding, features on device)
+        self._dense_pe: Any = None  # constant for given weights; SamPredictor recomputes it per click
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def load(cls, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto",
+             flavour: str = "auto") -> SamEngine:
+        """Load a SAM/MedSAM checkpoint (weights only), detect its size, pick the device."""
+        from annotator.engine.checkpoints import load_sam_checkpoint
+        from annotator.engine.device import describe_device, pick_device, use_half
+
+        loaded = load_sam_checkpoint(checkpoint, flavour=flavour)
+        chosen = pick_device(device)
+        half = use_half(chosen, precision)
+        model_id = loaded.known.name if loaded.known else f"{loaded.flavour}-{loaded.architecture.name}"
+        engine = cls(loaded.model, model_id=model_id, model_sha256=loaded.sha256, flavour=loaded.flavour,
+                     device=chosen, half=half,
+                     description=f"{loaded.display_name} on {describe_device(chosen, half)}")
+        log.info("loaded %s", engine.description)
+        return engine
+
+    def cpu_fallback(self) -> SamEngine:
+        """A CPU copy for requests that ran out of GPU memory (the executor calls this once)."""
+        model = copy.deepcopy(self.model).float().to("cpu")
+        return SamEngine(model, model_id=self.model_id, model_sha256=self.model_sha256, flavour=self.flavour,
+                         device="cpu", half=False, description=f"{self.description} [CPU fallback]")
+
+    # ---- embed -------------------------------------------------------------------------------
+    def _encoder_input(self, image: np.ndarray) -> tuple[Any, tuple[int, int]]:
+        torch = self._torch
+        if self.flavour == "medsam":
+            from skimage import transform
+
+            size = self.img_size
+            resized = transform.resize(image, (size, size), order=3, preserve_range=True,
+                                       anti_aliasing=True).astype(np.uint8)
+            low, high = float(resized.min()), float(resized.max())
+            scaled = (resized - low) / np.clip(high - low, a_min=1e-8, a_max=None)
+            tensor = torch.tensor(scaled).float().permute(2, 0, 1).unsqueeze(0).to(self.device)
+            return tensor, (size, size)
+        resized = self._transform.apply_image(image)
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None, :, :, :]
+        input_size = (int(tensor.shape[-2]), int(tensor.shape[-1]))
+        return self.model.preprocess(tensor), input_size
+
+    def embed(self, image_hw3_u8: np.ndarray, *, cancel: threading.Event | None = None,
+              progress: ProgressFn | None = None) -> ImageEmbedding:
+        """Run the image encoder on one windowed slice: (1, 256, 64, 64) float32 features."""
+        _check_image(image_hw3_u8)
+        torch = self._torch
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                raise EmbeddingCancelled("embedding cancelled before the encoder started")
+            if progress is not None:
+                progress(0, 1)
+            with torch.inference_mode():
+                x, input_size = self._encoder_input(image_hw3_u8)
+                if self.half and self.device.startswith("cuda"):
+                    with torch.autocast(device_type="cuda", dtype=torch.float16):
+                        features = self.model.image_encoder(x)
+                else:
+                    features = self.model.image_encoder(x)
+                features_np = features.float().cpu().numpy()
+            if progress is not None:
+                progress(1, 1)
+        return ImageEmbedding(features=features_np, original_size=tuple(int(v) for v in image_hw3_u8.shape[:2]),
+                              input_size=input_size, model_id=self.model_id)
+
+    # ---- predict -----------------------------------------------------------------------------
+    def _device_features(self, embedding: ImageEmbedding) -> Any:
+        """The embedding's features as a float32 tensor on the device, reused for the same object."""
+        memo = self._memo
+        if memo is not None and memo[0] is embedding:
+            return memo[1]
+        grid = self.img_size // 16
+        expected = (1, int(self.model.prompt_encoder.embed_dim), grid, grid)
+        if tuple(embedding.features.shape) != expected:
+            raise EngineError(f"embedding features have shape {tuple(embedding.features.shape)}, "
+                              f"expected {expected} for {self.model_id}")
+        tensor = self._torch.from_numpy(np.ascontiguousarray(embedding.features)).to(
+            device=self.device, dtype=self._torch.float32)
+        self._memo = (embedding, tensor)
+        return tensor
+
+    def _image_pe(self) -> Any:
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
+
+    def _prompt_tensors(self, embedding: ImageEmbedding, points_xy: np.ndarray | None, point_labels: np.ndarray | None,
+                        box_xyxy: np.ndarray | None, mask_input: np.ndarray | None) -> tuple[Any, Any, Any]:
+        torch = self._torch
+        height, width = embedding.original_size
+        points = box = mask = None
+        if points_xy is not None and len(points_xy) > 0:
+            if point_labels is None or len(point_labels) != len(points_xy):
+                raise ValueError("point_labels must give one label per point")
+            coords = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+            if self.flavour == "medsam":
+                coords = coords * np.array([self.img_size / width, self.img_size / height])
+            else:
+                coords = self._transform.apply_coords(coords, embedding.original_size)
+            coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None, :, :]
+            labels_t = torch.as_tensor(np.asarray(point_labels), dtype=torch.int, device=self.device)[None, :]
+            points = (coords_t, labels_t)
+        if box_xyxy is not None:
+            box_np = np.asarray(box_xyxy, dtype=np.float64).reshape(-1, 4)
+            if self.flavour == "medsam":
+                box_np = box_np / np.array([width, height, width, height]) * self.img_size
+            else:
+                box_np = self._transform.apply_boxes(box_np, embedding.original_size)
+            box = torch.as_tensor(box_np, dtype=torch.float, device=self.device)[None, :]
+        if mask_input is not None:
+            mask = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)
+            if mask.ndim == 2:
+                mask = mask[None]
+            mask = mask[None, :, :, :]
+        if points is None and box is None and mask is None:
+            raise ValueError("predict needs at least one point, a box or a mask_input")
+        return points, box, mask
+
+    def predict(self, embedding: ImageEmbedding, *, points_xy: np.ndarray | None = None,
+                point_labels: np.ndarray | None = None, box_xyxy: np.ndarray | None = None,
+                mask_input: np.ndarray | None = None, multimask: bool = True) -> MaskPrediction:
+        """Masks at the original slice size for prompts in slice pixels (as SamPredictor.predict)."""
+        if embedding.model_id != self.model_id:
+            raise EngineError(f"embedding was made by {embedding.model_id!r}, not by {self.model_id!r}")
+        torch = self._torch
+        if self.flavour == "medsam":
+            multimask = False  # MedSAM was trained to output a single mask
+        with self._lock, torch.inference_mode():
+            features = self._device_features(embedding)
+            points, box, mask = self._prompt_tensors(embedding, points_xy, point_labels, box_xyxy, mask_input)
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=box, masks=mask)
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=features, image_pe=self._image_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
+            if self.flavour == "medsam":
+                probs = torch.nn.functional.interpolate(torch.sigmoid(low_res), size=embedding.original_size,
+                                                        mode="bilinear", align_corners=False)
+                masks = probs > 0.5
+            else:
+                upscaled = self.model.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+                masks = upscaled > self.model.mask_threshold
+            return MaskPrediction(
+                masks=masks[0].cpu().numpy(),
+                scores=iou[0].float().cpu().numpy(),
+                low_res_logits=low_res[0].float().cpu().numpy(),
+            )
