@@ -1,0 +1,109 @@
+"""YOLO segmentation: one PNG per slice and a .txt of normalised polygons per image, plus data.yaml.
+
+Each line is `class x1 y1 x2 y2 ...` with coordinates in 0..1 of the image width/height; class
+numbers are the label table renumbered 0..N-1 (names in data.yaml). Polygons follow pixel edges
+exactly; YOLO polygons cannot hold holes, so a hole is filled (the result's warnings count them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from annotator.core.atomic import atomic_write_text
+from annotator.core.geometry import apply_window, array_axis_plane, slice_2d
+from annotator.core.labels import LabelMap, LabelTable
+from annotator.core.volume import Volume
+from annotator.export.api import (
+    BaseExporter,
+    ExportResult,
+    ExportSpec,
+    consecutive_id_map,
+    export_axis,
+    refuse_existing,
+    require_label_map_on_grid,
+    safe_case_id,
+    selected_slices,
+    slice_window,
+)
+from annotator.export.coco import (
+    label_components_2d,
+    loop_area,
+    pixel_edge_loops,
+    slice_image_name,
+    write_png,
+)
+
+
+def yolo_lines(label_slice: np.ndarray, class_of: dict[int, int], connectivity: int = 2) -> tuple[list[str], int]:
+    """YOLO polygon lines for one slice, and how many holes had to be dropped."""
+    height, width = label_slice.shape
+    lines, holes = [], 0
+    for label_id, stack in label_components_2d(label_slice, connectivity):
+        for k in range(stack.shape[2]):
+            for loop in pixel_edge_loops(stack[:, :, k]):
+                if loop_area(loop) <= 0:
+                    holes += 1
+                    continue
+                coords = " ".join(f"{x / width:.6f} {y / height:.6f}" for x, y in loop)
+                lines.append(f"{class_of[label_id]} {coords}")
+    return lines, holes
+
+
+class YoloExporter(BaseExporter):
+    """OUT/images/*.png, OUT/labels/*.txt (same stems), OUT/data.yaml."""
+
+    name = "yolo"
+
+    def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
+                spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
+        return replace(spec, label_id_map=consecutive_id_map(table, start=0)), list(case_ids)
+
+    def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
+                    spec: ExportSpec) -> ExportResult:
+        label_map = require_label_map_on_grid(volume, labels)
+        out_dir = Path(out_dir)
+        case_id = safe_case_id(spec.case_id, volume, spec)
+        class_of = dict(spec.label_id_map) or dict(consecutive_id_map(label_map.table, start=0))
+        axis = export_axis(volume, spec)
+        plane = array_axis_plane(volume, axis)
+        window = slice_window(volume, spec)
+        indices = selected_slices(label_map.array, axis, spec)
+        names = [slice_image_name(case_id, plane, i) for i in indices]
+        image_paths = [out_dir / "images" / n for n in names]
+        text_paths = [out_dir / "labels" / (n[: -len(".png")] + ".txt") for n in names]
+        refuse_existing([*image_paths, *text_paths], spec)
+        result = ExportResult(case_id)
+        holes = 0
+        for index, image_path, text_path in zip(indices, image_paths, text_paths, strict=True):
+            write_png(apply_window(slice_2d(volume.array, axis, index), window), image_path,
+                      overwrite=spec.overwrite)
+            lines, n_holes = yolo_lines(slice_2d(label_map.array, axis, index), class_of, spec.connectivity)
+            holes += n_holes
+            # An empty .txt marks a negative (background-only) image, as YOLO expects.
+            atomic_write_text(text_path, "".join(line + "\n" for line in lines), overwrite=spec.overwrite)
+            result.files += [image_path, text_path]
+        if holes:
+            result.warnings.append(f"{holes} hole(s) filled: YOLO polygons cannot hold holes")
+        result.records = {"table": label_map.table.to_json()}
+        return result
+
+    def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
+                 table: LabelTable) -> list[Path]:
+        from annotator.export.api import OutputExistsError
+
+        path = Path(out_dir) / "data.yaml"
+        if path.exists() and not spec.overwrite:
+            raise OutputExistsError(path)
+        class_of = dict(spec.label_id_map) or dict(consecutive_id_map(table, start=0))
+        names = "".join(f"  {class_of[lab.id]}: {_yaml_str(lab.name)}\n" for lab in table if lab.id in class_of)
+        text = f"path: .\ntrain: images\nval: images\nnames:\n{names}"
+        atomic_write_text(path, text, overwrite=True)
+        return [path]
+
+
+def _yaml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
