@@ -100,8 +100,11 @@ class NnUnetExporter(BaseExporter):
         array = remap_labels(label_map.array, id_map)
         dtype = "uint8" if int(array.max(initial=0)) <= 255 else "uint16"
         write_nifti(array.astype(dtype), volume, label_path, overwrite=spec.overwrite)
+        # nnU-Net normalises a channel named "CT" with CT statistics; a NIfTI carries no modality,
+        # so recognise CT the way core.geometry.default_window does (air below -500).
+        modality = volume.modality or ("CT" if volume.array.size and float(volume.array.min()) <= -500 else "")
         return ExportResult(case_id, [image_path, label_path],
-                            records={"modality": volume.modality, "table": label_map.table.to_json()})
+                            records={"modality": modality, "table": label_map.table.to_json()})
 
     def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
                  table: LabelTable) -> list[Path]:

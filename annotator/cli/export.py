@@ -1,0 +1,226 @@
+"""`annotator export`: image + label map(s) -> a training-ready dataset in one of six formats.
+
+Exit codes: 0 every case exported; 1 some cases failed (the others are written, the summary
+names the failures); 2 bad input or usage, nothing written (one line naming the file and the
+problem); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from annotator.core.errors import InputError
+from annotator.core.geometry import CT_PRESETS, Window
+from annotator.core.labels import LabelMap, LabelTable
+from annotator.export.api import FORMATS, ExportResult, ExportSpec, get_exporter
+
+EXIT_CODES = """exit codes:
+  0    every case exported
+  1    some cases failed; the others were written (see the summary)
+  2    bad input or usage; nothing was written
+  130  interrupted"""
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Everything one worker needs for one case (plain data: it travels to other processes)."""
+
+    image: str
+    labels: str
+    case_id: str
+    format: str
+    out_dir: str
+    spec: ExportSpec
+    table_json: tuple = ()
+    series_uid: str | None = None
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export image + labels to NIfTI, COCO, nnU-Net, DICOM SEG, MONAI datalist or YOLO",
+        description=__doc__.splitlines()[0], epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = parser.add_argument_group("input (one case, or many with --pairs)")
+    src.add_argument("--image", help="image file or DICOM series folder")
+    src.add_argument("--labels", help="label map file on the image's grid")
+    src.add_argument("--pairs", help="CSV with columns image,labels[,case_id] (paths relative to the CSV)")
+    src.add_argument("--series-uid", help="which DICOM series when the folder holds several")
+    src.add_argument("--label-names", help="JSON naming the label values ({\"1\": \"liver\"} or our label table)")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("-o", "--output", required=True, help="output folder (the dataset folder for nnunet)")
+    parser.add_argument("--case-id", help="case name for --image (default: the image file name)")
+    parser.add_argument("--plane", choices=("axial", "coronal", "sagittal"), default="axial",
+                        help="slice plane for coco/yolo (default axial)")
+    parser.add_argument("--slices", choices=("annotated", "all", "every"), default="annotated",
+                        help="coco/yolo: annotated slices only, all, or every k-th (--every) plus annotated")
+    parser.add_argument("--every", type=int, default=5, metavar="K", help="k for --slices every (default 5)")
+    parser.add_argument("--encoding", choices=("rle", "polygon"), default="rle", help="coco mask encoding")
+    parser.add_argument("--window", help="intensity window for slice images: CENTER,WIDTH or a preset "
+                        f"({', '.join(CT_PRESETS)}); default soft tissue for CT, percentiles otherwise")
+    parser.add_argument("--keep-phi", action="store_true",
+                        help="keep the patient's name/ID/birth date in outputs (default: removed)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="run cases on this Dask distributed scheduler")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def parse_window(text: str | None) -> Window | None:
+    if not text:
+        return None
+    if text.lower() in CT_PRESETS:
+        return CT_PRESETS[text.lower()]
+    try:
+        center, width = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise InputError(None, f"--window {text!r}: expected CENTER,WIDTH or one of {', '.join(CT_PRESETS)}") from exc
+    if width <= 0:
+        raise InputError(None, f"--window {text!r}: width must be positive")
+    return Window(center, width)
+
+
+def read_label_names(path: str | None) -> LabelTable | None:
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read label names ({exc})") from exc
+    if isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
+        data = data["labels"]  # {"labels": {...}} as in a labels.json sidecar or a dataset.json
+    try:
+        return LabelTable.from_json(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InputError(path, f"not a label name table ({exc})") from exc
+
+
+def default_case_id(image: str) -> str:
+    name = Path(image).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read_pairs(path: str) -> list[tuple[str, str, str]]:
+    csv_path = Path(path)
+    try:
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(csv_path, f"cannot read ({exc})") from exc
+    if not rows or not {"image", "labels"} <= set(rows[0]):
+        raise InputError(csv_path, "needs a header with columns image,labels[,case_id] and at least one row")
+    pairs = []
+    for n, row in enumerate(rows, start=2):
+        if not row.get("image") or not row.get("labels"):
+            raise InputError(csv_path, f"line {n}: image and labels are both required")
+        image = str((csv_path.parent / row["image"]).resolve())
+        labels = str((csv_path.parent / row["labels"]).resolve())
+        pairs.append((image, labels, row.get("case_id") or default_case_id(image)))
+    ids = [p[2] for p in pairs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise InputError(csv_path, f"duplicate case ids {duplicates}; add a case_id column")
+    return pairs
+
+
+def load_case(job: ExportJob) -> tuple[Any, LabelMap]:
+    from annotator.io import load_volume, read_labels_onto
+
+    volume = load_volume(job.image, series_uid=job.series_uid)
+    label_map = read_labels_onto(volume, job.labels)
+    if job.table_json:
+        label_map = LabelMap(label_map.shape_zyx, LabelTable.from_json(list(job.table_json)), array=label_map.array)
+    return volume, label_map
+
+
+def scan_case_labels(job: ExportJob) -> list[dict]:
+    """The label table of one case (values present, names from its sidecar when it has one)."""
+    _, label_map = load_case(job)
+    present = set(label_map.present_ids())
+    return [entry for entry in label_map.table.to_json() if entry["id"] in present] + [
+        {"id": v, "name": f"label {v}"} for v in sorted(present - set(label_map.table.ids()))]
+
+
+def export_one_case(job: ExportJob) -> ExportResult:
+    """Load one case and write it (runs in a worker process or on a Dask worker)."""
+    volume, label_map = load_case(job)
+    return get_exporter(job.format).export_case(volume, label_map, Path(job.out_dir),
+                                                replace(job.spec, case_id=job.case_id))
+
+
+def run(args: argparse.Namespace) -> int:
+    from annotator.export.batch import run_cases
+
+    if args.pairs and (args.image or args.labels):
+        raise InputError(None, "give either --pairs or --image/--labels, not both")
+    if not args.pairs and not (args.image and args.labels):
+        raise InputError(None, "give --image and --labels (or --pairs CSV)")
+    if args.every < 1:
+        raise InputError(None, f"--every must be >= 1, got {args.every}")
+    spec = ExportSpec(overwrite=args.overwrite, keep_phi=args.keep_phi, plane=args.plane,
+                      slices=args.slices, every_k=args.every, window=parse_window(args.window),
+                      coco_encoding=args.encoding)
+    pairs = read_pairs(args.pairs) if args.pairs else [
+        (args.image, args.labels, args.case_id or default_case_id(args.image))]
+    for image, labels, _ in pairs:
+        for path in (image, labels):
+            if not Path(path).exists():
+                raise InputError(path, "does not exist")
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a folder")
+    table = read_label_names(args.label_names)
+    progress = not args.no_progress
+    names = [p[2] for p in pairs]
+    jobs = [ExportJob(image, labels, case_id, args.format, str(out_dir), spec,
+                      tuple(table.to_json()) if table else (), args.series_uid)
+            for image, labels, case_id in pairs]
+    exporter = get_exporter(args.format)
+
+    if len(jobs) == 1:
+        # One case: run here so a bad input is reported as one line with exit code 2.
+        volume, label_map = load_case(jobs[0])
+        table = table or label_map.table
+        spec, (case_id,) = exporter.prepare(out_dir, table, names, spec)
+        result = exporter.export_case(volume, label_map, out_dir, replace(spec, case_id=case_id))
+        files = result.files + exporter.finalize([result], out_dir, spec, table)
+        sys.stdout.write(f"exported {pairs[0][2]} as {args.format} to {out_dir}: {len(files)} files\n")
+        for warning in result.warnings:
+            sys.stdout.write(f"  warning: {warning}\n")
+        return 0
+
+    if table is None:
+        scanned = run_cases(scan_case_labels, jobs, names, workers=args.workers, scheduler=args.scheduler,
+                            progress=progress, description="reading labels")
+        if scanned.failed:
+            sys.stdout.write(scanned.text("cases read") + "\n")
+            return 1
+        merged: dict[int, dict] = {}
+        for outcome in scanned.outcomes:
+            for entry in outcome.value:
+                merged.setdefault(int(entry["id"]), entry)
+        table = LabelTable.from_json([merged[k] for k in sorted(merged)])
+    spec, case_ids = exporter.prepare(out_dir, table, names, spec)
+    jobs = [replace(job, case_id=cid, spec=spec, table_json=tuple(table.to_json()))
+            for job, cid in zip(jobs, case_ids, strict=True)]
+    summary = run_cases(export_one_case, jobs, names, workers=args.workers, scheduler=args.scheduler,
+                        progress=progress, description=f"export {args.format}")
+    results = [o.value for o in summary.succeeded]
+    files = [f for r in results for f in r.files]
+    if results:
+        files += exporter.finalize(results, out_dir, spec, table)
+    sys.stdout.write(summary.text("cases exported") + "\n")
+    sys.stdout.write(f"format {args.format}, output {out_dir}: {len(files)} files written\n")
+    for result in results:
+        for warning in result.warnings:
+            sys.stdout.write(f"  warning {result.case_id}: {warning}\n")
+    return 1 if summary.failed else 0
