@@ -46,7 +46,7 @@ class BatchSummary:
         return [o for o in self.outcomes if not o.ok]
 
     def text(self, what: str = "cases") -> str:
-        lines = [f"{len(self.succeeded)}/{len(self.outcomes)} {what} done in {self.seconds:.1f} s ({self.where})"]
+        lines = [f"{what}: {len(self.succeeded)}/{len(self.outcomes)} in {self.seconds:.1f} s ({self.where})"]
         lines += [f"  FAILED {o.name}: {o.error}" for o in self.failed]
         return "\n".join(lines)
 
