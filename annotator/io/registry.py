@@ -28,11 +28,14 @@ def source_format(path: str | os.PathLike[str]) -> str:
 
 
 def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
-                volume_index: int = 0) -> Volume:
+                volume_index: int = 0, regularize: bool = False) -> Volume:
     """Load a file or folder as one 3-D Volume.
 
     A folder is scanned for DICOM series; with several series and no `series_uid` an InputError
     lists them. `volume_index` picks a time point / volume of 4-D data (0 = first).
+    DICOM slices that are not a regular grid (gantry tilt, uneven gaps) raise InputError unless
+    `regularize=True`, which resamples them onto a regular grid in patient space (with a warning
+    in metadata["warnings"] and metadata["resampled"] = True).
     """
     kind = source_format(path)
     if volume_index < 0:
@@ -43,7 +46,7 @@ def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
         return nifti.load_itk(path, volume_index=volume_index)
     from annotator.io import dicom
 
-    return dicom.load_dicom(path, series_uid=series_uid, volume_index=volume_index)
+    return dicom.load_dicom(path, series_uid=series_uid, volume_index=volume_index, regularize=regularize)
 
 
 def discover_series(path: str | os.PathLike[str]) -> list[SeriesInfo]:
