@@ -1,0 +1,151 @@
+"""AnnotationDocument: evented state, undoable edits, prompts and previews, all without Qt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotator.core.document import AnnotationDocument, Preview
+from annotator.core.geometry import Window
+from annotator.core.labels import LabelMap, LabelTable
+from annotator.core.prompts import BoxPrompt, PointPrompt
+from annotator.core.volume import Volume
+
+
+def _doc(shape=(6, 20, 30)) -> AnnotationDocument:
+    vol = Volume(np.arange(np.prod(shape), dtype=np.int16).reshape(shape) - 1000, (2.0, 1.0, 1.0), modality="CT")
+    return AnnotationDocument(vol)
+
+
+def test_set_volume_centres_cursor_and_emits():
+    doc = AnnotationDocument()
+    seen = []
+    doc.volume_changed.connect(lambda: seen.append("volume"))
+    doc.cursor_changed.connect(lambda c: seen.append(c))
+    vol = Volume(np.zeros((6, 20, 30), np.int16) - 1000, (2.0, 1.0, 1.0), modality="CT")
+    doc.set_volume(vol)
+    assert doc.cursor_zyx == (3, 10, 15)
+    assert seen[0] == "volume"
+    assert (3, 10, 15) in seen
+    assert doc.active_label == 1
+    assert doc.window == Window(40, 400)
+
+
+def test_cursor_is_clamped_and_step_emits_once():
+    doc = _doc()
+    events = []
+    doc.cursor_changed.connect(events.append)
+    doc.step_slice(0, 100)
+    assert doc.slice_index(0) == 5
+    doc.step_slice(0, 1)  # already at the end: no event
+    assert events == [(5, 10, 15)]
+    doc.set_slice(2, -4)
+    assert doc.slice_index(2) == 0
+
+
+def test_accept_preview_is_one_undo_step_and_clears_prompts():
+    doc = _doc()
+    doc.set_box(0, 2, BoxPrompt(3, 4, 10, 12))
+    mask = np.zeros((2, 20, 30), bool)
+    mask[0, 4:13, 3:11] = True
+    mask[1, 5:8, 5:8] = True
+    doc.set_preview(Preview(0, 2, mask, np.array([0.9, 0.5])))
+    before = doc.labels.array.copy()
+    doc.cycle_candidate()
+    assert doc.preview.chosen == 1
+    doc.cycle_candidate()
+    edit = doc.accept_preview()
+    assert edit is not None
+    assert edit.changed_voxels == mask[0].sum()
+    assert np.array_equal(doc.labels.array[2] == 1, mask[0])
+    assert not doc.prompts(0, 2)
+    assert doc.preview is None
+    doc.undo()
+    assert np.array_equal(doc.labels.array, before)
+    doc.redo()
+    assert np.array_equal(doc.labels.array[2] == 1, mask[0])
+
+
+def test_discard_preview_leaves_labels_untouched():
+    doc = _doc()
+    doc.add_point(1, 10, PointPrompt(5, 2, True))
+    doc.set_preview(Preview(1, 10, np.ones((1, 6, 30), bool)))
+    before = doc.labels.array.copy()
+    doc.discard_preview()
+    assert np.array_equal(doc.labels.array, before)
+    assert not doc.prompts(1, 10)
+    assert not doc.history.can_undo
+
+
+def test_preview_of_wrong_shape_is_refused():
+    doc = _doc()
+    with pytest.raises(ValueError, match="do not fit"):
+        doc.set_preview(Preview(0, 1, np.ones((1, 5, 5), bool)))
+
+
+def test_brush_stroke_is_one_undo_step_and_eraser_respects_locks():
+    doc = _doc()
+    doc.begin_stroke(0, 3, "brush")
+    doc.stroke_dab((10, 10), 2, erase=False)
+    doc.stroke_dab((10, 14), 2, erase=False)
+    edit = doc.end_stroke()
+    painted = doc.labels.array[3] == 1
+    assert painted[10, 10]
+    assert painted[10, 14]
+    assert not painted[10, 20]
+    assert edit.changed_voxels == painted.sum()
+    assert len(doc.history.descriptions()) == 1
+    # Lock label 1 then erase: nothing changes.
+    doc.labels.table.update(1, locked=True)
+    doc.begin_stroke(0, 3, "erase")
+    doc.stroke_dab((10, 10), 3, erase=True)
+    assert doc.end_stroke() is None
+    doc.labels.table.update(1, locked=False)
+    doc.begin_stroke(0, 3, "erase")
+    doc.stroke_dab((10, 10), 1, erase=True)
+    doc.end_stroke()
+    assert doc.labels.array[3, 10, 10] == 0
+    assert doc.labels.array[3, 10, 14] == 1
+    doc.undo()
+    assert np.array_equal(doc.labels.array[3] == 1, painted)
+    doc.undo()
+    assert not doc.labels.array.any()
+
+
+def test_stroke_on_sagittal_axis_writes_the_right_voxels():
+    doc = _doc()
+    doc.begin_stroke(2, 7, "brush")
+    doc.stroke_dab((1, 15), 0.5, erase=False)  # raw row = z 1, col = y 15
+    doc.end_stroke()
+    assert list(zip(*np.nonzero(doc.labels.array), strict=True)) == [(1, 15, 7)]
+
+
+def test_replace_labels_is_undoable_and_merges_names():
+    doc = _doc()
+    arr = np.zeros((6, 20, 30), np.uint16)
+    arr[1, 2, 3] = 5
+    table = LabelTable()
+    table.add("liver", label_id=5)
+    doc.replace_labels(LabelMap((6, 20, 30), table, arr))
+    assert doc.labels.table[5].name == "liver"
+    assert doc.labels.array[1, 2, 3] == 5
+    doc.undo()
+    assert not doc.labels.array.any()
+
+
+def test_delete_label_erases_its_voxels_undoably():
+    doc = _doc()
+    doc.paint_slice_mask(0, 0, np.ones((20, 30), bool), 1, "paint")
+    other = doc.add_label("spleen")
+    assert doc.active_label == other
+    doc.delete_label(1)
+    assert 1 not in doc.labels.table
+    assert not doc.labels.array.any()
+    doc.undo()
+    assert doc.labels.array[0].all()
+
+
+def test_volume_ml_uses_spacing():
+    doc = _doc()
+    doc.paint_slice_mask(0, 0, np.ones((20, 30), bool), 1, "paint")
+    assert doc.label_volume_ml(1) == pytest.approx(600 * 2.0 / 1000)
