@@ -21,6 +21,7 @@ RIM_PIXELS = 2
 LEAK_FRACTION = 0.3
 LEAK_PENALTY = 0.25
 _DISK = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+_SQUARE = np.ones((3, 3), dtype=bool)
 
 
 class ClassicalEngine:
@@ -137,11 +138,15 @@ def _grow(smooth, gradient, roi, positives, negatives, level, tolerance) -> np.n
         region |= np.isin(labels, list(keep))
     for row, col in positives:
         region[row, col] = True
+    # Give back what the opening shaved off (corners, thin rims) without re-opening the bridges:
+    # a few steps of dilation constrained to the candidate.
+    region = ndimage.binary_dilation(region, structure=_SQUARE, iterations=OPENING_ITERATIONS + 1,
+                                     mask=candidate) | region
     from skimage.segmentation import watershed
 
     # Snap the rim to the strongest edge: a marker watershed on the gradient decides a thin ring
     # around the grown region (tolerance alone stops short of blurred boundaries).
-    ring_outer = ndimage.binary_dilation(region, structure=_DISK, iterations=RIM_PIXELS)
+    ring_outer = ndimage.binary_dilation(region, structure=_SQUARE, iterations=RIM_PIXELS)
     markers = np.zeros(region.shape, dtype=np.int32)
     markers[ndimage.binary_erosion(region, structure=_DISK)] = 1
     for r, c in positives:

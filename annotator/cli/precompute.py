@@ -1,0 +1,74 @@
+"""`annotator precompute VOLUME... --checkpoint CK [--planes axial,coronal,sagittal]`: fill the disk
+embedding cache ahead of annotation (e.g. on a GPU server), so the window never waits for the encoder.
+
+Cached embeddings are portable: copy the cache folder (annotator's platformdirs cache,
+`embeddings/`) to the annotating machine; keys hash the voxels, window and model, not paths.
+Exit codes: 0 done; 2 bad input or usage; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from annotator.cli.segment import (
+    add_engine_arguments,
+    engine_from_args,
+    load_input_volume,
+    parse_window,
+    service_from_args,
+)
+from annotator.core.errors import InputError
+from annotator.core.geometry import PLANES, plane_array_axis
+
+
+def parse_planes(text: str) -> list[str]:
+    planes = [p.strip().lower() for p in text.split(",") if p.strip()]
+    unknown = [p for p in planes if p not in PLANES]
+    if not planes or unknown:
+        raise InputError(None, f"--planes {text!r}: expected a comma-separated list of {', '.join(PLANES)}")
+    return list(dict.fromkeys(planes))
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "precompute", help="fill the embedding cache for volumes ahead of annotation",
+        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        epilog="exit codes: 0 done, 2 bad input or usage, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("volumes", nargs="+", metavar="VOLUME", help="image files or DICOM folders")
+    parser.add_argument("--planes", default="axial", help="comma-separated planes (default: axial)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if args.no_disk_cache:
+        raise InputError(None, "--no-disk-cache makes precompute pointless (it fills the disk cache)")
+    planes = parse_planes(args.planes)
+    volumes = [(path, load_input_volume(path, args.series_uid)) for path in args.volumes]
+    engine = engine_from_args(args)
+    service = service_from_args(args, engine)
+    jobs = []
+    for path, volume in volumes:
+        window = parse_window(args.window, volume)
+        for plane in planes:
+            axis = plane_array_axis(volume, plane)
+            jobs.extend((path, volume, window, plane, axis, index) for index in range(volume.shape_zyx[axis]))
+    start = time.perf_counter()
+    computed_before = service.encoder_calls
+    with tqdm(total=len(jobs), unit="slice", disable=args.no_progress, file=sys.stderr,
+              desc=f"embedding ({getattr(engine, 'model_id', '?')})") as bar:
+        for _path, volume, window, _plane, axis, index in jobs:
+            service.embedding(volume, axis, index, window)
+            bar.update(1)
+    computed = service.encoder_calls - computed_before
+    sys.stdout.write(f"{len(jobs)} slices of {len(volumes)} volume(s), planes {','.join(planes)}: "
+                     f"{computed} embedded, {len(jobs) - computed} already cached, "
+                     f"{time.perf_counter() - start:.1f} s; cache {service.cache.disk_dir}\n")
+    return 0

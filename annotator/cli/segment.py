@@ -1,0 +1,319 @@
+"""`annotator segment VOLUME --prompts PROMPTS.json -o LABELS.nii.gz`: apply point/box prompts
+headlessly (e.g. a detector's boxes) with the same engine, cache and slice code as the window.
+
+The prompts file (voxel or world coordinates) is documented in docs/prompts-json.md.
+Exit codes: 0 written; 2 bad input or usage (the message names the file and the problem); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotator.core.errors import InputError
+from annotator.core.geometry import (
+    CT_PRESETS,
+    PLANES,
+    Window,
+    default_window,
+    in_plane_axes,
+    plane_array_axis,
+)
+from annotator.core.prompts import BoxPrompt, PointPrompt, PromptSet
+from annotator.core.volume import Volume
+
+log = logging.getLogger(__name__)
+
+FRAMES = ("voxel", "world-lps", "world-ras")
+ENGINE_CHOICES = ("auto", "lite-medsam", "sam", "classical")
+
+
+# ---- shared with `annotator precompute` -----------------------------------------------------------
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
+                        help="prompt engine (default: the one in settings, normally 'auto')")
+    parser.add_argument("--checkpoint", metavar="CK", help="SAM ViT-B/L/H, MedSAM or LiteMedSAM checkpoint (.pth)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
+    parser.add_argument("--runtime", default=None, help="auto, torch, onnxruntime, openvino (default: settings)")
+    parser.add_argument("--window", metavar="C,W|PRESET",
+                        help="intensity window as centre,width (e.g. 40,400) or a CT preset "
+                             f"({', '.join(p.replace(' ', '-') for p in CT_PRESETS)}); default: by modality")
+    parser.add_argument("--series-uid", help="DICOM SeriesInstanceUID when VOLUME is a folder with several series")
+    parser.add_argument("--no-disk-cache", action="store_true",
+                        help="do not read or write the on-disk embedding cache")
+
+
+def engine_from_args(args: argparse.Namespace) -> Any:
+    """The PromptEngine the arguments (or the user's settings) ask for; EngineError -> InputError."""
+    from annotator.engine.api import EngineError
+    from annotator.engine.factory import create_engine
+    from annotator.settings import Settings
+
+    settings = Settings.load()
+    name = args.engine or settings.engine
+    checkpoint = args.checkpoint or (settings.checkpoint if args.engine in (None, settings.engine) else None)
+    runtime = args.runtime or settings.runtime
+    try:
+        return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=args.device)
+    except EngineError as exc:
+        raise InputError(None, str(exc)) from None
+
+
+def service_from_args(args: argparse.Namespace, engine: Any) -> Any:
+    from annotator.engine.cache import EmbeddingCache
+    from annotator.engine.service import EmbeddingService
+    from annotator.settings import Settings, embedding_cache_dir
+
+    settings = Settings.load()
+    cache = EmbeddingCache(memory_bytes=settings.memory_cache_bytes,
+                           disk_dir=None if args.no_disk_cache else embedding_cache_dir(),
+                           disk_bytes=settings.disk_cache_bytes)
+    return EmbeddingService(engine, cache)
+
+
+def parse_window(text: str | None, volume: Volume) -> Window:
+    if not text:
+        return default_window(volume)
+    preset = text.strip().lower().replace("-", " ").replace("_", " ")
+    if preset in CT_PRESETS:
+        return CT_PRESETS[preset]
+    try:
+        center, width = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(None, f"--window {text!r}: expected CENTER,WIDTH or a preset name") from None
+    if width <= 0:
+        raise InputError(None, f"--window {text!r}: width must be positive")
+    return Window(center, width)
+
+
+def load_input_volume(path: str, series_uid: str | None) -> Volume:
+    from annotator.io import load_volume
+
+    return load_volume(path, series_uid=series_uid)
+
+
+# ---- the prompts file -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ObjectPrompts:
+    """One structure to segment: its label, the plane's array axis and, per slice, the prompts."""
+
+    label: int
+    name: str
+    plane: str
+    axis: int
+    prompts_by_slice: dict[int, PromptSet] = field(hash=False)
+
+
+@dataclass
+class ObjectResult:
+    """Masks of one object on its key slices ((H, W) bool, raw slice orientation)."""
+
+    prompts: ObjectPrompts
+    masks: dict[int, np.ndarray]
+    scores: dict[int, float]
+
+
+def _positions_to_index_zyx(positions: np.ndarray, frame: str, volume: Volume) -> np.ndarray:
+    if frame == "voxel":
+        return positions[:, ::-1].astype(np.float64)  # [x, y, z] -> (z, y, x)
+    if frame == "world-lps":
+        return volume.world_lps_to_index_zyx(positions)
+    return volume.world_ras_to_index_zyx(positions)
+
+
+def parse_prompts(path: str | Path, volume: Volume) -> list[ObjectPrompts]:
+    """Read and validate a prompts file against `volume`; InputError names the file and object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "prompts file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read prompts file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("objects"), list) or not data["objects"]:
+        raise InputError(path, "expected an object with a non-empty 'objects' list (see docs/prompts-json.md)")
+    if data.get("version", 1) != 1:
+        raise InputError(path, f"unsupported prompts version {data.get('version')!r} (expected 1)")
+    default_frame = data.get("coordinates", "voxel")
+    objects = []
+    for number, item in enumerate(data["objects"], start=1):
+        objects.append(_parse_object(path, number, item, default_frame, volume))
+    return objects
+
+
+def _parse_object(path: Path, number: int, item: Any, default_frame: str, volume: Volume) -> ObjectPrompts:
+    where = f"object {number}"
+    if isinstance(item, dict) and item.get("name"):
+        where += f" ({item['name']})"
+
+    def fail(problem: str) -> InputError:
+        return InputError(path, f"{where}: {problem}")
+
+    if not isinstance(item, dict):
+        raise fail("must be a JSON object")
+    label = item.get("label")
+    if not isinstance(label, int) or isinstance(label, bool) or not 1 <= label <= 65535:
+        raise fail(f"'label' must be an integer 1..65535, got {label!r}")
+    frame = item.get("coordinates", default_frame)
+    if frame not in FRAMES:
+        raise fail(f"unknown coordinates {frame!r}; expected one of {', '.join(FRAMES)}")
+    plane = item.get("plane", "axial")
+    if plane not in PLANES:
+        raise fail(f"unknown plane {plane!r}; expected one of {', '.join(PLANES)}")
+    axis = plane_array_axis(volume, plane)
+    row_axis, col_axis = in_plane_axes(axis)
+    shape = volume.shape_zyx
+
+    def to_index(position: Any, what: str) -> np.ndarray:
+        if not isinstance(position, list) or len(position) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in position):
+            raise fail(f"{what} must be three numbers, got {position!r}")
+        index = _positions_to_index_zyx(np.array([position], dtype=np.float64), frame, volume)[0]
+        if any(index[a] < -0.5 or index[a] > shape[a] - 0.5 for a in range(3)):
+            raise fail(f"{what} {position} ({frame}) lies outside the volume (voxel z,y,x {np.round(index, 1).tolist()}, "
+                       f"shape {list(shape)})")
+        return index
+
+    points_raw = item.get("points", [])
+    if not isinstance(points_raw, list):
+        raise fail("'points' must be a list")
+    points: list[tuple[int, PointPrompt]] = []
+    for i, point in enumerate(points_raw, start=1):
+        if not isinstance(point, dict) or "position" not in point:
+            raise fail(f"point {i} must be an object with a 'position'")
+        positive = point.get("positive", True)
+        if not isinstance(positive, bool):
+            raise fail(f"point {i}: 'positive' must be true or false")
+        index = to_index(point["position"], f"point {i}")
+        points.append((int(round(index[axis])), PointPrompt(float(index[col_axis]), float(index[row_axis]), positive)))
+
+    box_slices: tuple[int, int] | None = None
+    box: BoxPrompt | None = None
+    if item.get("box") is not None:
+        raw = item["box"]
+        if not isinstance(raw, dict) or "min" not in raw or "max" not in raw:
+            raise fail("'box' must be an object with 'min' and 'max' corners")
+        a, b = to_index(raw["min"], "box min"), to_index(raw["max"], "box max")
+        box = BoxPrompt.from_corners(float(a[col_axis]), float(a[row_axis]), float(b[col_axis]), float(b[row_axis]))
+        s0, s1 = sorted((int(round(a[axis])), int(round(b[axis]))))
+        box_slices = (s0, s1)
+
+    if not any(p.positive for _, p in points) and box is None:
+        raise fail("needs at least one positive point or a box")
+    prompts_by_slice: dict[int, PromptSet] = {}
+    if box_slices is not None and box_slices[0] != box_slices[1]:
+        if points:
+            raise fail("points cannot be combined with a box spanning several slices")
+        for s in range(box_slices[0], box_slices[1] + 1):
+            prompts_by_slice[s] = PromptSet(box=box)
+    else:
+        slices = {s for s, _ in points} | ({box_slices[0]} if box_slices else set())
+        if len(slices) != 1:
+            raise fail(f"all points (and the box) must lie on one {plane} slice, got slices {sorted(slices)}")
+        (s,) = slices
+        prompts_by_slice[s] = PromptSet(tuple(p for _, p in points), box)
+    return ObjectPrompts(label=label, name=str(item.get("name") or f"label {label}"), plane=plane, axis=axis,
+                         prompts_by_slice=prompts_by_slice)
+
+
+# ---- segmentation -------------------------------------------------------------------------------
+
+def segment_objects(service: Any, volume: Volume, objects: list[ObjectPrompts], window: Window,
+                    progress: Any = None) -> list[ObjectResult]:
+    """Embed (or reuse) each prompted slice and predict; the best-scoring mask per slice."""
+    results = []
+    for obj in objects:
+        result = ObjectResult(obj, {}, {})
+        for index, prompts in sorted(obj.prompts_by_slice.items()):
+            embedding = service.embedding(volume, obj.axis, index, window)
+            single_click = len(prompts.points) == 1 and prompts.box is None
+            prediction = service.engine.predict(
+                embedding,
+                points_xy=prompts.points_xy() if prompts.points else None,
+                point_labels=prompts.point_labels() if prompts.points else None,
+                box_xyxy=prompts.box.xyxy() if prompts.box is not None else None,
+                multimask=single_click,
+            )
+            result.masks[index] = prediction.best_mask
+            result.scores[index] = float(prediction.scores[prediction.best_index])
+            if progress is not None:
+                progress(1)
+        results.append(result)
+    return results
+
+
+def paint_results(volume: Volume, results: list[ObjectResult]) -> np.ndarray:
+    """(z, y, x) uint16 label array: each object's masks painted in order (later ones win)."""
+    from annotator.core.geometry import slice_region
+
+    labels = np.zeros(volume.shape_zyx, dtype=np.uint16)
+    for result in results:
+        axis = result.prompts.axis
+        for index, mask in result.masks.items():
+            region = slice_region(volume.shape_zyx, axis, index)
+            target = labels[region]
+            target[np.expand_dims(mask, axis)] = result.prompts.label
+    return labels
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="apply point/box prompts from a JSON file headlessly and write a label map",
+        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        epilog="exit codes: 0 written, 2 bad input or usage, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("volume", metavar="VOLUME", help="image file or DICOM folder")
+    parser.add_argument("--prompts", required=True, metavar="PROMPTS.json", help="prompts (docs/prompts-json.md)")
+    parser.add_argument("-o", "--output", required=True, metavar="LABELS", help="output label map (.nii.gz, .nrrd, .mha)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_engine_arguments(parser)
+    # Issue 7 (LiteMedSAM) adds --propagate here: add its arguments in a function of its own
+    # and call it on `parser`; its step runs in run() where marked below.
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from annotator.core.atomic import atomic_write_text
+    from annotator.io import write_volume
+
+    output = Path(args.output)
+    sidecar = output.with_name(output.name.split(".")[0] + ".json")
+    for target in (output, sidecar):
+        if target.exists() and not args.overwrite:
+            raise InputError(target, "already exists (use --overwrite to replace it)")
+    volume = load_input_volume(args.volume, args.series_uid)
+    objects = parse_prompts(args.prompts, volume)
+    window = parse_window(args.window, volume)
+    engine = engine_from_args(args)
+    service = service_from_args(args, engine)
+    start = time.perf_counter()
+    results = segment_objects(service, volume, objects, window)
+    # --propagate (issue 7): extend `results` from their key slices to neighbouring slices here,
+    # before painting; ObjectResult.masks maps slice index -> (H, W) mask on ObjectPrompts.axis.
+    labels = paint_results(volume, results)
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    write_volume(volume.with_array(labels.astype(dtype), modality=""), output, overwrite=args.overwrite)
+    atomic_write_text(sidecar, json.dumps({
+        "labels": {str(r.prompts.label): r.prompts.name for r in results},
+        "engine": getattr(engine, "model_id", ""), "model_sha256": getattr(engine, "model_sha256", ""),
+        "window": {"center": window.center, "width": window.width},
+    }, indent=2), overwrite=args.overwrite)
+    for r in results:
+        voxels = int(sum(int(m.sum()) for m in r.masks.values()))
+        sys.stdout.write(f"label {r.prompts.label} ({r.prompts.name}): {len(r.masks)} {r.prompts.plane} slice(s), "
+                         f"{voxels} voxels\n")
+    sys.stdout.write(f"wrote {output} with {getattr(engine, 'description', engine.model_id)} in "
+                     f"{time.perf_counter() - start:.1f} s ({service.encoder_calls} new embeddings)\n")
+    return 0

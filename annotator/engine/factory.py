@@ -1,0 +1,79 @@
+"""create_engine: one function that turns the user's choice (settings, command line) into a
+PromptEngine, resolving heavy backends lazily and falling back to the classical engine for "auto"."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from annotator.engine.api import EngineError, PromptEngine
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAMES = ("auto", "lite-medsam", "sam", "classical")
+LITE_MEDSAM_ENGINE = "annotator.engine.lite_medsam.engine:LiteMedSamEngine"
+
+
+def _lite_medsam_class():
+    module_name, class_name = LITE_MEDSAM_ENGINE.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def is_sam_vit_checkpoint(path: str | Path) -> bool:
+    """True when the file holds a segment-anything ViT state dict (SAM/MedSAM), read weights-only."""
+    from annotator.engine.checkpoints import load_state_dict
+
+    state = load_state_dict(path)
+    return "image_encoder.patch_embed.proj.weight" in state and "image_encoder.pos_embed" in state
+
+
+def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runtime: str = "auto",
+                  device: str = "auto") -> PromptEngine:
+    """The engine called `name`:
+
+    - "classical": weights-free region growing (annotator.engine.classical), always available.
+    - "sam": a SAM ViT-B/L/H or MedSAM checkpoint (required), torch runtime.
+    - "lite-medsam": LiteMedSamEngine.load(checkpoint=None -> bundled weights, device, runtime).
+    - "auto": a given checkpoint decides between "sam" (ViT layout) and "lite-medsam"; without
+      one, lite-medsam when torch works; the classical engine when torch or the model is
+      unavailable (logged as a warning, so the app still opens and segments).
+    Raises EngineError with a one-line reason for an explicit choice that cannot be honoured.
+    """
+    name = (name or "auto").lower()
+    if name not in ENGINE_NAMES:
+        raise EngineError(f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}")
+    if name == "classical":
+        from annotator.engine.classical import ClassicalEngine
+
+        return ClassicalEngine()
+    if name == "sam":
+        if checkpoint is None:
+            raise EngineError("the 'sam' engine needs a checkpoint (a SAM ViT-B/L/H or MedSAM .pth file)")
+        if runtime not in ("auto", "torch"):
+            raise EngineError(f"runtime {runtime!r} is not available for the 'sam' engine (torch only)")
+        from annotator.engine.sam import SamEngine
+
+        return SamEngine.load(checkpoint, device=device)
+    if name == "lite-medsam":
+        return _lite_medsam_class().load(checkpoint=checkpoint, device=device, runtime=runtime)
+    return _create_auto(checkpoint, runtime, device)
+
+
+def _create_auto(checkpoint: str | Path | None, runtime: str, device: str) -> PromptEngine:
+    from annotator.engine.classical import ClassicalEngine
+    from annotator.engine.device import torch_usable
+
+    if not torch_usable():
+        if checkpoint is not None:
+            raise EngineError(f"{checkpoint}: cannot use this checkpoint: torch is not usable on this machine")
+        log.warning("torch is not usable here; using the classical (weights-free) engine")
+        return ClassicalEngine()
+    if checkpoint is not None:
+        name = "sam" if is_sam_vit_checkpoint(checkpoint) else "lite-medsam"
+        return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=device)
+    try:
+        return _lite_medsam_class().load(checkpoint=None, device=device, runtime=runtime)
+    except (ImportError, EngineError, OSError) as exc:
+        log.warning("LiteMedSAM unavailable (%s); using the classical (weights-free) engine", exc)
+        return ClassicalEngine()
