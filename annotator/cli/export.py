@@ -193,27 +193,32 @@ def run(args: argparse.Namespace) -> int:
         spec, (case_id,) = exporter.prepare(out_dir, table, names, spec)
         result = exporter.export_case(volume, label_map, out_dir, replace(spec, case_id=case_id))
         files = result.files + exporter.finalize([result], out_dir, spec, table)
-        sys.stdout.write(f"exported {pairs[0][2]} as {args.format} to {out_dir}: {len(files)} files\n")
+        sys.stdout.write(f"exported {result.case_id} as {args.format} to {out_dir}: {len(files)} files\n")
         for warning in result.warnings:
             sys.stdout.write(f"  warning: {warning}\n")
         return 0
 
+    failed_early: list = []
     if table is None:
+        # No names given: the dataset's label table is the union of the cases' tables. A case
+        # that cannot be read here would fail its export too: it is reported and skipped.
         scanned = run_cases(scan_case_labels, jobs, names, workers=args.workers, scheduler=args.scheduler,
                             progress=progress, description="reading labels")
-        if scanned.failed:
-            sys.stdout.write(scanned.text("cases read") + "\n")
-            return 1
+        failed_early = scanned.failed
         merged: dict[int, dict] = {}
-        for outcome in scanned.outcomes:
+        for outcome in scanned.succeeded:
             for entry in outcome.value:
                 merged.setdefault(int(entry["id"]), entry)
         table = LabelTable.from_json([merged[k] for k in sorted(merged)])
+        keep = [o.ok for o in scanned.outcomes]
+        jobs = [job for job, ok in zip(jobs, keep, strict=True) if ok]
+        names = [name for name, ok in zip(names, keep, strict=True) if ok]
     spec, case_ids = exporter.prepare(out_dir, table, names, spec)
     jobs = [replace(job, case_id=cid, spec=spec, table_json=tuple(table.to_json()))
             for job, cid in zip(jobs, case_ids, strict=True)]
     summary = run_cases(export_one_case, jobs, names, workers=args.workers, scheduler=args.scheduler,
                         progress=progress, description=f"export {args.format}")
+    summary.outcomes = failed_early + summary.outcomes
     results = [o.value for o in summary.succeeded]
     files = [f for r in results for f in r.files]
     if results:

@@ -19,6 +19,9 @@ from annotator.core.errors import AnnotatorError
 
 log = logging.getLogger(__name__)
 
+# How long to keep trying to reach a Dask scheduler before giving up with a clear error.
+DASK_CONNECT_TIMEOUT_S = 10.0
+
 
 @dataclass
 class CaseOutcome:
@@ -129,7 +132,7 @@ def _run_on_dask(func: Callable, tasks: Sequence[Any], address: str,
     except ImportError as exc:
         raise AnnotatorError("--scheduler needs the 'distributed' package (pip install dask[distributed])") from exc
     try:
-        client = Client(address, timeout="10s", set_as_default=False)
+        client = Client(address, timeout=f"{DASK_CONNECT_TIMEOUT_S}s")
     except (OSError, TimeoutError) as exc:
         raise AnnotatorError(f"{address}: cannot reach the Dask scheduler ({exc})") from exc
     try:

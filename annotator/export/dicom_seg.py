@@ -24,9 +24,12 @@ from annotator.export.api import (
     BaseExporter,
     ExportResult,
     ExportSpec,
+    contains_phi,
+    phi_values,
     refuse_existing,
     require_label_map_on_grid,
     safe_case_id,
+    scrub_text,
 )
 
 # Patient-identifying attributes replaced in the copies of the source headers handed to
@@ -88,6 +91,34 @@ def deidentified_copies(datasets: Sequence[Any], volume: Volume) -> list[Any]:
         ds.PatientBirthDate = ""
         out.append(ds)
     return out
+
+
+_TEXT_VRS = {"PN": 64, "LO": 64, "SH": 16, "LT": 10240, "ST": 1024, "UT": 1 << 20, "UC": 1 << 20,
+              "CS": 16, "DA": 8}
+
+
+def scrub_dataset(ds: Any, phi: Sequence[str]) -> int:
+    """Replace identifying values inside any text element (e.g. a study description that names
+    the patient), recursively; returns how many elements changed."""
+    changed = 0
+    for element in ds:
+        if element.VR == "SQ":
+            changed += sum(scrub_dataset(item, phi) for item in element.value)
+            continue
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        values = element.value if element.VM > 1 else [element.value]
+        texts = [str(v) for v in values]
+        if not any(contains_phi(t, phi) for t in texts):
+            continue
+        if element.VR == "DA":
+            new = ["" if contains_phi(t, phi) else t for t in texts]
+        else:
+            replacement = "ANON" if element.VR == "CS" else "anonymous"
+            new = [scrub_text(t, phi, replacement)[: _TEXT_VRS[element.VR]] for t in texts]
+        element.value = new if element.VM > 1 else new[0]
+        changed += 1
+    return changed
 
 
 def segment_descriptions(table: LabelTable, label_ids: Sequence[int]) -> list[Any]:
@@ -152,6 +183,10 @@ class DicomSegExporter(BaseExporter):
             device_serial_number="0",
             series_description="annotator segmentation",
         )
+        if not spec.keep_phi:
+            # highdicom copies study-level text (descriptions, physician names) from the source;
+            # free text may name the patient, so every text element is scrubbed too.
+            scrub_dataset(seg, phi_values(volume))
         with atomic_path(path, overwrite=spec.overwrite) as tmp:
             seg.save_as(str(tmp))
         return ExportResult(case_id, [path], records={
