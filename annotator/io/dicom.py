@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,6 +374,14 @@ def read_header(path: str | os.PathLike[str], *, strict: bool) -> Any | None:
         if has_preamble or strict:
             raise InputError(path, f"DICOM header is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
         return None
+    if has_preamble and "Rows" not in ds:
+        # pydicom stops quietly at the end of a cut file: an image object without Rows, or an
+        # object without even its SOP class, was cut short (reports and other non-images pass)
+        sop_class = ds.get("SOPClassUID") or getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", None)
+        class_name = getattr(sop_class, "name", "") if sop_class else ""
+        if "SOPClassUID" not in ds or "Image Storage" in class_name:
+            raise InputError(path, "DICOM header is truncated or corrupt (it ends before the image "
+                                   "description)")
     if not has_preamble and "SOPClassUID" not in ds and "Rows" not in ds:
         # force=True accepts any bytes; without the usual tags this was not DICOM at all
         if strict:
@@ -391,16 +399,12 @@ def _candidate_files(folder: Path) -> Iterable[Path]:
             yield Path(root) / name
 
 
-def _scan(path: Path) -> tuple[list[Frame], dict[str, dict[str, Any]], list[str]]:
-    """Frames of every DICOM image under `path`, series-level fields per file, unreadable files."""
+def _scan(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, dict[str, Any]], list[str]]:
+    """Frames of every DICOM image in `files`, series-level fields per file, unreadable files."""
     frames: list[Frame] = []
     fields_by_file: dict[str, dict[str, Any]] = {}
     unreadable: list[str] = []
     fields_by_series: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        files = [path]
-    else:
-        files = list(_candidate_files(path))
     for file in files:
         try:
             ds = read_header(file, strict=path.is_file())
@@ -534,8 +538,40 @@ def _plan_geometry(plan_frames: list[Frame], uid: str) -> dict[str, Any]:
     return result
 
 
+# Discovery results of the last few folders, keyed by every file's (name, size, mtime): choosing a
+# series after `discover_series` (or loading another time point) does not parse headers again.
+_PLAN_CACHE: OrderedDict[tuple, tuple[list[SeriesPlan], list[str]]] = OrderedDict()
+_PLAN_CACHE_SIZE = 4
+
+
+def clear_cache() -> None:
+    """Forget cached discovery results (benchmarks measure a cold discovery)."""
+    _PLAN_CACHE.clear()
+
+
 def _plans(path: Path) -> tuple[list[SeriesPlan], list[str]]:
-    frames, fields_by_file, unreadable = _scan(path)
+    files = [path] if path.is_file() else list(_candidate_files(path))
+    signature = []
+    for file in files:
+        try:
+            st = file.stat()
+        except OSError:
+            continue
+        signature.append((str(file), st.st_size, st.st_mtime_ns))
+    key = (str(path.resolve()), tuple(signature))
+    cached = _PLAN_CACHE.get(key)
+    if cached is not None:
+        _PLAN_CACHE.move_to_end(key)
+        return cached
+    result = _plans_uncached(path, files)
+    _PLAN_CACHE[key] = result
+    while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
+        _PLAN_CACHE.popitem(last=False)
+    return result
+
+
+def _plans_uncached(path: Path, files: list[Path]) -> tuple[list[SeriesPlan], list[str]]:
+    frames, fields_by_file, unreadable = _scan(path, files)
     by_key: dict[tuple, list[Frame]] = defaultdict(list)
     for frame in frames:
         by_key[frame.group_key].append(frame)
