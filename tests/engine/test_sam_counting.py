@@ -86,3 +86,18 @@ def test_fp16_cached_embedding_predicts_like_fp32(volume, tiny_engine_and_calls)
     a, b = engine.predict(fresh, **box), engine.predict(cached, **box)
     np.testing.assert_allclose(a.low_res_logits, b.low_res_logits, atol=0.05)
     assert (a.masks != b.masks).mean() < 0.01
+
+
+def test_clicks_through_the_executor_embed_once(volume, tiny_engine_and_calls):
+    from annotator.core.prompts import PointPrompt, PromptSet
+    from annotator.engine.executor import EngineExecutor, PredictRequest, SliceRef
+
+    engine, calls = tiny_engine_and_calls
+    before = len(calls)
+    view = SliceRef(volume, 0, 3, Window(40, 400))
+    with EngineExecutor(EmbeddingService(engine, EmbeddingCache(1 << 26, None))) as executor:
+        for x in (10.0, 20.0, 30.0):
+            result = executor.predict(PredictRequest.from_prompts(view, PromptSet((PointPrompt(x, 12.0),)))).result(60)
+            assert result.ok, result.error
+        executor.embed(view).result(60)  # the visible slice again: already there
+    assert len(calls) - before == 1
