@@ -1,0 +1,1 @@
+"""Slice views: the image, label overlay, prompts and the tools that turn mouse input into intents."""

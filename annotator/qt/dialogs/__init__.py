@@ -1,0 +1,1 @@
+"""Dialogs: series browser, keyboard shortcuts."""

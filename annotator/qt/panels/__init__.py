@@ -1,0 +1,1 @@
+"""Dock panels bound to the AnnotationDocument: labels, engine, history."""

@@ -1,0 +1,111 @@
+"""Opening images, folders and label maps, exporting, and errors shown in the window (never a crash)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from annotator.io import write_volume
+
+pytestmark = pytest.mark.gui
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.fixture
+def empty_window(qtbot):
+    from annotator.qt.main_window import MainWindow
+    from annotator.settings import Settings
+
+    win = MainWindow(Settings(), start_engine=False)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.shutdown()
+
+
+def test_open_file_loads_off_the_gui_thread(empty_window, small_phantom, tmp_path, qtbot):
+    path = tmp_path / "ct.nii.gz"
+    write_volume(small_phantom.volume, path)
+    empty_window.open_path(str(path))
+    assert not empty_window.doc.has_volume  # still loading: open_path returned at once
+    qtbot.waitUntil(lambda: empty_window.doc.has_volume, timeout=10000)
+    vol = empty_window.doc.volume
+    assert vol.shape_zyx == small_phantom.volume.shape_zyx
+    assert np.allclose(vol.affine_lps(), small_phantom.volume.affine_lps(), atol=1e-3)
+    assert empty_window.settings.recent_files[0].endswith("ct.nii.gz")
+
+
+def test_bad_file_shows_a_message_not_a_crash(empty_window, tmp_path, qtbot):
+    bad = tmp_path / "empty.nii.gz"
+    bad.write_bytes(b"")
+    empty_window.open_path(str(bad))
+    qtbot.waitUntil(lambda: empty_window.last_error is not None, timeout=10000)
+    assert "empty.nii.gz" in empty_window.last_error
+    assert not empty_window.doc.has_volume
+
+
+def test_open_labels_row_flipped_lands_on_the_right_voxels(window, small_phantom, tmp_path, qtbot):
+    vol = small_phantom.volume
+    img_path = tmp_path / "ct.nii.gz"
+    write_volume(vol, img_path)
+    img = nib.load(img_path)
+    data = np.zeros(img.shape, dtype=np.uint8)  # nibabel order (x, y, z)
+    data[5, 7, 3] = 2
+    data[40, 50, 20] = 4
+    # Store the rows (y) flipped, with the affine adjusted so the world positions are unchanged.
+    flip = np.eye(4)
+    flip[1, 1] = -1
+    flip[1, 3] = img.shape[1] - 1
+    nib.save(nib.Nifti1Image(data[:, ::-1, :], img.affine @ flip), tmp_path / "labels.nii.gz")
+    window.open_labels(str(tmp_path / "labels.nii.gz"))
+    qtbot.waitUntil(lambda: window.doc.labels.array.any(), timeout=10000)
+    arr = window.doc.labels.array
+    assert arr[3, 7, 5] == 2
+    assert arr[20, 50, 40] == 4
+    assert int(np.count_nonzero(arr)) == 2
+    window.actions_by_name["undo"].trigger()
+    assert not window.doc.labels.array.any()
+
+
+def test_labels_on_another_grid_are_refused_with_a_message(window, tmp_path, qtbot):
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), tmp_path / "other.nii.gz")
+    window.open_labels(str(tmp_path / "other.nii.gz"))
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=10000)
+    assert "other.nii.gz" in window.last_error
+    assert not window.doc.labels.array.any()
+
+
+def test_export_labels_writes_nifti_on_the_source_grid(window, small_phantom, tmp_path, qtbot):
+    doc = window.doc
+    doc.paint_slice_mask(0, 4, small_phantom.truth.array[4] == 1, doc.active_label, "paint")
+    out = tmp_path / "out" / "labels.nii.gz"
+    out.parent.mkdir()
+    window.export_labels(str(out))
+    qtbot.waitUntil(lambda: (tmp_path / "out" / "labels.json").exists(), timeout=10000)
+    qtbot.waitUntil(lambda: not window.background.busy, timeout=10000)
+    img = nib.load(out)
+    assert np.allclose(img.affine, small_phantom.volume.affine_ras(), atol=1e-3)
+    back = np.asarray(img.dataobj).transpose(2, 1, 0)
+    assert np.array_equal(back == doc.active_label, doc.labels.array == doc.active_label)
+
+
+@pytest.mark.realdata
+def test_folder_with_two_series_shows_the_browser_and_loads_the_choice(empty_window, qtbot):
+    folder = DATA / "dicom" / "mr_ge_mr750_two_series_mixed" / "dcm"
+    if not folder.is_dir():
+        pytest.skip("shared data not available")
+    empty_window.open_path(str(folder))
+    qtbot.waitUntil(lambda: getattr(empty_window, "series_dialog", None) is not None, timeout=20000)
+    dialog = empty_window.series_dialog
+    assert dialog.table.rowCount() == 2
+    second = dialog.series[1]
+    dialog.select_uid(second.uid)
+    dialog.accept()
+    qtbot.waitUntil(lambda: empty_window.doc.has_volume, timeout=20000)
+    assert empty_window.doc.volume.metadata.get("series_instance_uid") == second.series_instance_uid
+    assert empty_window.doc.volume.shape_zyx == second.shape_zyx
+    dialog.wait_for_thumbnails()
