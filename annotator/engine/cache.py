@@ -235,8 +235,10 @@ class EmbeddingCache:
                 entries.append((st.st_mtime, st.st_size, p))
             entries.sort()
             used = sum(size for _, size, _ in entries)
+            # Evict down to 90% of the budget so the folder is not rescanned on every write.
+            target = int(self.disk_bytes * 0.9)
             for _, size, p in entries:
-                if used <= self.disk_bytes:
+                if used <= target:
                     break
                 if keep is not None and p == keep:
                     continue
