@@ -40,19 +40,94 @@ IMAGES_DIR = "images"
 
 def label_components_2d(label_slice: np.ndarray, connectivity: int = 2) -> list[tuple[int, np.ndarray]]:
     """(label id, (H, W, N) Fortran uint8 stack of its connected components) per label on the slice."""
+    height, width = label_slice.shape
+    out = []
+    for label_id, components in slice_components(label_slice, connectivity):
+        stack = np.zeros((height, width, len(components)), dtype=np.uint8, order="F")
+        for k, component in enumerate(components):
+            stack[component.rows, component.cols, k] = component.mask
+        out.append((label_id, stack))
+    return out
+
+
+class Component:
+    """One connected piece of one label on a slice: a tight crop and where it sits."""
+
+    __slots__ = ("mask", "row0", "col0")
+
+    def __init__(self, mask: np.ndarray, row0: int, col0: int) -> None:
+        self.mask, self.row0, self.col0 = mask, row0, col0
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.row0, self.row0 + self.mask.shape[0])
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.col0, self.col0 + self.mask.shape[1])
+
+    def full_mask(self, shape_hw: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(shape_hw, dtype=bool)
+        out[self.rows, self.cols] = self.mask
+        return out
+
+
+def slice_components(label_slice: np.ndarray, connectivity: int = 2) -> list[tuple[int, list[Component]]]:
+    """Per label present on the slice, its connected components as tight crops.
+
+    Works inside each label's bounding box (scipy's find_objects gives them all in one pass), so
+    the cost follows the annotated area, not the image size.
+    """
     from scipy import ndimage
 
     structure = ndimage.generate_binary_structure(2, connectivity)
+    label_slice = np.asarray(label_slice)
+    # Cheap first cut to the annotated rectangle: most slices are mostly background.
+    rows, cols = np.flatnonzero(label_slice.any(axis=1)), np.flatnonzero(label_slice.any(axis=0))
+    if rows.size == 0:
+        return []
+    row0, col0 = int(rows[0]), int(cols[0])
+    annotated = label_slice[row0: int(rows[-1]) + 1, col0: int(cols[-1]) + 1]
     out = []
-    for label_id in np.unique(label_slice):
-        if label_id == 0:
+    for index, box in enumerate(ndimage.find_objects(annotated)):
+        if box is None:
             continue
-        components, count = ndimage.label(label_slice == label_id, structure=structure)
-        # One Fortran (H, W, N) stack: pycocotools encodes all components in one call.
-        stack = np.asfortranarray(
-            (components[:, :, None] == np.arange(1, count + 1, dtype=components.dtype)).astype(np.uint8))
-        out.append((int(label_id), stack))
+        label_id = index + 1
+        crop = annotated[box] == label_id
+        pieces, _ = ndimage.label(crop, structure=structure)
+        components = []
+        for k, piece_box in enumerate(ndimage.find_objects(pieces), start=1):
+            components.append(Component(pieces[piece_box] == k, row0 + box[0].start + piece_box[0].start,
+                                        col0 + box[1].start + piece_box[1].start))
+        out.append((label_id, components))
     return out
+
+
+def component_rle_counts(component: Component, height: int, width: int) -> np.ndarray:
+    """Uncompressed COCO RLE counts (column-major runs, starting with background) of a component
+    on the full (height, width) image, computed from its crop alone."""
+    h, w = component.mask.shape
+    padded = np.zeros((w, h + 2), dtype=np.int8)
+    padded[:, 1:-1] = component.mask.T  # one row per image column: column-major order
+    steps = np.diff(padded, axis=1)
+    start_col, start_row = np.nonzero(steps == 1)
+    end_col, end_row = np.nonzero(steps == -1)
+    base = (component.col0 + start_col) * height + component.row0
+    starts = base + start_row
+    ends = (component.col0 + end_col) * height + component.row0 + end_row
+    if h == height and len(starts) > 1:
+        # A full-height crop: a run may continue from the bottom of one column into the next.
+        joined = ends[:-1] == starts[1:]
+        if joined.any():
+            starts = np.concatenate([starts[:1], starts[1:][~joined]])
+            ends = np.concatenate([ends[:-1][~joined], ends[-1:]])
+    edges = np.empty(2 * len(starts) + 2, dtype=np.int64)
+    edges[0], edges[-1] = 0, height * width
+    edges[1:-1:2], edges[2:-1:2] = starts, ends
+    counts = np.diff(edges)
+    # pycocotools ends with the last run; a component touching the image's last pixel has no
+    # trailing background run.
+    return counts[:-1] if len(counts) > 1 and counts[-1] == 0 else counts
 
 
 def encode_rle(stack_hwn: np.ndarray) -> list[dict[str, Any]]:
@@ -60,6 +135,18 @@ def encode_rle(stack_hwn: np.ndarray) -> list[dict[str, Any]]:
     from pycocotools import mask as mask_utils
 
     rles = mask_utils.encode(np.asfortranarray(stack_hwn, dtype=np.uint8))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def encode_components(components: Sequence[Component], height: int, width: int) -> list[dict[str, Any]]:
+    """Compressed COCO RLEs (JSON-ready) of components; pycocotools does the compression."""
+    from pycocotools import mask as mask_utils
+
+    uncompressed = [{"counts": component_rle_counts(c, height, width).tolist(), "size": [height, width]}
+                    for c in components]
+    rles = mask_utils.frPyObjects(uncompressed, height, width)
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
     return rles
@@ -154,27 +241,25 @@ def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
 def slice_annotations(label_slice: np.ndarray, *, encoding: str = "rle",
                       connectivity: int = 2) -> tuple[list[dict[str, Any]], int]:
     """COCO annotation dicts (no ids yet) for one slice, and how many polygons fell back to RLE."""
-    from pycocotools import mask as mask_utils
-
+    height, width = label_slice.shape
     annotations = []
     fallbacks = 0
-    for label_id, stack in label_components_2d(label_slice, connectivity):
-        rles = encode_rle(stack)
-        areas = mask_utils.area(rles)
-        boxes = mask_utils.toBbox(rles)
-        for k, rle in enumerate(rles):
+    for label_id, components in slice_components(label_slice, connectivity):
+        rles = encode_components(components, height, width)
+        for component, rle in zip(components, rles, strict=True):
             segmentation: Any = rle
             if encoding == "polygon":
-                polygons = exact_polygons(stack[:, :, k])
+                polygons = exact_polygons(component.full_mask((height, width)))
                 if polygons is None:
                     fallbacks += 1
                 else:
                     segmentation = polygons
+            h, w = component.mask.shape
             annotations.append({
                 "category_id": label_id,
                 "segmentation": segmentation,
-                "area": int(areas[k]),
-                "bbox": [float(v) for v in boxes[k]],
+                "area": int(np.count_nonzero(component.mask)),
+                "bbox": [float(component.col0), float(component.row0), float(w), float(h)],
                 "iscrowd": 0,
             })
     return annotations, fallbacks
@@ -188,7 +273,8 @@ def write_png(image_u8: np.ndarray, path: Path, *, overwrite: bool) -> Path:
     if not overwrite and path.exists():
         raise OutputExistsError(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        Image.fromarray(np.ascontiguousarray(image_u8)).save(tmp, format="PNG")
+        # zlib level 1: PNG stays lossless; higher levels cost several times the time for a few % of size.
+        Image.fromarray(np.ascontiguousarray(image_u8)).save(tmp, format="PNG", compress_level=1)
     return path
 
 
