@@ -51,6 +51,7 @@ _HEADER_TAGS = [
     "SliceThickness", "SpacingBetweenSlices", "GantryDetectorTilt", "Rows", "Columns",
     "SamplesPerPixel", "NumberOfFrames", "RescaleSlope", "RescaleIntercept", "WindowCenter",
     "WindowWidth", "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
+    "BitsAllocated", "BitsStored", "PixelRepresentation",
     0x0019100A, 0x00291010, 0x00290010, 0x00190010,  # Siemens mosaic count, CSA image header, creators
 ]
 
@@ -76,6 +77,9 @@ class Frame:
     normal: np.ndarray | None = None  # explicit slice normal (Siemens mosaic CSA), else row x col
     has_geometry: bool = True
     slice_spacing_hint: float | None = None
+    # (explicit VR?, bits allocated, bits stored, signed?) when the pixels are plain little-endian
+    # bytes we can read without pydicom's per-element parsing; None means "decode with pydicom"
+    native_pixels: tuple[bool, int, int, bool] | None = None
 
 
 @dataclass
@@ -329,9 +333,69 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
         group_key=key(iop_arr, base_type, spacing_t, echo) + (() if has_geometry else ("nogeom", path)),
         rows=rows, cols=cols, iop=iop_arr, ipp=ipp_arr, pixel_spacing=spacing_t, slope=slope,
         intercept=intercept, order_key=order_key, sop_uid=sop_uid, has_geometry=has_geometry,
-        slice_spacing_hint=spacing_hint,
+        slice_spacing_hint=spacing_hint, native_pixels=_native_pixel_format(ds, samples),
     ))
     return frames
+
+
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+
+
+def _native_pixel_format(ds: Any, samples: int | None) -> tuple[bool, int, int, bool] | None:
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts not in (_EXPLICIT_LE, _IMPLICIT_LE) or samples != 1:
+        return None
+    allocated, stored = _int(ds.get("BitsAllocated")), _int(ds.get("BitsStored"))
+    if allocated not in (8, 16, 32) or not stored or stored > allocated:
+        return None
+    return ts == _EXPLICIT_LE, allocated, stored, _int(ds.get("PixelRepresentation"), 0) == 1
+
+
+def _read_native_plane(frame: Frame) -> np.ndarray | None:
+    """The stored pixels of an uncompressed little-endian single-frame file, read straight from
+    its bytes (the Pixel Data element is validated by tag, VR and exact length), or None to let
+    pydicom decode it. Values are masked / sign-extended to BitsStored exactly as pydicom does."""
+    explicit, allocated, stored, signed = frame.native_pixels  # type: ignore[misc]
+    expected = frame.rows * frame.cols * allocated // 8
+    try:
+        data = Path(frame.path).read_bytes()
+    except OSError as exc:
+        raise InputError(frame.path, f"cannot be read ({exc.strerror or exc})") from exc
+    header = 12 if explicit else 8
+    tag = b"\xe0\x7f\x10\x00"
+
+    def valid(pos: int) -> bool:
+        if pos < 0 or data[pos:pos + 4] != tag:
+            return False
+        if explicit and data[pos + 4:pos + 6] not in (b"OW", b"OB"):
+            return False
+        length = int.from_bytes(data[pos + header - 4:pos + header], "little")
+        return length in (expected, expected + 1) and pos + header + expected <= len(data)
+
+    pos = next((p for p in (len(data) - expected - header, len(data) - expected - 1 - header) if valid(p)), None)
+    end = len(data) - expected
+    for _ in range(4):  # trailing elements after the pixel data are rare; look a little further back
+        if pos is not None:
+            break
+        found = data.rfind(tag, 0, max(0, end))
+        if found < 0:
+            break
+        pos = found if valid(found) else None
+        end = found
+    if pos is None:
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    plane = np.frombuffer(data, dtype=dtype, count=frame.rows * frame.cols, offset=pos + header)
+    plane = plane.reshape(frame.rows, frame.cols)
+    if stored < allocated:
+        plane = plane.astype(dtype.newbyteorder("="), copy=True)
+        if signed:
+            shift = allocated - stored
+            plane = (plane << shift) >> shift  # arithmetic shift sign-extends from BitsStored
+        else:
+            plane &= (1 << stored) - 1
+    return plane
 
 
 # ---- reading headers -----------------------------------------------------------------------------
@@ -702,6 +766,11 @@ def _read_planes(frames_by_volume_slice: list[Frame]) -> tuple[list[np.ndarray],
     planes: list[np.ndarray | None] = [None] * len(frames_by_volume_slice)
     colour = False
     for path, indices in by_file.items():
+        if len(indices) == 1 and frames_by_volume_slice[indices[0]].native_pixels is not None:
+            plane = _read_native_plane(frames_by_volume_slice[indices[0]])
+            if plane is not None:
+                planes[indices[0]] = plane
+                continue
         ds, pixels = _decode_file(path)
         samples = _int(ds.get("SamplesPerPixel"), 1) or 1
         n_frames = _int(ds.get("NumberOfFrames"), 1) or 1
@@ -747,23 +816,29 @@ def _rescaled_stack(frames: list[Frame], planes: list[np.ndarray]) -> np.ndarray
             np.multiply(plane, np.float32(frame.slope), out=out[z], casting="unsafe")
             out[z] += np.float32(frame.intercept)
         return out
-    # integer rescale (CT HU): exact in int32, then the smallest signed type holding the values
-    lo = min(float(p.min()) * f.slope + f.intercept for f, p in zip(frames, planes, strict=True))
-    hi = max(float(p.max()) * f.slope + f.intercept for f, p in zip(frames, planes, strict=True))
-    lo, hi = min(lo, hi), max(lo, hi)
-    for candidate in (np.int16, np.int32):
-        info = np.iinfo(candidate)
-        if info.min <= lo and hi <= info.max:
-            target = candidate
-            break
-    else:
-        target = np.float64
+    # integer rescale (CT HU): exact, in the smallest signed type holding every rescaled value
+    raw_ranges = [(int(p.min()), int(p.max())) for p in planes]
+    ends = [v * int(f.slope) + int(f.intercept) for f, (a, b) in zip(frames, raw_ranges, strict=True) for v in (a, b)]
+    lo, hi = min(ends), max(ends)
+    target = next((np.dtype(t) for t in (np.int16, np.int32, np.int64)
+                   if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max), np.dtype(np.float64))
     out = np.empty(shape, dtype=target)
-    for z, (frame, plane) in enumerate(zip(frames, planes, strict=True)):
-        if frame.slope == 1.0:
-            np.add(plane, int(frame.intercept), out=out[z], casting="unsafe", dtype=np.int32)
+    raw_lo, raw_hi = min(r[0] for r in raw_ranges), max(r[1] for r in raw_ranges)
+    fits = target.kind == "i" and np.iinfo(target).min <= raw_lo and raw_hi <= np.iinfo(target).max
+    if fits and all(f.slope == 1.0 for f in frames):
+        # the common CT case: copy stored values, then add the intercept in place (no overflow:
+        # both the stored and the rescaled ranges fit the target type)
+        for z, plane in enumerate(planes):
+            np.copyto(out[z], plane, casting="unsafe")
+        intercepts = {int(f.intercept) for f in frames}
+        if len(intercepts) == 1:
+            out += target.type(intercepts.pop())
         else:
-            out[z] = plane.astype(np.int64) * int(frame.slope) + int(frame.intercept)
+            for z, frame in enumerate(frames):
+                out[z] += target.type(int(frame.intercept))
+        return out
+    for z, (frame, plane) in enumerate(zip(frames, planes, strict=True)):
+        out[z] = plane.astype(np.int64) * int(frame.slope) + int(frame.intercept)
     return out
 
 

@@ -134,47 +134,144 @@ def nifti_header_geometry(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _nifti_description(img: Any) -> str:
+    return _header_description(img.header)
+
+
+def _header_description(header: Any) -> str:
     try:
-        raw = img.header["descrip"]
+        raw = header["descrip"]
         text = raw.item().decode("latin-1") if hasattr(raw, "item") else str(raw)
         return text.strip("\x00 ").strip()
     except (KeyError, ValueError, AttributeError, UnicodeDecodeError):
         return ""
 
 
+_CHUNK = 1 << 24
+
+
+def _gz_header_and_volume(path: Path, volume_index: int) -> tuple[Any, np.ndarray, int]:
+    """(header, (x, y, z) on-disk voxels of one volume, n_volumes) of a .nii.gz in one pass.
+
+    Inflates straight into the output array in 16 MB chunks and stops after the wanted volume:
+    about twice as fast as streaming through Python's gzip module, and a 4-D file's later volumes
+    are never inflated. Concatenated gzip members (pigz) are followed.
+    """
+    import io
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        remaining = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from exc
+
+    inflater = zlib.decompressobj(wbits=31)
+
+    def chunks():
+        nonlocal remaining, inflater
+        pending = remaining
+        while True:
+            piece = inflater.decompress(pending, _CHUNK)
+            if piece:
+                yield piece
+            pending = inflater.unconsumed_tail
+            if inflater.eof:
+                rest = inflater.unused_data.lstrip(b"\0")
+                if not rest:
+                    return
+                inflater = zlib.decompressobj(wbits=31)
+                pending = rest
+            elif not pending and not piece:
+                raise InputError(path, "gzip stream is truncated (file cut short?)")
+
+    stream = chunks()
+    try:
+        head = bytearray()
+        while len(head) < 540:
+            try:
+                head += next(stream)
+            except StopIteration:
+                break
+        if len(head) < 348:
+            raise InputError(path, f"too short for a NIfTI header ({len(head)} bytes)")
+        sizeof_hdr = int.from_bytes(head[:4], "little")
+        if sizeof_hdr not in (348, 540):
+            sizeof_hdr = int.from_bytes(head[:4], "big")
+        klass = nib.Nifti2Header if sizeof_hdr == 540 else nib.Nifti1Header
+        try:
+            header = klass.from_fileobj(io.BytesIO(bytes(head[:sizeof_hdr])))
+        except Exception as exc:  # nibabel raises many types for damaged headers; all mean "unreadable"
+            raise InputError(path, f"not a readable NIfTI header ({type(exc).__name__}: {exc})") from exc
+        x, y, z, t = _nifti_shape_xyzt(path, header.get_data_shape())
+        if not 0 <= volume_index < t:
+            raise InputError(path, f"volume {volume_index} requested but the file holds {t} volume(s) (0..{t - 1})")
+        dtype = header.get_data_dtype()
+        volume_bytes = x * y * z * dtype.itemsize
+        start = int(header.get_data_offset()) + volume_index * volume_bytes
+        stop = start + volume_bytes
+        out = np.empty(volume_bytes, dtype=np.uint8)
+        position = 0  # bytes of the inflated stream seen so far
+        piece = bytes(head)
+        while True:
+            lo, hi = max(start, position), min(stop, position + len(piece))
+            if hi > lo:
+                out[lo - start:hi - start] = np.frombuffer(piece, np.uint8, hi - lo, lo - position)
+            position += len(piece)
+            if position >= stop:
+                break
+            try:
+                piece = next(stream)
+            except StopIteration:
+                raise InputError(path, f"voxel data is truncated ({max(0, position - start)} of "
+                                       f"{volume_bytes} bytes)") from None
+    except zlib.error as exc:
+        raise InputError(path, f"not a readable gzip-compressed NIfTI file ({exc})") from exc
+    return header, out.view(dtype).reshape((x, y, z), order="F"), t
+
+
 def load_nifti(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume:
     """Read one 3-D volume of a NIfTI-1/2 file; the affine is nibabel's choice (sform, else qform)."""
     path = Path(path)
-    img = _nifti_image(path)
-    affine = np.asarray(img.affine, dtype=np.float64)
+    if path.name.lower().endswith(".gz"):
+        header, raw, t = _gz_header_and_volume(path, volume_index)
+        slope, inter = header.get_slope_inter()
+        if slope is not None and (slope != 1.0 or (inter or 0.0) != 0.0):
+            scaled_type = np.float32 if raw.dtype.itemsize <= 2 and raw.dtype.kind in "iub" else np.float64
+            data = raw.astype(scaled_type) * scaled_type(slope) + scaled_type(inter or 0.0)
+        else:
+            data = raw
+        affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+    else:
+        img = _nifti_image(path)
+        header = img.header
+        affine = np.asarray(img.affine, dtype=np.float64)
+        x, y, z, t = _nifti_shape_xyzt(path, img.shape)
+        if not 0 <= volume_index < t:
+            raise InputError(path, f"volume {volume_index} requested but the file holds {t} volume(s) (0..{t - 1})")
+        proxy = img.dataobj
+        try:
+            if len(img.shape) <= 3:
+                data = np.asanyarray(proxy)
+            elif len(img.shape) == 4:
+                data = np.asanyarray(proxy[..., volume_index])  # reads one time point only
+            else:
+                data = np.asanyarray(proxy).reshape((x, y, z, t), order="F")[..., volume_index]
+        except Exception as exc:  # truncated/corrupt payloads surface as EOFError, zlib.error, ValueError...
+            raise InputError(path, f"voxel data cannot be read ({type(exc).__name__}: {exc})") from exc
+        data = np.asarray(data).reshape((x, y, z), order="F")
     problem = affine_problem(affine)
     if problem:
         raise InputError(path, problem)
-    x, y, z, t = _nifti_shape_xyzt(path, img.shape)
-    if not 0 <= volume_index < t:
-        raise InputError(path, f"volume {volume_index} requested but the file holds {t} volume(s) (0..{t - 1})")
-    proxy = img.dataobj
-    try:
-        if len(img.shape) <= 3:
-            data = np.asanyarray(proxy)
-        elif len(img.shape) == 4:
-            data = np.asanyarray(proxy[..., volume_index])  # reads one time point only
-        else:
-            data = np.asanyarray(proxy).reshape((x, y, z, t), order="F")[..., volume_index]
-    except Exception as exc:  # truncated/corrupt payloads surface as EOFError, zlib.error, ValueError...
-        raise InputError(path, f"voxel data cannot be read ({type(exc).__name__}: {exc})") from exc
-    data = np.asarray(data).reshape((x, y, z), order="F")
-    if data.dtype.kind == "f" and data.dtype != np.float32 and data.dtype.itemsize > 4:
-        data = data.astype(np.float32) if _fits_float32(data) else data
+    if data.dtype.kind == "f" and data.dtype.itemsize > 4 and _fits_float32(data):
+        data = data.astype(np.float32)
     array = _native(data.T)  # (x, y, z) Fortran-ordered on disk -> (z, y, x) C-ordered, no copy
     _check_finite(path, array)
     spacing, origin, direction = geometry_from_ras_affine(affine)
     warnings: list[str] = []
     if is_sheared(direction):
         warnings.append("affine is sheared (axes not orthogonal); kept as stored")
-    sform_code = int(img.header.get("sform_code", 0)) if hasattr(img.header, "get") else 0
-    qform_code = int(img.header.get("qform_code", 0)) if hasattr(img.header, "get") else 0
-    if sform_code == 0 and qform_code == 0:
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         warnings.append("neither sform nor qform is set; geometry is voxel size only (origin 0)")
     for w in warnings:
         log.warning("%s: %s", path, w)
@@ -184,7 +281,7 @@ def load_nifti(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume
         "n_volumes": t,
         "volume_index": volume_index,
         "format": "nifti",
-        "series_description": _nifti_description(img),
+        "series_description": _header_description(header),
     }
     return Volume(array, spacing_zyx_mm=spacing, origin_lps_mm=origin, direction_lps=direction,
                   modality="", metadata=metadata)

@@ -166,3 +166,28 @@ def test_2d_nifti_becomes_one_slice(tmp_path):
     volume = load_volume(path)
     assert volume.shape_zyx == (1, 4, 3)
     assert volume.array[0, 1, 2] == 2 * 4 + 1
+
+
+def test_concatenated_gzip_members_and_nifti2(tmp_path):
+    data = np.random.default_rng(5).integers(-500, 500, (20, 18, 7, 3)).astype(np.int16)
+    affine = np.array([[-1.5, 0, 0, 10], [0, 1.2, 0.1, -20], [0, -0.1, 1.2, 30], [0, 0, 0, 1.0]])
+    plain = tmp_path / "img.nii"
+    nib.save(nib.Nifti2Image(data, affine), plain)
+    raw = plain.read_bytes()
+    split = len(raw) // 3
+    multi = tmp_path / "pigz_like.nii.gz"
+    multi.write_bytes(gzip.compress(raw[:split]) + gzip.compress(raw[split:]))
+    for t in range(3):
+        volume = load_volume(multi, volume_index=t)
+        np.testing.assert_array_equal(volume.array, data[..., t].T)
+        np.testing.assert_allclose(volume.affine_ras(), affine, atol=1e-6)
+
+
+def test_scaled_gz_matches_nibabel(tmp_path):
+    img = nib.Nifti1Image(np.arange(60, dtype=np.uint8).reshape(5, 4, 3), np.eye(4))
+    img.header.set_slope_inter(0.25, -3.0)
+    path = tmp_path / "scaled.nii.gz"
+    nib.save(img, path)
+    volume = load_volume(path)
+    np.testing.assert_allclose(volume.array, np.asanyarray(nib.load(path).dataobj).T, rtol=1e-6)
+    assert volume.array.dtype == np.float32
