@@ -150,6 +150,28 @@ class SamEngine:
         self._memo = (embedding, tensor)
         return tensor
 
+    def _upscale_logits(self, low_res: Any, input_size: tuple[int, int], original_size: tuple[int, int]) -> Any:
+        """Sam.postprocess_masks, without upsampling the padding that its crop throws away.
+
+        SAM upsamples the low-res logits to the padded 1024x1024 frame, crops the resized image
+        and resizes that to the slice. Low-res rows/columns that only feed the padding are left
+        out here; the upsampling scale stays exactly the same (k low-res pixels -> k * 4), so the
+        kept values are bit-identical to SAM's (tested against SamPredictor on non-square slices).
+        """
+        functional = self._torch.nn.functional
+        low_h, low_w = int(low_res.shape[-2]), int(low_res.shape[-1])
+        if self.img_size % low_h or self.img_size % low_w:
+            return self.model.postprocess_masks(low_res, input_size, original_size)
+        factor_h, factor_w = self.img_size // low_h, self.img_size // low_w
+        # last low-res index any kept output pixel reads: floor((n - 0.5) / f - 0.5) + 1
+        keep_h = min(low_h, int(np.floor((input_size[0] - 0.5) / factor_h - 0.5)) + 2)
+        keep_w = min(low_w, int(np.floor((input_size[1] - 0.5) / factor_w - 0.5)) + 2)
+        part = low_res[..., :keep_h, :keep_w]
+        frame = functional.interpolate(part, (keep_h * factor_h, keep_w * factor_w), mode="bilinear",
+                                       align_corners=False)
+        frame = frame[..., : input_size[0], : input_size[1]]
+        return functional.interpolate(frame, original_size, mode="bilinear", align_corners=False)
+
     def _image_pe(self) -> Any:
         if self._dense_pe is None:
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
@@ -208,7 +230,7 @@ class SamEngine:
                                                         mode="bilinear", align_corners=False)
                 masks = probs > 0.5
             else:
-                upscaled = self.model.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+                upscaled = self._upscale_logits(low_res, embedding.input_size, embedding.original_size)
                 masks = upscaled > self.model.mask_threshold
             return MaskPrediction(
                 masks=masks[0].cpu().numpy(),

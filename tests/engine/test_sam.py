@@ -159,3 +159,16 @@ def test_medsam_preprocessing_follows_the_medsam_reference(tiny_sam, image):
     # and it is not SAM's preprocessing
     sam_engine = SamEngine(tiny_sam, model_id="tiny", model_sha256="0" * 64)
     assert not np.allclose(sam_engine.embed(image).features, emb.features)
+
+
+@pytest.mark.parametrize("original_size", [(120, 180), (300, 512), (512, 96), (512, 512), (7, 1000)])
+def test_upscaling_only_the_kept_frame_is_bit_identical_to_sam(engine, tiny_sam, original_size):
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    input_size = ResizeLongestSide.get_preprocess_shape(*original_size, 1024)
+    low_res = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 4
+    with torch.inference_mode():
+        ours = engine._upscale_logits(low_res, input_size, original_size)
+        theirs = tiny_sam.postprocess_masks(low_res, input_size, original_size)
+    assert ours.shape == theirs.shape == (1, 3, *original_size)
+    assert torch.equal(ours, theirs)
