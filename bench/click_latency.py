@@ -63,7 +63,9 @@ def main() -> int:
     parser.add_argument("--clicks", type=int, default=60, help="timed clicks per path (>= 50)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 = steadier on a shared box)")
-    parser.add_argument("--size", type=int, default=512, help="slice size in pixels (square CT slice)")
+    parser.add_argument("--size", type=int, default=512, help="slice width in pixels")
+    parser.add_argument("--height", type=int, default=0,
+                        help="slice height (default: --size, a square axial slice; e.g. 300 for a coronal one)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -86,10 +88,11 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     size = args.size
-    rows, cols = np.mgrid[:size, :size]
-    array = rng.normal(-60, 25, size=(3, size, size)).astype(np.int16)
-    body = ((rows - size / 2) / (0.45 * size)) ** 2 + ((cols - size / 2) / (0.38 * size)) ** 2 <= 1
-    organ = ((rows - 0.45 * size) / (0.12 * size)) ** 2 + ((cols - 0.4 * size) / (0.16 * size)) ** 2 <= 1
+    height = args.height or size
+    rows, cols = np.mgrid[:height, :size]
+    array = rng.normal(-60, 25, size=(3, height, size)).astype(np.int16)
+    body = ((rows - height / 2) / (0.45 * height)) ** 2 + ((cols - size / 2) / (0.38 * size)) ** 2 <= 1
+    organ = ((rows - 0.45 * height) / (0.12 * height)) ** 2 + ((cols - 0.4 * size) / (0.16 * size)) ** 2 <= 1
     array[:, body] += 100
     array[:, organ] += 80
     volume = Volume(array, (2.0, 0.7, 0.7), modality="CT")
@@ -105,7 +108,7 @@ def main() -> int:
     executor = EngineExecutor(service)
     executor.embed(view).result()  # the slice is embedded once, as in the app
 
-    clicks = [(float(rng.uniform(0.2, 0.8) * size), float(rng.uniform(0.2, 0.8) * size))
+    clicks = [(float(rng.uniform(0.2, 0.8) * size), float(rng.uniform(0.2, 0.8) * height))
               for _ in range(args.warmup + args.clicks)]
 
     def bare(x: float, y: float) -> float:
@@ -113,7 +116,7 @@ def main() -> int:
         masks, _, _ = predictor.predict(point_coords=np.array([[x, y]]), point_labels=np.array([1]),
                                         multimask_output=True)
         elapsed = time.perf_counter() - start
-        if masks.shape != (3, size, size):
+        if masks.shape != (3, height, size):
             raise RuntimeError(f"unexpected SamPredictor masks {masks.shape}")
         return elapsed
 
@@ -122,7 +125,7 @@ def main() -> int:
         request = PredictRequest.from_prompts(view, PromptSet((PointPrompt(x, y),)))
         result = executor.predict(request).result()
         elapsed = time.perf_counter() - start
-        if not result.ok or result.prediction.masks.shape != (3, size, size):
+        if not result.ok or result.prediction.masks.shape != (3, height, size):
             raise RuntimeError(f"our path failed: {result.status} {result.error}")
         return elapsed
 
@@ -153,7 +156,7 @@ def main() -> int:
     result = {
         "benchmark": "click_latency",
         "clicks": args.clicks,
-        "slice_px": [size, size],
+        "slice_px": [height, size],
         "multimask": True,
         "torch_threads": args.threads,
         "device": "cpu",
