@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
@@ -606,11 +607,13 @@ def _plan_geometry(plan_frames: list[Frame], uid: str) -> dict[str, Any]:
 # series after `discover_series` (or loading another time point) does not parse headers again.
 _PLAN_CACHE: OrderedDict[tuple, tuple[list[SeriesPlan], list[str]]] = OrderedDict()
 _PLAN_CACHE_SIZE = 4
+_PLAN_CACHE_LOCK = threading.Lock()  # the GUI discovers and loads from worker threads
 
 
 def clear_cache() -> None:
     """Forget cached discovery results (benchmarks measure a cold discovery)."""
-    _PLAN_CACHE.clear()
+    with _PLAN_CACHE_LOCK:
+        _PLAN_CACHE.clear()
 
 
 def _plans(path: Path) -> tuple[list[SeriesPlan], list[str]]:
@@ -623,14 +626,16 @@ def _plans(path: Path) -> tuple[list[SeriesPlan], list[str]]:
             continue
         signature.append((str(file), st.st_size, st.st_mtime_ns))
     key = (str(path.resolve()), tuple(signature))
-    cached = _PLAN_CACHE.get(key)
-    if cached is not None:
-        _PLAN_CACHE.move_to_end(key)
-        return cached
+    with _PLAN_CACHE_LOCK:
+        cached = _PLAN_CACHE.get(key)
+        if cached is not None:
+            _PLAN_CACHE.move_to_end(key)
+            return cached
     result = _plans_uncached(path, files)
-    _PLAN_CACHE[key] = result
-    while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
-        _PLAN_CACHE.popitem(last=False)
+    with _PLAN_CACHE_LOCK:
+        _PLAN_CACHE[key] = result
+        while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
+            _PLAN_CACHE.popitem(last=False)
     return result
 
 
