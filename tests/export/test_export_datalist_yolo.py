@@ -12,6 +12,7 @@ from annotator.core.geometry import Window
 from annotator.export.api import ExportSpec, export_volume
 
 
+@pytest.mark.slow  # importing MONAI imports torch
 def test_monai_loads_the_datalist_and_the_label_volumes_match(tmp_path, volume, label_map):
     monai_data = pytest.importorskip("monai.data")
     from monai.transforms import LoadImage

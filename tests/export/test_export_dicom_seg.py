@@ -99,9 +99,16 @@ def test_non_dicom_source_is_refused_with_a_clear_message(tmp_path, volume, labe
 
 
 @pytest.mark.realdata
-def test_real_philips_ct_series_round_trip(tmp_path):
+@pytest.mark.parametrize("loader", ["pydicom", "annotator.io"])
+def test_real_philips_ct_series_round_trip(tmp_path, loader):
     folder = shared_data_or_skip() / "dicom" / "ct_philips_ingenuity_axial_5mm" / "dcm"
-    volume = volume_from_dicom_files(sorted(folder.iterdir()))
+    if loader == "pydicom":
+        volume = volume_from_dicom_files(sorted(folder.iterdir()))
+    else:
+        pytest.importorskip("annotator.io.dicom")
+        from annotator.io import load_volume
+
+        volume = load_volume(folder)
     assert volume.shape_zyx == (28, 512, 512)
     label_map = labels_for(volume)
     export_volume("dicom-seg", volume, label_map, tmp_path, ExportSpec(case_id="philips"))
