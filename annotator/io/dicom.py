@@ -145,6 +145,24 @@ def _seconds_of_time(value: Any) -> float | None:
     return days * 86400.0 + hours * 3600.0 + minutes * 60.0 + seconds
 
 
+def _valid_iop(iop: list[float] | None) -> list[float] | None:
+    """Row/column cosines renormalised (scanners write 5-6 decimals), or None when degenerate."""
+    if iop is None:
+        return None
+    row, col = np.asarray(iop[:3]), np.asarray(iop[3:])
+    row_norm, col_norm = np.linalg.norm(row), np.linalg.norm(col)
+    if row_norm < 0.9 or col_norm < 0.9 or row_norm > 1.1 or col_norm > 1.1:
+        return None
+    row, col = row / row_norm, col / col_norm
+    if abs(float(row @ col)) > 0.01:  # not perpendicular: no usable orientation
+        return None
+    return [*row.tolist(), *col.tolist()]
+
+
+def _positive_spacing(spacing: list[float] | None) -> list[float] | None:
+    return spacing if spacing and all(v > 0 for v in spacing) else None
+
+
 def _sequence_item(dataset: Any, keyword: str) -> Any:
     seq = dataset.get(keyword) if dataset is not None else None
     return seq[0] if seq else None
@@ -250,8 +268,8 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
                     frame_type = _image_type(item.get("FrameType"))
                     break
             ipp = _float_list(position.get("ImagePositionPatient") if position else None, 3)
-            iop = _float_list(orientation.get("ImageOrientationPatient") if orientation else None, 6)
-            spacing = _float_list(measures.get("PixelSpacing") if measures else None, 2)
+            iop = _valid_iop(_float_list(orientation.get("ImageOrientationPatient") if orientation else None, 6))
+            spacing = _positive_spacing(_float_list(measures.get("PixelSpacing") if measures else None, 2))
             has_geometry = ipp is not None and iop is not None
             spacing = tuple(spacing) if spacing else (1.0, 1.0)
             slope = _float(transform.get("RescaleSlope") if transform else ds.get("RescaleSlope"), 1.0)
@@ -276,8 +294,9 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
         return frames
 
     ipp = _float_list(ds.get("ImagePositionPatient"), 3)
-    iop = _float_list(ds.get("ImageOrientationPatient"), 6)
-    spacing = _float_list(ds.get("PixelSpacing"), 2) or _float_list(ds.get("ImagerPixelSpacing"), 2)
+    iop = _valid_iop(_float_list(ds.get("ImageOrientationPatient"), 6))
+    spacing = _positive_spacing(_float_list(ds.get("PixelSpacing"), 2)) \
+        or _positive_spacing(_float_list(ds.get("ImagerPixelSpacing"), 2))
     has_geometry = ipp is not None and iop is not None
     spacing_t = (float(spacing[0]), float(spacing[1])) if spacing else (1.0, 1.0)
     slope = _float(ds.get("RescaleSlope"), 1.0) or 1.0
@@ -485,7 +504,15 @@ def _scan(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, dict[st
             continue
         if "PixelData" not in ds and "Rows" not in ds:
             continue
-        file_frames = frames_of_dataset(ds, str(file))
+        try:
+            file_frames = frames_of_dataset(ds, str(file))
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+            # malformed header values (wrong VR, empty sequence items): unusable, not fatal
+            problem = f"header values cannot be interpreted ({type(exc).__name__}: {exc})"
+            if path.is_file():
+                raise InputError(file, problem) from exc
+            unreadable.append(f"{file.name}: {problem}")
+            continue
         if not file_frames:
             continue
         frames.extend(file_frames)

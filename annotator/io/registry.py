@@ -40,13 +40,17 @@ def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
     kind = source_format(path)
     if volume_index < 0:
         raise InputError(path, f"volume index must be >= 0, got {volume_index}")
-    if kind == "nifti":
-        return nifti.load_nifti(path, volume_index=volume_index)
-    if kind == "itk":
-        return nifti.load_itk(path, volume_index=volume_index)
-    from annotator.io import dicom
+    try:
+        if kind == "nifti":
+            return nifti.load_nifti(path, volume_index=volume_index)
+        if kind == "itk":
+            return nifti.load_itk(path, volume_index=volume_index)
+        from annotator.io import dicom
 
-    return dicom.load_dicom(path, series_uid=series_uid, volume_index=volume_index, regularize=regularize)
+        return dicom.load_dicom(path, series_uid=series_uid, volume_index=volume_index, regularize=regularize)
+    except ValueError as exc:
+        # Volume() validates geometry (zero spacing, singular direction) from the file's values
+        raise InputError(path, f"cannot be loaded: {exc}") from exc
 
 
 def discover_series(path: str | os.PathLike[str]) -> list[SeriesInfo]:

@@ -82,3 +82,16 @@ def test_text_file_is_not_dicom(tmp_path):
 def test_missing_path(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_volume(tmp_path / "nothing")
+
+
+def test_degenerate_orientation_falls_back_with_a_warning(tmp_path):
+    paths = _series(tmp_path)
+    for path in paths:
+        ds = __import__("pydicom").dcmread(path)
+        ds.ImageOrientationPatient = [0, 0, 0, 0, 0, 0]
+        ds.PixelSpacing = ["0", "0"]
+        ds.save_as(path)
+    infos = discover_series(tmp_path)
+    assert all(any("no patient position" in w for w in i.warnings) for i in infos)
+    volume = load_volume(paths[0])
+    assert volume.spacing_zyx_mm[1:] == (1.0, 1.0)
