@@ -1,0 +1,10 @@
+"""Runs model parts (image encoder, prompt path) on torch, ONNX Runtime or OpenVINO, chosen per machine.
+
+Import-light: the runtimes themselves are imported inside the functions that use them. Entry
+points: select.select_runner (generic), lite_medsam.accelerate_lite_medsam (the default engine),
+prompt_path.select_prompt_runner (prompt encoder + mask decoder), malloc.tune_malloc.
+"""
+
+from annotator.engine.runtime.base import RUNTIMES, ModelRunner, ModelSpec, runner_name
+
+__all__ = ["RUNTIMES", "ModelRunner", "ModelSpec", "runner_name"]
