@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from annotator.cli.segment import (
@@ -51,24 +52,26 @@ def run(args: argparse.Namespace) -> int:
     if args.no_disk_cache:
         raise InputError(None, "--no-disk-cache makes precompute pointless (it fills the disk cache)")
     planes = parse_planes(args.planes)
-    volumes = [(path, load_input_volume(path, args.series_uid)) for path in args.volumes]
     engine = engine_from_args(args)
     service = service_from_args(args, engine)
-    jobs = []
-    for path, volume in volumes:
-        window = parse_window(args.window, volume)
-        for plane in planes:
-            axis = plane_array_axis(volume, plane)
-            jobs.extend((path, volume, window, plane, axis, index) for index in range(volume.shape_zyx[axis]))
     start = time.perf_counter()
-    computed_before = service.encoder_calls
-    with tqdm(total=len(jobs), unit="slice", disable=args.no_progress, file=sys.stderr,
-              desc=f"embedding ({getattr(engine, 'model_id', '?')})") as bar:
-        for _path, volume, window, _plane, axis, index in jobs:
-            service.embedding(volume, axis, index, window)
-            bar.update(1)
-    computed = service.encoder_calls - computed_before
-    sys.stdout.write(f"{len(jobs)} slices of {len(volumes)} volume(s), planes {','.join(planes)}: "
-                     f"{computed} embedded, {len(jobs) - computed} already cached, "
+    total = computed = 0
+    # One volume in memory at a time: a batch of CTs need not fit in RAM together.
+    for path in args.volumes:
+        volume = load_input_volume(path, args.series_uid)
+        window = parse_window(args.window, volume)
+        jobs = [(plane_array_axis(volume, plane), index) for plane in planes
+                for index in range(volume.shape_zyx[plane_array_axis(volume, plane)])]
+        before = service.encoder_calls
+        with tqdm(total=len(jobs), unit="slice", disable=args.no_progress, file=sys.stderr,
+                  desc=f"{Path(path).name} ({getattr(engine, 'model_id', '?')})") as bar:
+            for axis, index in jobs:
+                service.embedding(volume, axis, index, window)
+                bar.update(1)
+        total += len(jobs)
+        computed += service.encoder_calls - before
+        del volume
+    sys.stdout.write(f"{total} slices of {len(args.volumes)} volume(s), planes {','.join(planes)}: "
+                     f"{computed} embedded, {total - computed} already cached, "
                      f"{time.perf_counter() - start:.1f} s; cache {service.cache.disk_dir}\n")
     return 0
