@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ class BackgroundRunner(QObject):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-io")
         self._pending = 0
         self._closed = False
-        self._finished.connect(self._on_finished)
+        # Queued even when emitted on this thread (a job that ended before its callback was
+        # attached): outcomes always arrive through the event loop, in order.
+        self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
 
     @property
     def busy(self) -> bool:

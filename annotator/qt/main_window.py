@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
     QMainWindow,
+    QProgressDialog,
     QWidget,
 )
 
@@ -141,8 +142,11 @@ class ViewGrid(QWidget):
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, *, engine_options: dict | None = None,
-                 start_engine: bool = True) -> None:
+                 start_engine: bool = True, engine=None) -> None:  # noqa: ANN001
+        """engine_options: engine/checkpoint/runtime from the command line; engine: a ready
+        PromptEngine to use instead of loading one (tests)."""
         super().__init__()
+        self._engine = engine
         self.settings = settings or Settings()
         self.engine_options = engine_options or {}
         self.last_error: str | None = None
@@ -178,6 +182,7 @@ class MainWindow(QMainWindow):
 
         self.bridge = None
         self.engine_panel = None
+        self.progress_dialog: QProgressDialog | None = None
         self.doc.status.connect(self._on_doc_status)
         self.doc.volume_changed.connect(self._on_doc_volume_changed)
         self.doc.history_changed.connect(self._on_doc_history_changed)
@@ -284,11 +289,14 @@ class MainWindow(QMainWindow):
         except ImportError as exc:  # the bridge is optional while the engine is being built
             log.info("engine bridge unavailable: %s", exc)
             return
-        self.bridge = EngineBridge(self.doc, self.settings, self.engine_options, parent=self)
+        self.bridge = EngineBridge(self.doc, self.settings, self.engine_options, parent=self,
+                                   engine=self._engine)
         self.tools.bridge = self.bridge
         self.bridge.status_changed.connect(self._on_bridge_status_changed)
         self.bridge.error.connect(self._on_bridge_error)
         self.bridge.busy_text_changed.connect(self._on_bridge_busy_text)
+        self.bridge.propagation_progress.connect(self._on_bridge_propagation_progress)
+        self.bridge.propagation_finished.connect(self._on_bridge_propagation_finished)
         self.engine_panel = EnginePanel(self.bridge, self.settings, self)
         dock = self._add_dock("Engine", self.engine_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks_menu.addAction(dock.toggleViewAction())
@@ -296,6 +304,30 @@ class MainWindow(QMainWindow):
 
     def _on_bridge_status_changed(self) -> None:
         self.engine_label.setText(self.bridge.summary())
+
+    def _on_bridge_propagation_progress(self, done: int, total: int) -> None:
+        if self.progress_dialog is None:
+            self.progress_dialog = QProgressDialog("Propagating through the volume…", "Cancel", 0, 100, self)
+            self.progress_dialog.setObjectName("propagation-progress")
+            self.progress_dialog.setWindowModality(Qt.WindowModality.NonModal)
+            self.progress_dialog.setMinimumDuration(0)
+            self.progress_dialog.canceled.connect(self._on_progress_canceled)
+            self.progress_dialog.show()
+        self.progress_dialog.setMaximum(max(total, 1))
+        self.progress_dialog.setValue(min(done, max(total, 1)))
+
+    def _on_progress_canceled(self) -> None:
+        if self.bridge is not None:
+            self.bridge.cancel_propagation()
+
+    def _on_bridge_propagation_finished(self, reason: str) -> None:
+        if self.progress_dialog is not None:
+            dialog, self.progress_dialog = self.progress_dialog, None
+            dialog.canceled.disconnect(self._on_progress_canceled)
+            dialog.close()
+            dialog.deleteLater()
+        if reason == "cancelled":
+            self.statusBar().showMessage("Propagation cancelled; the labels were not changed.", 5000)
 
     def _on_bridge_error(self, message: str) -> None:
         show_error(self, "Segmentation engine", message)
@@ -511,6 +543,8 @@ class MainWindow(QMainWindow):
     def _on_view_activated(self, axis: int) -> None:
         view = next(v for v in self.views if v.axis == axis)
         self.grid.focus_plane = view.plane
+        if self.bridge is not None:
+            self.bridge.set_active_axis(axis)
 
     def _on_view_hovered(self, index_zyx) -> None:  # noqa: ANN001
         if index_zyx is None or not self.doc.has_volume:

@@ -1,0 +1,95 @@
+"""Engine panel: which model runs (and that it is the bundled LiteMedSAM), checkpoint, runtime,
+device, last embedding time, cache use, prefetch progress; choose another checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class EnginePanel(QWidget):
+    def __init__(self, bridge, settings, parent: QWidget | None = None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.bridge = bridge
+        self.settings = settings
+        self.fields: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for key, title in (("model", "Model"), ("checkpoint", "Checkpoint"), ("runtime", "Runtime"),
+                           ("device", "Device"), ("embed", "Last embedding"), ("cache", "Cache"),
+                           ("prefetch", "Prefetch")):
+            label = QLabel("—", self)
+            label.setWordWrap(True)
+            self.fields[key] = label
+            form.addRow(title, label)
+        self.choose_button = QPushButton("Choose checkpoint…", self)
+        self.bundled_button = QPushButton("Use bundled model", self)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.choose_button)
+        buttons.addWidget(self.bundled_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        self.choose_button.clicked.connect(self._on_choose_clicked)
+        self.bundled_button.clicked.connect(self._on_bundled_clicked)
+        bridge.status_changed.connect(self._sync_from_model)
+        bridge.embedding_ready.connect(self._on_bridge_embedding_ready)
+        self._sync_from_model()
+
+    def _on_bridge_embedding_ready(self, axis: int, index: int) -> None:
+        self._sync_from_model()
+
+    def _sync_from_model(self) -> None:
+        bridge = self.bridge
+        f = self.fields
+        if not bridge.ready:
+            f["model"].setText({"loading": "loading…", "failed": f"failed: {bridge.load_error}"}.get(
+                bridge.state, "none"))
+            for key in ("checkpoint", "runtime", "device", "embed", "cache", "prefetch"):
+                f[key].setText("—")
+            return
+        engine = bridge.engine
+        bundled = engine.model_id == "lite-medsam"
+        f["model"].setText(f"{engine.model_id}" + (" — bundled LiteMedSAM" if bundled else ""))
+        checkpoint = getattr(engine, "checkpoint", None)
+        f["checkpoint"].setText(str(checkpoint) if checkpoint else ("bundled weights" if bundled else "none"))
+        f["runtime"].setText(str(engine.runtime))
+        f["device"].setText(str(engine.device))
+        f["embed"].setText("—" if bridge.last_embed_s is None else f"{bridge.last_embed_s * 1000:.0f} ms")
+        cache = bridge.cache
+        stats = getattr(cache, "stats", None)
+        text = f"{len(cache)} slices, {cache.memory_used_bytes / 2**20:.0f} MiB"
+        if stats is not None:
+            text += f"; hits {stats.memory_hits + stats.disk_hits}, misses {stats.misses}"
+        f["cache"].setText(text)
+        f["prefetch"].setText(f"{bridge.prefetch_done}/{bridge.prefetch_total}" if bridge.prefetch_total else "idle")
+
+    def _on_choose_clicked(self) -> None:
+        start = str(Path(self.settings.checkpoint).parent) if self.settings.checkpoint else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a SAM / MedSAM / LiteMedSAM checkpoint", start,
+                                              "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
+        if path:
+            self.use_checkpoint(path)
+
+    def use_checkpoint(self, path: str | None) -> None:
+        """Remember the choice in settings and reload the engine with it (None = bundled)."""
+        self.settings.checkpoint = path
+        try:
+            self.settings.save()
+        except OSError:
+            pass  # the choice still applies to this session
+        self.bridge.options.pop("checkpoint", None)
+        self.bridge.reload(engine_name="auto", checkpoint=path)
+
+    def _on_bundled_clicked(self) -> None:
+        self.use_checkpoint(None)

@@ -1,0 +1,248 @@
+"""Box/point tools through the engine bridge with a FakeEngine: previews, Enter/Esc, Tab, debounce,
+'embedding…' with prompts kept, propagation with cancel, errors, and a UI that never blocks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtWidgets import QPushButton
+
+from annotator.engine.api import EngineError
+from annotator.engine.testing import FakeEngine
+
+pytestmark = pytest.mark.gui
+
+
+def view_of(window, plane):
+    return next(v for v in window.views if v.plane == plane)
+
+
+def vp(view, row, col):
+    return view.raw_to_viewport(row, col).toPoint()
+
+
+@pytest.fixture
+def make_window(qtbot, small_phantom):
+    made = []
+
+    def make(engine):
+        from annotator.qt.main_window import MainWindow
+        from annotator.settings import Settings
+
+        win = MainWindow(Settings(prefetch_radius=1), engine=engine)
+        qtbot.addWidget(win)
+        win.resize(1200, 700)
+        win.show()
+        qtbot.waitExposed(win)
+        win.doc.set_volume(small_phantom.volume)
+        made.append(win)
+        return win
+
+    yield make
+    for win in made:
+        win.shutdown()
+
+
+def drag_box(qtbot, view, r0, c0, r1, c1):
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=vp(view, r0, c0))
+    qtbot.mouseMove(view.viewport(), vp(view, (r0 + r1) // 2, (c0 + c1) // 2))
+    qtbot.mouseMove(view.viewport(), vp(view, r1, c1))
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=vp(view, r1, c1))
+
+
+def test_box_on_coronal_previews_then_enter_accepts_as_one_undo_step(make_window, qtbot):
+    engine = FakeEngine()
+    win = make_window(engine)
+    doc = win.doc
+    coronal = view_of(win, "coronal")
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        drag_box(qtbot, coronal, 4, 10, 16, 40)
+    box = doc.prompts(1, coronal.slice_index).box
+    assert (box.x_min, box.y_min, box.x_max, box.y_max) == (10, 4, 40, 16)
+    preview = doc.preview
+    assert preview.axis == 1
+    assert preview.mask[10, 25]
+    assert not preview.mask[2, 25]
+    assert not doc.labels.array.any()  # a preview is not an edit
+    assert engine.threads == {"annotator-engine"}  # the model ran on the engine thread only
+    win.actions_by_name["accept"].trigger()
+    written = doc.labels.array[:, coronal.slice_index, :] == doc.active_label
+    assert np.array_equal(written, preview.mask)
+    assert int(np.count_nonzero(doc.labels.array)) == int(preview.mask.sum())
+    win.actions_by_name["undo"].trigger()
+    assert not doc.labels.array.any()
+    win.actions_by_name["redo"].trigger()
+    assert int(np.count_nonzero(doc.labels.array)) == int(preview.mask.sum())
+
+
+def test_esc_discards_preview_and_labels_stay_untouched(make_window, qtbot):
+    win = make_window(FakeEngine())
+    axial = view_of(win, "axial")
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        drag_box(qtbot, axial, 10, 10, 30, 30)
+    win.actions_by_name["discard"].trigger()
+    assert win.doc.preview is None
+    assert not win.doc.labels.array.any()
+    assert not win.doc.history.can_undo
+
+
+def test_point_model_tab_cycles_candidates_and_shift_click_is_negative(make_window, qtbot):
+    engine = FakeEngine(prompt_kind="points", radius_px=6)
+    win = make_window(engine)
+    doc = win.doc
+    win.tools.set_tool("point")
+    axial = view_of(win, "axial")
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, pos=vp(axial, 30, 30))
+    assert doc.preview.candidate_count == 3
+    first = doc.preview.mask.copy()
+    win.actions_by_name["next_candidate"].trigger()
+    assert doc.preview.chosen == 1
+    assert not np.array_equal(doc.preview.mask, first)
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                         vp(axial, 30, 34))
+    prompts = doc.prompts(0, axial.slice_index)
+    assert [p.positive for p in prompts.points] == [True, False]
+    assert not doc.preview.mask[30, 34]  # the negative click is respected
+
+
+def test_clicks_in_a_burst_are_debounced_into_one_job(make_window, qtbot):
+    engine = FakeEngine(prompt_kind="points")
+    win = make_window(engine)
+    win.tools.set_tool("point")
+    axial = view_of(win, "axial")
+    qtbot.waitUntil(lambda: win.bridge.executor.pending_count() == 0, timeout=5000)
+    before = engine.predict_calls
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        for col in (20, 24, 28):
+            qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, pos=vp(axial, 30, col))
+    qtbot.wait(150)
+    assert len(win.doc.prompts(0, axial.slice_index).points) == 3
+    # One click-strategy run for three clicks: far fewer decoder calls than three separate runs.
+    assert engine.predict_calls - before <= 3
+
+
+def test_event_loop_keeps_ticking_while_a_slow_engine_embeds(make_window, qtbot):
+    engine = FakeEngine(embed_delay_s=0.6)
+    win = make_window(engine)
+    axial = view_of(win, "axial")
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    clock = QElapsedTimer()
+    clock.start()
+    drag_box(qtbot, axial, 10, 10, 30, 30)  # slice not embedded yet: prompts must be kept
+    assert clock.elapsed() < 300  # the drag returned at once
+    qtbot.waitUntil(lambda: "Embedding" in axial.status_text, timeout=3000)
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=8000):
+        pass
+    timer.stop()
+    assert win.doc.preview is not None
+    assert win.doc.prompts(0, axial.slice_index).box is not None
+    gaps = np.diff(ticks)
+    assert len(ticks) >= 15
+    assert gaps.max() < 0.25, f"GUI thread blocked for {gaps.max():.3f} s"
+    assert axial.status_text == ""
+
+
+def test_engine_error_is_shown_not_raised(make_window, qtbot):
+    engine = FakeEngine()
+    engine.fail_predict = EngineError("decoder exploded")
+    win = make_window(engine)
+    axial = view_of(win, "axial")
+    with qtbot.waitSignal(win.bridge.error, timeout=5000) as blocker:
+        drag_box(qtbot, axial, 10, 10, 30, 30)
+    assert "decoder exploded" in blocker.args[0]
+    qtbot.waitUntil(lambda: win.last_error is not None, timeout=2000)
+    assert win.doc.preview is None
+
+
+def _uniform_volume():
+    """A block of even soft tissue: propagation's stop checks pass on every slice for fake masks."""
+    from annotator.core.volume import Volume
+
+    rng = np.random.default_rng(0)
+    array = (50 + rng.normal(0, 3, (12, 64, 64))).astype(np.int16)
+    return Volume(array, (5.0, 3.2, 3.2), (10.0, -20.0, 30.0), modality="CT")
+
+
+def _key_mask(engine, shape):
+    from annotator.engine.api import ImageEmbedding
+
+    emb = ImageEmbedding(np.zeros((1, 1, 1, 1), np.float32), shape, shape, engine.model_id)
+    return engine.predict(emb, box_xyxy=np.array([24, 24, 40, 40]), multimask=False).best_mask
+
+
+def test_propagation_lands_as_one_undo_step_and_views_follow(make_window, qtbot):
+    engine = FakeEngine()
+    win = make_window(engine)
+    doc = win.doc
+    doc.set_volume(_uniform_volume())
+    key = 6
+    doc.set_slice(0, key)
+    doc.paint_slice_mask(0, key, _key_mask(engine, (64, 64)), doc.active_label, "paint key slice")
+    before = doc.labels.array.copy()
+    visited = []
+    doc.cursor_changed.connect(lambda c: visited.append(c[0]))
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=20000) as blocker:
+        win.actions_by_name["propagate"].trigger()
+    assert blocker.args == [""]
+    changed_slices = set(np.nonzero((doc.labels.array != before).any(axis=(1, 2)))[0].tolist())
+    assert changed_slices == set(range(12)) - {key}
+    assert set(visited) >= {0, 11}  # the views followed the propagation
+    assert doc.history.descriptions()[-1].startswith("propagate")
+    win.actions_by_name["undo"].trigger()
+    assert np.array_equal(doc.labels.array, before)
+    assert win.progress_dialog is None
+
+
+def test_propagation_cancel_leaves_labels_untouched(make_window, qtbot):
+    engine = FakeEngine(predict_delay_s=0.1)
+    win = make_window(engine)
+    doc = win.doc
+    doc.set_volume(_uniform_volume())
+    doc.set_slice(0, 6)
+    doc.paint_slice_mask(0, 6, _key_mask(engine, (64, 64)), doc.active_label, "paint key slice")
+    before = doc.labels.array.copy()
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=20000) as blocker:
+        win.actions_by_name["propagate"].trigger()
+        qtbot.waitUntil(lambda: win.progress_dialog is not None, timeout=5000)
+        qtbot.mouseClick(win.progress_dialog.findChild(QPushButton), Qt.MouseButton.LeftButton)
+    assert blocker.args == ["cancelled"]
+    assert np.array_equal(doc.labels.array, before)
+
+
+def test_engine_panel_and_status_bar_say_what_runs(make_window, qtbot):
+    win = make_window(FakeEngine())
+    qtbot.waitUntil(lambda: win.bridge.last_embed_s is not None or win.bridge.prefetch_done > 0, timeout=5000)
+    assert "fake" in win.engine_label.text()
+    assert win.engine_panel.fields["model"].text() == "fake"
+    assert win.engine_panel.fields["device"].text() == "cpu"
+    assert "slices" in win.engine_panel.fields["cache"].text()
+
+
+def test_engine_load_failure_is_reported(qtbot, small_phantom, monkeypatch):
+    from annotator.qt import engine_bridge
+    from annotator.qt.main_window import MainWindow
+    from annotator.settings import Settings
+
+    def broken(name, checkpoint, runtime):
+        raise EngineError("bad.pth: not a checkpoint")
+
+    monkeypatch.setattr(engine_bridge, "_create_engine", broken)
+    win = MainWindow(Settings())
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.last_error is not None, timeout=5000)
+        assert "bad.pth" in win.last_error
+        assert win.bridge.state == "failed"
+    finally:
+        win.shutdown()
+    assert threading.active_count() >= 1
