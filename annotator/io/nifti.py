@@ -73,6 +73,9 @@ def _native(array: np.ndarray) -> np.ndarray:
 
 
 def _check_finite(path: Path, array: np.ndarray) -> None:
+    if array.dtype.kind not in "biuf":
+        raise InputError(path, f"voxel type {array.dtype} is not a scalar image (RGB/complex "
+                               "images are not supported)")
     if array.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(array)))
         if bad:

@@ -191,3 +191,11 @@ def test_scaled_gz_matches_nibabel(tmp_path):
     volume = load_volume(path)
     np.testing.assert_allclose(volume.array, np.asanyarray(nib.load(path).dataobj).T, rtol=1e-6)
     assert volume.array.dtype == np.float32
+
+
+def test_rgb_nifti_is_refused_clearly(tmp_path):
+    rgb = np.zeros((4, 4, 2), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    path = tmp_path / "rgb.nii"
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), path)
+    with pytest.raises(InputError, match="not a scalar image"):
+        load_volume(path)
