@@ -24,7 +24,8 @@ Contract:
   a time; a running encoder call cannot be interrupted, only queued work can be skipped.
 - predict: a newer predict for the same slice (same Volume object, axis, index) cancels queued
   older ones, and an older one that completes after a newer one was submitted is "stale".
-- embed: a newer embed request cancels queued older embed requests (the user scrolled on).
+- embed: a newer embed request for the same volume and axis (one slice view) cancels queued
+  older ones for that view (the user scrolled on); other views' requests are kept.
 - prefetch(view, radius): cancels the previous prefetch, then queues view.index, +1, -1, +2, -2,
   ... within the volume. Already-cached slices cost nothing.
 - A CUDA out-of-memory error re-runs that request on a CPU copy of the engine (engine method
@@ -160,6 +161,11 @@ class ExecutorStats:
     order: list[tuple[str, int]] = field(default_factory=list)  # (kind, slice index) as run, for tests
 
 
+def _view_key(view: SliceRef) -> tuple[int, int]:
+    """One slice view: a volume seen along one array axis."""
+    return (id(view.volume), int(view.axis))
+
+
 def _is_cuda_oom(exc: BaseException) -> bool:
     torch = sys.modules.get("torch")
     oom_type = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch else None
@@ -196,7 +202,7 @@ class EngineExecutor:
         self._queued: dict[int, _Job] = {}
         self._running: _Job | None = None
         self._latest_predict: dict[tuple[int, int, int], int] = {}
-        self._latest_embed = 0
+        self._latest_embed: dict[tuple[int, int], int] = {}
         self._prefetch_generation = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -222,12 +228,12 @@ class EngineExecutor:
             return self._enqueue(job)
 
     def embed(self, view: SliceRef) -> Ticket:
-        """Queue the embedding of the visible slice; cancels queued older embed requests."""
+        """Queue the embedding of the visible slice; cancels queued older embeds of the same view."""
         with self._cond:
             job = self._new_job("embed", view, None)
-            self._latest_embed = job.request_id
+            self._latest_embed[_view_key(view)] = job.request_id
             for other in list(self._queued.values()):
-                if other.kind == "embed":
+                if other.kind == "embed" and _view_key(other.view) == _view_key(view):
                     self._cancel_queued(other)
             return self._enqueue(job)
 
@@ -265,7 +271,7 @@ class EngineExecutor:
     @property
     def latest_request_id(self) -> int:
         with self._cond:
-            return max([0, self._latest_embed, *self._latest_predict.values()])
+            return max([0, *self._latest_embed.values(), *self._latest_predict.values()])
 
     def pending_count(self) -> int:
         with self._cond:
@@ -335,7 +341,7 @@ class EngineExecutor:
         if job.kind == "predict":
             return job.request_id < self._latest_predict.get(job.view.slot(), 0)
         if job.kind == "embed":
-            return job.request_id < self._latest_embed
+            return job.request_id < self._latest_embed.get(_view_key(job.view), 0)
         return job.prefetch_generation < self._prefetch_generation
 
     # ---- the worker --------------------------------------------------------------------------

@@ -268,3 +268,15 @@ def test_end_to_end_with_real_sam_equals_direct_prediction(volume):
                                     point_labels=np.array([1]), multimask=True)
         np.testing.assert_array_equal(result.prediction.masks, direct.masks)
         assert result.prediction.masks.shape == (3, 8, 8)
+
+
+def test_newer_embed_cancels_queued_older_embeds_of_the_same_view_only(make_executor, engine, volume):
+    executor, _ = make_executor()
+    _block_worker(executor, engine, SliceRef(volume, 0, 9, WINDOW))
+    older = executor.embed(SliceRef(volume, 0, 1, WINDOW))
+    coronal = executor.embed(SliceRef(volume, 1, 1, WINDOW))
+    newer = executor.embed(SliceRef(volume, 0, 2, WINDOW))
+    assert older.result(WAIT).status == "cancelled"
+    engine.release.set()
+    assert coronal.result(WAIT).status == "ok"
+    assert newer.result(WAIT).status == "ok"
