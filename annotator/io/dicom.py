@@ -920,24 +920,28 @@ def _regularize(plan: SeriesPlan, frames: list[Frame], stack: np.ndarray) -> tup
     if n.prod() > 4 * stack.size + 10_000_000:
         raise InputError(plan.uid, "resampling this series would need an unreasonably large grid")
     origin = start + frame_axes @ lo
-    # world position of every target voxel -> fractional source (slice, row, column)
-    zz, yy, xx = np.meshgrid(np.arange(n[2]), np.arange(n[1]), np.arange(n[0]), indexing="ij")
-    world = origin + (np.stack([xx, yy, zz], axis=-1) * steps) @ frame_axes.T
-    d = world @ normal
-    k = np.interp(d, dists, np.arange(nz_src), left=-1.0, right=float(nz_src))
-    k_clipped = np.clip(k, 0, nz_src - 1)
-    k_lo = np.floor(k_clipped).astype(int)
-    k_hi = np.minimum(k_lo + 1, nz_src - 1)
-    frac = (k_clipped - k_lo)[..., None]
-    slice_origin = ipps[k_lo] * (1 - frac) + ipps[k_hi] * frac
-    rel = world - slice_origin
-    col_index = (rel @ row_cos) / dx
-    row_index = (rel @ col_cos) / dy
+    # world position of every target voxel -> fractional source (slice, row, column), one
+    # target slice at a time so memory stays at a few slices whatever the volume size
+    source = stack.astype(np.float32, copy=False)
     fill = float(stack.min())
-    values = map_coordinates(stack.astype(np.float32, copy=False), [k, row_index, col_index],
-                             order=1, mode="constant", cval=fill)
-    if stack.dtype.kind in "iu":
-        values = np.rint(values).astype(stack.dtype)
+    values = np.empty(tuple(n[::-1]), dtype=stack.dtype if stack.dtype.kind in "iu" else np.float32)
+    yy, xx = np.meshgrid(np.arange(n[1]), np.arange(n[0]), indexing="ij")
+    plane_offsets = (np.stack([xx, yy], axis=-1) * steps[:2]) @ frame_axes[:, :2].T
+    for z in range(n[2]):
+        world = origin + frame_axes[:, 2] * steps[2] * z + plane_offsets
+        d = world @ normal
+        k = np.interp(d, dists, np.arange(nz_src, dtype=np.float64))
+        outside = (d < dists[0] - 1e-6) | (d > dists[-1] + 1e-6)
+        k_lo = np.floor(k).astype(int)
+        k_hi = np.minimum(k_lo + 1, nz_src - 1)
+        frac = (k - k_lo)[..., None]
+        slice_origin = ipps[k_lo] * (1 - frac) + ipps[k_hi] * frac
+        rel = world - slice_origin
+        col_index = (rel @ row_cos) / dx
+        row_index = (rel @ col_cos) / dy
+        k = np.where(outside, -10.0, k)
+        plane = map_coordinates(source, [k, row_index, col_index], order=1, mode="constant", cval=fill)
+        values[z] = np.rint(plane) if values.dtype.kind in "iu" else plane
     geometry = {
         "spacing_zyx_mm": (spacing_z, float(dy), float(dx)),
         "origin_lps_mm": tuple(float(v) for v in origin),
