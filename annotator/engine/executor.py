@@ -26,6 +26,8 @@ Contract:
   older ones, and an older one that completes after a newer one was submitted is "stale".
 - embed: a newer embed request for the same volume and axis (one slice view) cancels queued
   older ones for that view (the user scrolled on); other views' requests are kept.
+  embed(view, supersede=False) queues work that is neither cancelled by later embeds nor
+  cancels others (e.g. slices a propagation will need next).
 - prefetch(view, radius): cancels the previous prefetch, then queues view.index, +1, -1, +2, -2,
   ... within the volume. Already-cached slices cost nothing.
 - A CUDA out-of-memory error re-runs that request on a CPU copy of the engine (engine method
@@ -149,6 +151,7 @@ class _Job:
     future: Future
     cancel: threading.Event = field(default_factory=threading.Event)
     prefetch_generation: int = 0
+    sticky: bool = False  # embed(supersede=False): never superseded
 
 
 @dataclass
@@ -227,14 +230,19 @@ class EngineExecutor:
                     self._cancel_queued(other)
             return self._enqueue(job)
 
-    def embed(self, view: SliceRef) -> Ticket:
-        """Queue the embedding of the visible slice; cancels queued older embeds of the same view."""
+    def embed(self, view: SliceRef, *, supersede: bool = True) -> Ticket:
+        """Queue the embedding of the visible slice; cancels queued older embeds of the same view.
+
+        supersede=False: keep this request whatever is submitted later, and cancel nothing.
+        """
         with self._cond:
             job = self._new_job("embed", view, None)
-            self._latest_embed[_view_key(view)] = job.request_id
-            for other in list(self._queued.values()):
-                if other.kind == "embed" and _view_key(other.view) == _view_key(view):
-                    self._cancel_queued(other)
+            job.sticky = not supersede
+            if supersede:
+                self._latest_embed[_view_key(view)] = job.request_id
+                for other in list(self._queued.values()):
+                    if other.kind == "embed" and not other.sticky and _view_key(other.view) == _view_key(view):
+                        self._cancel_queued(other)
             return self._enqueue(job)
 
     def prefetch(self, view: SliceRef, radius: int) -> list[Ticket]:
@@ -341,7 +349,7 @@ class EngineExecutor:
         if job.kind == "predict":
             return job.request_id < self._latest_predict.get(job.view.slot(), 0)
         if job.kind == "embed":
-            return job.request_id < self._latest_embed.get(_view_key(job.view), 0)
+            return not job.sticky and job.request_id < self._latest_embed.get(_view_key(job.view), 0)
         return job.prefetch_generation < self._prefetch_generation
 
     # ---- the worker --------------------------------------------------------------------------

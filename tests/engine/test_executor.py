@@ -280,3 +280,12 @@ def test_newer_embed_cancels_queued_older_embeds_of_the_same_view_only(make_exec
     engine.release.set()
     assert coronal.result(WAIT).status == "ok"
     assert newer.result(WAIT).status == "ok"
+
+
+def test_embed_without_supersede_is_kept(make_executor, engine, volume):
+    executor, _ = make_executor()
+    _block_worker(executor, engine, SliceRef(volume, 0, 9, WINDOW))
+    ahead = [executor.embed(SliceRef(volume, 0, i, WINDOW), supersede=False) for i in (3, 4)]
+    visible = executor.embed(SliceRef(volume, 0, 5, WINDOW))
+    engine.release.set()
+    assert [t.result(WAIT).status for t in (*ahead, visible)] == ["ok", "ok", "ok"]
