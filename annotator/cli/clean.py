@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from annotator.core.errors import InputError
 from annotator.postprocess.cleanup import CleanupOptions
 
@@ -72,9 +74,15 @@ def clean_file(job: CleanJob) -> dict:
     from annotator.postprocess.cleanup import clean_label_map
 
     volume = load_volume(job.source)
-    if volume.array.dtype.kind not in "iu":
-        raise InputError(job.source, f"not a label map (voxel type {volume.array.dtype})")
-    cleaned, changes = clean_label_map(volume.array, volume.spacing_zyx_mm, job.options)
+    array = volume.array
+    if array.dtype.kind == "f":
+        # Label maps are sometimes stored as floats; whole numbers are fine, anything else is not labels.
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)) or array.min() < 0:
+            raise InputError(job.source, f"not a label map (non-integer {array.dtype} values)")
+        array = array.astype(np.uint16)
+    elif array.dtype.kind not in "iu":
+        raise InputError(job.source, f"not a label map (voxel type {array.dtype})")
+    cleaned, changes = clean_label_map(array, volume.spacing_zyx_mm, job.options)
     if not job.dry_run:
         write_volume(volume.with_array(cleaned.astype(volume.array.dtype)), job.target, overwrite=job.overwrite)
     return {"file": job.source, "output": None if job.dry_run else job.target,

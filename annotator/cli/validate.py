@@ -209,14 +209,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             reports.append(CaseReport(pair.case_id, pair.image, pair.label, problems=[f"check failed: {outcome.error}"]))
     orientation_problems(reports)
-    n_problems = sum(len(r.problems) for r in reports)
+    dataset_problems = []
+    if layout == "nnunet" and table is not None:
+        values = sorted(table)
+        if values != list(range(len(values))):
+            dataset_problems.append(f"dataset.json labels must be consecutive 0..N for nnU-Net, got {values}")
+    n_problems = sum(len(r.problems) for r in reports) + len(dataset_problems)
     if args.json:
         out = {"dataset": str(root), "layout": layout, "cases": len(reports), "problems": n_problems,
+               "dataset_problems": dataset_problems,
                "label_table": {str(k): v for k, v in sorted((table or {}).items())},
                "reports": [asdict(r) for r in reports]}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
         sys.stdout.write(render_table(root, layout, reports))
+        for problem in dataset_problems:
+            sys.stdout.write(f"dataset: {problem}\n")
     return 1 if n_problems else 0
 
 

@@ -87,3 +87,10 @@ def test_never_in_place_and_never_over_an_existing_file(tmp_path, capsys):
     (tmp_path / "out" / "l.nii.gz").write_bytes(b"keep me")
     assert main(["clean", str(src), "--fill-holes", "-o", str(tmp_path / "out")]) == 2
     assert (tmp_path / "out" / "l.nii.gz").read_bytes() == b"keep me"
+
+
+def test_float_label_files_with_whole_numbers_are_accepted(tmp_path, capsys):
+    src = write_labels(tmp_path / "l.nii.gz", sample_labels().astype(np.float32))
+    assert main(["clean", str(src), "--fill-holes", "--dry-run", "--json", "--no-progress"]) == 0
+    changes = json.loads(capsys.readouterr().out)["files"][0]["labels"]
+    assert [(c["label_id"], c["added"]) for c in changes] == [(1, 1), (2, 0)]

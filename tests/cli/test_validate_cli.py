@@ -42,6 +42,7 @@ def test_exported_nnunet_dataset_validates_then_problems_are_found(tmp_path, cap
     assert problems["case_001"] == []
     assert problems["case_002"] == ["label values [7] are not in the label table"]
     assert problems["case_009"] == ["image without a label"]
+    assert report["dataset_problems"] == []
     capsys.readouterr()
     assert main(["validate", str(dataset), "--no-progress"]) == 1
     table = capsys.readouterr().out
@@ -86,3 +87,16 @@ def test_folder_dataset_grid_nan_empty_and_orientation_problems(tmp_path, capsys
 def test_not_a_dataset_exits_2(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 2
     assert "not a dataset" in capsys.readouterr().err
+
+
+def test_nnunet_labels_must_be_consecutive(tmp_path, capsys):
+    image, labels, *_ = make_case(tmp_path / "in", "ct1")
+    dataset = tmp_path / "Dataset8_G"
+    assert main(["export", "--image", str(image), "--labels", str(labels), "--format", "nnunet",
+                 "-o", str(dataset)]) == 0
+    data = json.loads((dataset / "dataset.json").read_text())
+    data["labels"]["extra"] = 5
+    (dataset / "dataset.json").write_text(json.dumps(data))
+    rc, report = validate_json(dataset, capsys)
+    assert rc == 1
+    assert report["dataset_problems"] == ["dataset.json labels must be consecutive 0..N for nnU-Net, got [0, 1, 2, 5]"]
