@@ -68,6 +68,7 @@ class SamEngine:
         self._lock = threading.RLock()
         self._memo: tuple[ImageEmbedding, Any] | None = None  # (embedding, features on device)
         self._dense_pe: Any = None  # constant for given weights; SamPredictor recomputes it per click
+        self._encoder: Any = None  # None: the torch image encoder; else a runtime's (see set_encoder)
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -92,6 +93,37 @@ class SamEngine:
         model = copy.deepcopy(self.model).float().to("cpu")
         return SamEngine(model, model_id=self.model_id, model_sha256=self.model_sha256, flavour=self.flavour,
                          device="cpu", half=False, description=f"{self.description} [CPU fallback]")
+
+    # ---- the encoder: one method, so another runtime (issue 8) can take its place -------------
+    @property
+    def torch_module(self) -> Any:
+        """The segment_anything Sam (image_encoder, prompt_encoder, mask_decoder), e.g. for export."""
+        return self.model
+
+    def set_encoder(self, encoder: Any, runtime: str) -> None:
+        """Replace the image encoder call: (1, 3, S, S) float32 numpy -> (1, 256, S/16, S/16).
+
+        `runtime` (e.g. "openvino-bf16") becomes part of every EmbeddingKey, so embeddings of
+        different runtimes never mix in the cache. The input is already preprocessed (SAM: mean/std
+        and padding; MedSAM: [0, 1]).
+        """
+        self._encoder = encoder
+        self.runtime = runtime
+        self.half = False
+
+    def _run_encoder(self, x: Any) -> Any:
+        torch = self._torch
+        if self._encoder is not None:
+            features = np.asarray(self._encoder(x.float().cpu().numpy()), dtype=np.float32)
+            grid = self.img_size // 16
+            if features.shape != (1, int(self.model.prompt_encoder.embed_dim), grid, grid):
+                raise EngineError(f"encoder returned features of shape {features.shape}, "
+                                  f"expected (1, {self.model.prompt_encoder.embed_dim}, {grid}, {grid})")
+            return torch.from_numpy(features)
+        if self.half and self.device.startswith("cuda"):
+            with torch.autocast(device_type="cuda", dtype=torch.float16):
+                return self.model.image_encoder(x)
+        return self.model.image_encoder(x)
 
     # ---- embed -------------------------------------------------------------------------------
     def _encoder_input(self, image: np.ndarray) -> tuple[Any, tuple[int, int]]:
@@ -123,11 +155,7 @@ class SamEngine:
                 progress(0, 1)
             with torch.inference_mode():
                 x, input_size = self._encoder_input(image_hw3_u8)
-                if self.half and self.device.startswith("cuda"):
-                    with torch.autocast(device_type="cuda", dtype=torch.float16):
-                        features = self.model.image_encoder(x)
-                else:
-                    features = self.model.image_encoder(x)
+                features = self._run_encoder(x)
                 features_np = features.float().cpu().numpy()
             if progress is not None:
                 progress(1, 1)

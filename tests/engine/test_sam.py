@@ -172,3 +172,24 @@ def test_upscaling_only_the_kept_frame_is_bit_identical_to_sam(engine, tiny_sam,
         theirs = tiny_sam.postprocess_masks(low_res, input_size, original_size)
     assert ours.shape == theirs.shape == (1, 3, *original_size)
     assert torch.equal(ours, theirs)
+
+
+def test_another_runtime_can_replace_the_encoder(tiny_sam, image, embedding):
+    from annotator.engine.api import EngineError
+    from annotator.engine.sam import SamEngine
+
+    engine = SamEngine(tiny_sam, model_id="tiny", model_sha256="0" * 64)
+    seen = []
+
+    def numpy_encoder(x):
+        seen.append(x.shape)
+        with torch.inference_mode():
+            return tiny_sam.image_encoder(torch.from_numpy(x)).numpy()
+
+    engine.set_encoder(numpy_encoder, "numpy-test-fp32")
+    assert engine.runtime == "numpy-test-fp32"
+    np.testing.assert_allclose(engine.embed(image).features, embedding.features, rtol=1e-5, atol=1e-5)
+    assert seen == [(1, 3, 1024, 1024)]
+    engine.set_encoder(lambda x: np.zeros((1, 256, 32, 32), np.float32), "broken")
+    with pytest.raises(EngineError, match="shape"):
+        engine.embed(image)
