@@ -162,3 +162,37 @@ def test_precompute_then_segment_with_sam_reuses_the_disk_cache(ct, tmp_path, ca
     assert main(["segment", str(ct), "--prompts", str(prompts), "-o", str(tmp_path / "b.nii.gz"),
                  "--window=-600,1500", *sam]) == 0
     assert "(3 new embeddings)" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_segment_real_ct_from_world_ras_clicks(tmp_path):
+    case = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "labelled" / "ct_totalseg_abdomen_3mm"
+    if not case.exists():
+        pytest.skip("shared test data not available")
+    from scipy import ndimage
+
+    from annotator.core.geometry import plane_array_axis, slice_2d
+
+    volume = _load(case / "image.nii.gz")
+    reference = _load(case / "labels.nii.gz").array
+    axis = plane_array_axis(volume, "axial")
+    objects, truths = [], {}
+    for value in (5, 1):  # liver, spleen: the click goes to the deepest point of the largest slice
+        mask3d = reference == value
+        index = int(np.argmax(mask3d.sum(axis=tuple(a for a in range(3) if a != axis))))
+        depth = ndimage.distance_transform_edt(slice_2d(mask3d, axis, index))
+        row, col = np.unravel_index(np.argmax(depth), depth.shape)
+        index_zyx = [0.0, 0.0, 0.0]
+        index_zyx[axis] = index
+        rest = [a for a in range(3) if a != axis]
+        index_zyx[rest[0]], index_zyx[rest[1]] = float(row), float(col)
+        world = volume.index_zyx_to_world_ras(np.array(index_zyx))
+        objects.append({"label": int(value), "points": [{"position": world.tolist()}]})
+        truths[value] = (index, slice_2d(mask3d, axis, index))
+    prompts = _write(tmp_path, {"coordinates": "world-ras", "objects": objects})
+    out = tmp_path / "real.nii.gz"
+    assert main(["segment", str(case / "image.nii.gz"), "--prompts", str(prompts), "-o", str(out),
+                 "--engine", "classical", "--window", "abdomen"]) == 0
+    labels = _load(out).array
+    for value, (index, truth) in truths.items():
+        assert _dice(slice_2d(labels, axis, index) == value, truth) > 0.75
