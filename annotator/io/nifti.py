@@ -83,11 +83,11 @@ def _check_finite(path: Path, array: np.ndarray) -> None:
 
 
 # ---- NIfTI ---------------------------------------------------------------------------------------
-def _nifti_image(path: Path) -> Any:
+def _nifti_image(path: Path, *, mmap: bool = True) -> Any:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = nib.load(str(path), mmap=mmap)
     except FileNotFoundError as exc:
         raise InputError(path, "file does not exist") from exc
     except Exception as exc:  # nibabel raises many types for damaged files; all mean "unreadable"
@@ -246,7 +246,8 @@ def load_nifti(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume
             data = raw
         affine = np.asarray(header.get_best_affine(), dtype=np.float64)
     else:
-        img = _nifti_image(path)
+        # no memory map: the Volume must not keep the file open (Windows could not replace it)
+        img = _nifti_image(path, mmap=False)
         header = img.header
         affine = np.asarray(img.affine, dtype=np.float64)
         x, y, z, t = _nifti_shape_xyzt(path, img.shape)
