@@ -41,6 +41,10 @@ _IOP_TOL = 1e-3          # direction cosines equal within this are one orientati
 _POSITION_TOL_MM = 1e-2  # slice positions closer than this along the normal are one position
 _GAP_REL_TOL = 0.01      # slice gaps may vary by 1 % (scanner rounding) and still be "even"
 _SKIP_NAMES = {"DICOMDIR", "LOCKFILE", "VERSION"}
+# Never DICOM: skipping them keeps a scan of a mixed folder fast (NIfTI etc. are listed separately).
+_SKIP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".raw", ".zraw", ".json",
+                  ".txt", ".md", ".csv", ".tsv", ".xml", ".html", ".pdf", ".png", ".jpg", ".jpeg",
+                  ".py", ".zip", ".npy", ".npz", ".pth", ".onnx")
 # Discovery parses only these elements (plus the file meta): 3-5x faster than a full header on
 # files with large private sections. Functional-group sequences are parsed when present.
 _HEADER_TAGS = [
@@ -478,7 +482,7 @@ def _candidate_files(folder: Path) -> Iterable[Path]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith(".") or name.upper() in _SKIP_NAMES:
+            if name.startswith(".") or name.upper() in _SKIP_NAMES or name.lower().endswith(_SKIP_SUFFIXES):
                 continue
             yield Path(root) / name
 

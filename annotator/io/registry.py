@@ -40,6 +40,10 @@ def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
     kind = source_format(path)
     if volume_index < 0:
         raise InputError(path, f"volume index must be >= 0, got {volume_index}")
+    if kind == "dicom-folder":
+        chosen = _image_file_in_folder(Path(path), series_uid)
+        if chosen is not None:
+            return load_volume(chosen, volume_index=volume_index)
     try:
         if kind == "nifti":
             return nifti.load_nifti(path, volume_index=volume_index)
@@ -57,16 +61,66 @@ def discover_series(path: str | os.PathLike[str]) -> list[SeriesInfo]:
     """Every loadable image under `path` from headers only (no voxel data is decoded)."""
     kind = source_format(path)
     if kind in ("nifti", "itk"):
-        geo = nifti.nifti_header_geometry(path) if kind == "nifti" else nifti.itk_header_geometry(path)
-        fmt = "nifti" if kind == "nifti" else Path(path).suffix.lower().lstrip(".")
-        return [SeriesInfo(
-            uid=str(path), source_path=str(path), format=fmt, shape_zyx=tuple(geo["shape_zyx"]),
-            spacing_zyx_mm=tuple(geo["spacing_zyx_mm"]), affine_ras=geo["affine_ras"],
-            n_volumes=int(geo["n_volumes"]), description=geo["description"], files=(str(path),),
-        )]
+        return [_file_info(Path(path))]
     from annotator.io import dicom
 
-    return dicom.discover_dicom(path)
+    if kind != "dicom-folder":
+        return dicom.discover_dicom(path)
+    files = [_file_info(f) for f in image_files(Path(path))]
+    try:
+        return dicom.discover_dicom(path) + files
+    except InputError:
+        if files:
+            return files
+        raise
+
+
+def _file_info(path: Path) -> SeriesInfo:
+    geo = nifti.nifti_header_geometry(path) if nifti.has_suffix(path, nifti.NIFTI_SUFFIXES) \
+        else nifti.itk_header_geometry(path)
+    fmt = "nifti" if nifti.has_suffix(path, nifti.NIFTI_SUFFIXES) else path.suffix.lower().lstrip(".")
+    return SeriesInfo(
+        uid=str(path), source_path=str(path), format=fmt, shape_zyx=tuple(geo["shape_zyx"]),
+        spacing_zyx_mm=tuple(geo["spacing_zyx_mm"]), affine_ras=geo["affine_ras"],
+        n_volumes=int(geo["n_volumes"]), description=geo["description"], files=(str(path),),
+    )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """NIfTI / NRRD / MetaImage files under `folder` (recursive; hidden entries skipped)."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / n for n in sorted(names)
+                     if not n.startswith(".") and nifti.has_suffix(n, nifti.NIFTI_SUFFIXES + nifti.ITK_SUFFIXES))
+    return found
+
+
+def _image_file_in_folder(folder: Path, series_uid: str | None) -> Path | None:
+    """The NIfTI/NRRD/MHA file a folder load means, or None to load DICOM from the folder.
+
+    A uid naming one of the folder's image files picks it; with no uid, a folder whose only
+    image is one such file loads it (several images raise the usual 'choose one' error).
+    """
+    files = image_files(folder)
+    if not files:
+        return None
+    if series_uid is not None:
+        wanted = Path(series_uid)
+        for file in files:
+            if str(file) == series_uid or (wanted.exists() and file.resolve() == wanted.resolve()):
+                return file
+        return None
+    from annotator.io import dicom
+
+    try:
+        series = dicom.discover_dicom(folder)
+    except InputError:
+        series = []
+    if not series and len(files) == 1:
+        return files[0]
+    listing = "; ".join([s.uid for s in series] + [str(f) for f in files])
+    raise InputError(folder, f"holds {len(series) + len(files)} images; choose one with its UID/path: {listing}")
 
 
 def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:

@@ -199,3 +199,16 @@ def test_rgb_nifti_is_refused_clearly(tmp_path):
     nib.save(nib.Nifti1Image(rgb, np.eye(4)), path)
     with pytest.raises(InputError, match="not a scalar image"):
         load_volume(path)
+
+
+def test_folder_of_image_files_is_listed_and_loadable(tmp_path, oblique_volume):
+    folder = tmp_path / "case"
+    write_volume(oblique_volume, folder / "image.nii.gz")
+    assert load_volume(folder).shape_zyx == oblique_volume.shape_zyx  # the only image: no choice needed
+    write_volume(oblique_volume.with_array(oblique_volume.array * 0), folder / "sub" / "labels.nrrd")
+    infos = discover_series(folder)
+    assert sorted(i.format for i in infos) == ["nifti", "nrrd"]
+    with pytest.raises(InputError, match="holds 2 images"):
+        load_volume(folder)
+    labels = next(i for i in infos if i.format == "nrrd")
+    assert not load_volume(folder, series_uid=labels.uid).array.any()
