@@ -492,7 +492,7 @@ def _scan(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, dict[st
     frames: list[Frame] = []
     fields_by_file: dict[str, dict[str, Any]] = {}
     unreadable: list[str] = []
-    fields_by_series: dict[str, dict[str, Any]] = {}
+    fields_by_series: dict[tuple, dict[str, Any]] = {}
     for file in files:
         try:
             ds = read_header(file, strict=path.is_file())
@@ -520,10 +520,10 @@ def _scan(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, dict[st
         if not file_frames:
             continue
         frames.extend(file_frames)
-        series_uid = file_frames[0].group_key[0]
-        fields = fields_by_series.get(series_uid)
+        series_key = file_frames[0].group_key[:2]  # (SeriesInstanceUID, SeriesNumber)
+        fields = fields_by_series.get(series_key)
         if fields is None:  # series-level fields are equal across a series: parse them once
-            fields = fields_by_series[series_uid] = _series_fields(ds)
+            fields = fields_by_series[series_key] = _series_fields(ds)
         fields_by_file[str(file)] = fields
     return frames, fields_by_file, unreadable
 

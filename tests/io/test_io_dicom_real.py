@@ -94,6 +94,7 @@ def test_siemens_mosaic_all_transfer_syntaxes(shared_data):
     ref_img, [ref_data] = _reference_volumes(case / "expected" / "1.nii")
     infos = discover_series(case / "dcm")
     assert len(infos) == 4  # same SeriesInstanceUID, different SeriesNumber: 4 images, not 4 time points
+    assert sorted(i.series_number for i in infos) == [1, 4, 5, 9]
     for info in infos:
         [file] = info.files
         _, raw = dicom_io._decode_file(file)
