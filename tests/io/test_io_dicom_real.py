@@ -147,3 +147,13 @@ def test_discovery_reads_no_pixel_data(shared_data, monkeypatch):
     for case in ("ct_philips_ingenuity_axial_5mm", "mr_siemens_trio_transfer_syntaxes",
                  "mr_siemens_vida_xa10_enhanced_multiframe"):
         assert discover_series(shared_data / "dicom" / case / "dcm")
+
+
+def test_dcm2niix_output_lands_on_our_dicom_grid_voxel_for_voxel(shared_data):
+    """dcm2niix stores the mosaic with flipped rows; read_labels_onto must undo that exactly."""
+    from annotator.io import read_labels_onto
+
+    case = shared_data / "dicom" / "mr_siemens_trio_transfer_syntaxes"
+    volume = load_volume(case / "dcm" / "1.dcm")
+    on_grid = read_labels_onto(volume, case / "expected" / "1.nii")  # integer MR values act as labels
+    np.testing.assert_array_equal(on_grid.array, volume.array)
