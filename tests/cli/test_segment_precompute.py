@@ -16,6 +16,19 @@ from annotator.core.volume import Volume
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # the classical-engine tests still run without torch
+        yield
+        return
+    from sam_testing import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "cache"))
@@ -135,8 +148,7 @@ def test_bad_checkpoint_is_a_one_line_error(ct, tmp_path, capsys):
 
 
 def test_precompute_then_segment_with_sam_reuses_the_disk_cache(ct, tmp_path, capsys):
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
+    pytest.importorskip("torch")
     from sam_testing import save_tiny_checkpoint
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny_sam.pth", seed=4)

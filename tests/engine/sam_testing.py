@@ -3,8 +3,22 @@ as checkpoints, so tests run the real loading, preprocessing and prediction code
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch on one thread (steadier on a shared 2-core box), restored afterwards for other tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_tiny_sam(seed: int = 0, *, embed_dim: int = 32, depth: int = 2, num_heads: int = 2,

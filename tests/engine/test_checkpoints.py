@@ -12,13 +12,20 @@ from sam_testing import build_tiny_sam, save_tiny_checkpoint
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    from sam_testing import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
 from annotator.engine import checkpoints  # noqa: E402
 from annotator.engine.api import EngineError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    torch.set_num_threads(1)
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny_sam.pth", seed=5, global_attn_indexes=(1,))
 
 

@@ -10,9 +10,16 @@ from sam_testing import build_tiny_sam
 torch = pytest.importorskip("torch")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    from sam_testing import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def tiny_sam():
-    torch.set_num_threads(1)
     return build_tiny_sam(seed=3)
 
 

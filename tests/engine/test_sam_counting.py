@@ -13,6 +13,14 @@ from annotator.engine.service import EmbeddingService
 torch = pytest.importorskip("torch")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    from sam_testing import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture
 def volume():
     rng = np.random.default_rng(0)
@@ -32,7 +40,6 @@ def _counting_engine(seed=0, model_id="tiny", sha="0" * 64):
 
 @pytest.fixture(scope="module")
 def tiny_engine_and_calls():
-    torch.set_num_threads(1)
     return _counting_engine()
 
 

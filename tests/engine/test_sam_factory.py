@@ -51,13 +51,13 @@ def test_auto_uses_lite_medsam_or_falls_back_to_classical(monkeypatch):
 
 def test_auto_with_a_sam_checkpoint_builds_a_sam_engine(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
-    from sam_testing import save_tiny_checkpoint
+    from sam_testing import one_torch_thread, save_tiny_checkpoint
 
     from annotator.engine.sam import SamEngine
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")
-    engine = factory.create_engine("auto", checkpoint=checkpoint, device="cpu")
+    with one_torch_thread():
+        engine = factory.create_engine("auto", checkpoint=checkpoint, device="cpu")
     assert isinstance(engine, SamEngine)
     assert isinstance(engine, PromptEngine)
     other = tmp_path / "lite.pth"
