@@ -42,6 +42,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
                         help="prompt engine (default: the one in settings, normally 'auto')")
     parser.add_argument("--checkpoint", metavar="CK", help="SAM ViT-B/L/H, MedSAM or LiteMedSAM checkpoint (.pth)")
+    parser.add_argument("--sam-flavour", choices=("auto", "sam", "medsam"), default="auto",
+                        help="preprocessing of a ViT checkpoint: SAM's or MedSAM's (default: recognised by "
+                             "SHA-256, else 'medsam' when the file name says so)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
     parser.add_argument("--runtime", default=None, help="auto, torch, onnxruntime, openvino (default: settings)")
     parser.add_argument("--window", metavar="C,W|PRESET",
@@ -63,7 +66,8 @@ def engine_from_args(args: argparse.Namespace) -> Any:
     checkpoint = args.checkpoint or (settings.checkpoint if args.engine in (None, settings.engine) else None)
     runtime = args.runtime or settings.runtime
     try:
-        return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=args.device)
+        return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=args.device,
+                             sam_flavour=args.sam_flavour)
     except EngineError as exc:
         raise InputError(None, str(exc)) from None
 

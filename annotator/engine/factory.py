@@ -29,11 +29,13 @@ def is_sam_vit_checkpoint(path: str | Path) -> bool:
 
 
 def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runtime: str = "auto",
-                  device: str = "auto") -> PromptEngine:
+                  device: str = "auto", *, sam_flavour: str = "auto") -> PromptEngine:
     """The engine called `name`:
 
     - "classical": weights-free region growing (annotator.engine.classical), always available.
-    - "sam": a SAM ViT-B/L/H or MedSAM checkpoint (required), torch runtime.
+    - "sam": a SAM ViT-B/L/H or MedSAM checkpoint (required), torch runtime. `sam_flavour`
+      ("auto", "sam", "medsam") picks the preprocessing; "auto" = catalogue (SHA-256), else
+      "medsam" when the file name contains "medsam", else "sam".
     - "lite-medsam": LiteMedSamEngine.load(checkpoint=None -> bundled weights, device, runtime).
     - "auto": a given checkpoint decides between "sam" (ViT layout) and "lite-medsam"; without
       one, lite-medsam when torch works; the classical engine when torch or the model is
@@ -54,13 +56,13 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
             raise EngineError(f"runtime {runtime!r} is not available for the 'sam' engine (torch only)")
         from annotator.engine.sam import SamEngine
 
-        return SamEngine.load(checkpoint, device=device)
+        return SamEngine.load(checkpoint, device=device, flavour=sam_flavour)
     if name == "lite-medsam":
         return _lite_medsam_class().load(checkpoint=checkpoint, device=device, runtime=runtime)
-    return _create_auto(checkpoint, runtime, device)
+    return _create_auto(checkpoint, runtime, device, sam_flavour)
 
 
-def _create_auto(checkpoint: str | Path | None, runtime: str, device: str) -> PromptEngine:
+def _create_auto(checkpoint: str | Path | None, runtime: str, device: str, sam_flavour: str) -> PromptEngine:
     from annotator.engine.classical import ClassicalEngine
     from annotator.engine.device import torch_usable
 
@@ -71,7 +73,7 @@ def _create_auto(checkpoint: str | Path | None, runtime: str, device: str) -> Pr
         return ClassicalEngine()
     if checkpoint is not None:
         name = "sam" if is_sam_vit_checkpoint(checkpoint) else "lite-medsam"
-        return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=device)
+        return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=device, sam_flavour=sam_flavour)
     try:
         return _lite_medsam_class().load(checkpoint=None, device=device, runtime=runtime)
     except (ImportError, EngineError, OSError) as exc:

@@ -66,3 +66,15 @@ def test_auto_with_a_sam_checkpoint_builds_a_sam_engine(tmp_path, monkeypatch):
     _FakeLite.calls.clear()
     factory.create_engine("auto", checkpoint=other, device="cpu")
     assert _FakeLite.calls == [(other, "cpu", "auto")]
+
+
+def test_sam_flavour_is_passed_through(tmp_path):
+    pytest.importorskip("torch")
+    from sam_testing import one_torch_thread, save_tiny_checkpoint
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "renamed.pth")
+    with one_torch_thread():
+        engine = factory.create_engine("sam", checkpoint=checkpoint, device="cpu", sam_flavour="medsam")
+    assert engine.flavour == "medsam"
+    assert engine.prompt_kind == "box"
+    assert engine.model_id == "medsam-vit_custom_32x2"
