@@ -142,3 +142,55 @@ def test_from_settings_uses_the_platformdirs_cache_folder(tmp_path, monkeypatch)
     cache = EmbeddingCache.from_settings()
     assert cache.disk_dir == tmp_path / "cache" / "embeddings"
     assert cache.memory_bytes == 2 << 30
+
+
+class _CountingEngine:
+    model_id = "m"
+    model_sha256 = "s" * 64
+    preprocess_version = 1
+    device = "cpu"
+    prompt_kind = "points"
+    accepts_runtimes = ("torch-fp32", "torch-fp16")
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.calls = 0
+
+    def embed(self, image, *, cancel=None, progress=None):
+        self.calls += 1
+        return ImageEmbedding(image[None, :, :, 0].astype(np.float32), image.shape[:2], image.shape[:2], "m")
+
+
+def test_embeddings_precomputed_in_fp16_on_a_gpu_serve_an_fp32_laptop(tmp_path):
+    from annotator.core.geometry import Window
+    from annotator.core.volume import Volume
+    from annotator.engine.service import EmbeddingService
+
+    volume = Volume(np.arange(2 * 6 * 5, dtype=np.float32).reshape(2, 6, 5), (1.0, 1.0, 1.0))
+    server = _CountingEngine("torch-fp16")
+    EmbeddingService(server, EmbeddingCache(disk_dir=tmp_path)).embedding(volume, 0, 1, Window(30, 60))
+    laptop = _CountingEngine("torch-fp32")
+    hit = EmbeddingService(laptop, EmbeddingCache(disk_dir=tmp_path)).embedding(volume, 0, 1, Window(30, 60))
+    assert (server.calls, laptop.calls) == (1, 0)
+    assert hit.original_size == (6, 5)
+    other_runtime = _CountingEngine("openvino-int8")
+    other_runtime.accepts_runtimes = ()
+    EmbeddingService(other_runtime, EmbeddingCache(disk_dir=tmp_path)).embedding(volume, 0, 1, Window(30, 60))
+    assert other_runtime.calls == 1
+
+
+def test_slice_rgb_u8_windows_the_raw_slice():
+    from annotator.core.geometry import Window
+    from annotator.core.volume import Volume
+    from annotator.engine.slices import slice_rgb_u8
+
+    array = np.zeros((3, 4, 5), dtype=np.int16)
+    array[1, 2, 3] = 1000
+    array[:, 1, 4] = -1000
+    volume = Volume(array, (1.0, 1.0, 1.0))
+    rgb = slice_rgb_u8(volume, 1, 2, Window(0, 200))  # axis 1 -> (z, x) slice
+    assert rgb.shape == (3, 5, 3)
+    assert rgb.dtype == np.uint8
+    assert rgb[1, 3].tolist() == [255, 255, 255]
+    assert rgb[0, 0].tolist() == [127, 127, 127]
+    assert slice_rgb_u8(volume, 0, 0, Window(0, 200))[1, 4].tolist() == [0, 0, 0]
