@@ -58,13 +58,20 @@ class LiteMedSamEngine:
         """Bundled weights when checkpoint is None (hash-checked), else a LiteMedSAM-architecture file."""
         from annotator.engine.lite_medsam.model import load_model
 
-        if runtime not in ("auto", "torch", "torch-fp32"):
-            raise EngineError(f"runtime {runtime!r} is not available for lite-medsam (torch only)")
+        # issue 8 (runtime layer): malloc tuning first, then the encoder goes on the fastest
+        # runtime that passes its self-check here ("auto"), or the one asked for.
+        from annotator.engine.runtime.lite_medsam import accelerate_lite_medsam
+        from annotator.engine.runtime.malloc import tune_malloc
+
+        tune_malloc()
         device = pick_device(device)
         loaded = load_model(checkpoint, expected_sha256=expected_sha256, device=device)
         model_id = "lite-medsam" if loaded.bundled else f"lite-medsam:{loaded.sha256[:12]}"
-        return cls(loaded.module, model_id=model_id, model_sha256=loaded.sha256, device=device,
-                   checkpoint=loaded.checkpoint)
+        engine = cls(loaded.module, model_id=model_id, model_sha256=loaded.sha256, device=device,
+                     checkpoint=loaded.checkpoint)
+        if runtime not in ("torch", "torch-fp32"):
+            accelerate_lite_medsam(engine, runtime)
+        return engine
 
     # -- the encoder: one method, so another runtime (issue 8) can take its place ------------------
     @property

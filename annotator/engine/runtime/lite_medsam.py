@@ -58,9 +58,14 @@ def accelerate_lite_medsam(engine, runtime: str = "auto", *, cache: CompiledMode
     from annotator.engine.runtime.malloc import tune_malloc
 
     tune_malloc()
-    selection = select_runner(encoder_spec(engine), runtime=runtime,
-                              check=check or encoder_self_check(engine), cache=cache,
-                              device=engine.device)
+    try:
+        selection = select_runner(encoder_spec(engine), runtime=runtime,
+                                  check=check or encoder_self_check(engine), cache=cache,
+                                  device=engine.device)
+    except ValueError as exc:  # unknown or uninstalled runtime asked for by name
+        from annotator.engine.api import EngineError
+
+        raise EngineError(f"lite-medsam: {exc}") from exc
     runner = selection.runner
 
     def encode(model_input_1x3: np.ndarray) -> np.ndarray:

@@ -222,8 +222,8 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
                   require_faster: bool = True) -> Selection:
     """The runner to use for spec on this machine.
 
-    runtime: "auto" (fastest passing variant), a runtime name ("torch", "onnxruntime",
-    "openvino": its fastest passing precision, else its fp32), or an exact variant
+    runtime: "auto" (fastest passing variant), a runtime name ("onnxruntime", "openvino": its
+    fastest passing precision, else its fp32; "torch": the fp32 reference), or an exact variant
     ("openvino-bf16": used as asked, no check). require_faster=False drops the "faster than
     torch fp32" condition (tests on toy models, where timings mean nothing).
     """
@@ -237,7 +237,9 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
     if runtime != "auto" and runtime not in installed_runtimes():
         raise ValueError(f"runtime {runtime!r} is not installed (pip install annotator[fast])")
     variants = candidate_variants(device)
-    if runtime != "auto":
+    if runtime == "torch":
+        variants = ["torch-fp32"]  # forcing torch asks for the reference itself ("torch-bf16" to opt in)
+    elif runtime != "auto":
         variants = [v for v in variants if v.startswith(runtime + "-")] or [runner_name(runtime, "fp32")]
     if variants == ["torch-fp32"]:
         return Selection(build_runner("torch-fp32", spec, cache, device))
@@ -255,7 +257,7 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
     passed = [r.variant for r in results[1:] if r.passed]
     if passed:
         chosen = passed[0]
-    elif runtime in ("auto", "torch"):
+    elif runtime == "auto":
         chosen = "torch-fp32"
     else:
         chosen = runner_name(runtime, "fp32")
