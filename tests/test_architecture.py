@@ -13,6 +13,9 @@ LOWER_RING_PACKAGES = [
     "annotator.core", "annotator.io", "annotator.engine", "annotator.export",
     "annotator.postprocess", "annotator.plugin_host", "annotator.settings", "annotator.cli",
 ]
+# Modules that define torch.nn.Module subclasses must import torch at module level; they are only
+# ever imported from inside engine functions. Importing anything else must not pull them in.
+TORCH_DEFINING_MODULES = {"annotator.engine.lite_medsam.tiny_vit"}
 
 
 def _submodules(package: str) -> list[str]:
@@ -30,7 +33,7 @@ def _submodules(package: str) -> list[str]:
 
 
 def test_lower_rings_import_neither_qt_nor_torch():
-    modules = [m for pkg in LOWER_RING_PACKAGES for m in _submodules(pkg)]
+    modules = [m for pkg in LOWER_RING_PACKAGES for m in _submodules(pkg) if m not in TORCH_DEFINING_MODULES]
     assert len(modules) > 10
     code = (
         "import importlib, sys\n"
