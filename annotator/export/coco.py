@@ -268,13 +268,19 @@ def slice_annotations(label_slice: np.ndarray, *, encoding: str = "rle",
 # ---- images -------------------------------------------------------------------------------------
 
 def write_png(image_u8: np.ndarray, path: Path, *, overwrite: bool) -> Path:
-    from PIL import Image
+    """Lossless 8-bit PNG, written atomically."""
+    import cv2
 
     if not overwrite and path.exists():
         raise OutputExistsError(path)
+    # zlib level 1 with the run-length strategy: about twice as fast as PIL's default for CT
+    # slices at a slightly smaller size (measured in bench/export_speed.py's setting).
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image_u8),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        # zlib level 1: PNG stays lossless; higher levels cost several times the time for a few % of size.
-        Image.fromarray(np.ascontiguousarray(image_u8)).save(tmp, format="PNG", compress_level=1)
+        tmp.write_bytes(encoded.tobytes())
     return path
 
 
