@@ -82,14 +82,10 @@ class ExecutorSlicePredictor:
         return slice_rgb_u8(self.volume, self.axis, index, self.window)[..., 0]
 
     def prefetch(self, index: int, step: int, count: int) -> None:
+        """Low-priority embeds around the next slice (the side already done is cached: free)."""
         executor = self.bridge.executor
         if executor is not None and count > 0 and 0 <= index < self.volume.shape_zyx[self.axis]:
-            from annotator.engine.executor import SliceRef
-
-            for k in range(count):
-                target = index + k * step
-                if 0 <= target < self.volume.shape_zyx[self.axis]:
-                    executor.embed(SliceRef(self.volume, self.axis, target, self.window))
+            executor.prefetch(self._ref(index), radius=count)
 
 
 class EngineBridge(QObject):

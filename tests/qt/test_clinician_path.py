@@ -1,0 +1,152 @@
+"""A clinician's path with the real bundled LiteMedSAM on the shared abdominal CT, in the real
+window: a box on the liver (axial), spleen (coronal) and a kidney (sagittal), Enter, then P.
+Boxes come from the reference labels and are dragged in view pixels, so a flipped axis or an
+off-by-one between screen and voxels shows up as a low Dice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from annotator.core.geometry import plane_array_axis, slice_2d
+
+pytestmark = [pytest.mark.gui, pytest.mark.realdata, pytest.mark.slow]
+
+CASE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "labelled" / "ct_totalseg_abdomen_3mm"
+# kidney_right: on its largest sagittal slice the bundled model reaches 0.94 from a tight box
+# (kidney_left only 0.88 there, headless too, so that is the model, not the window).
+LIVER, SPLEEN, KIDNEY_RIGHT = 5, 1, 2
+
+
+class HeadlessSlices:
+    """propagate()'s SlicePredictor without Qt or the executor (embeddings from the same cache)."""
+
+    def __init__(self, engine, cache, volume, axis, window) -> None:
+        from annotator.engine.service import EmbeddingService
+
+        self.service = EmbeddingService(engine, cache)
+        self.engine, self.volume, self.axis, self.window = engine, volume, axis, window
+
+    def predict(self, index, *, box_xyxy, mask_input=None):
+        embedding = self.service.embedding(self.volume, self.axis, index, self.window)
+        return self.engine.predict(embedding, box_xyxy=box_xyxy, mask_input=mask_input, multimask=False)
+
+    def image(self, index):
+        from annotator.engine.slices import slice_rgb_u8
+
+        return slice_rgb_u8(self.volume, self.axis, index, self.window)[..., 0]
+
+    def prefetch(self, index, step, count):
+        return None
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return 2.0 * float(np.logical_and(a, b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if not (CASE / "image.nii.gz").is_file():
+        pytest.skip("shared data not available")
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(2)
+    from annotator.engine.factory import create_engine
+
+    eng = create_engine("lite-medsam", runtime="torch")
+    if eng.model_id != "lite-medsam":
+        pytest.skip("bundled LiteMedSAM weights unavailable")
+    return eng
+
+
+@pytest.fixture
+def clinician_window(qtbot, engine):
+    from annotator.io import read_labels_onto
+    from annotator.qt.main_window import MainWindow
+    from annotator.settings import Settings
+
+    win = MainWindow(Settings(prefetch_radius=0), engine=engine)
+    qtbot.addWidget(win)
+    win.resize(1500, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    win.open_path(str(CASE / "image.nii.gz"))
+    qtbot.waitUntil(lambda: win.doc.has_volume, timeout=20000)
+    win.reference = read_labels_onto(win.doc.volume, CASE / "labels.nii.gz").array
+    yield win
+    win.shutdown()
+
+
+def box_organ(win, qtbot, plane: str, label_value: int, name: str) -> tuple[int, int, float]:
+    """Go to the organ's largest slice on `plane`, drag its bounding box, Enter; returns Dice there."""
+    doc = win.doc
+    view = next(v for v in win.views if v.plane == plane)
+    axis = plane_array_axis(doc.volume, plane)
+    assert view.axis == axis
+    organ = win.reference == label_value
+    other_axes = tuple(a for a in range(3) if a != axis)
+    index = int(np.argmax(organ.sum(axis=other_axes)))
+    doc.set_slice(axis, index)
+    target = slice_2d(organ, axis, index)
+    rows, cols = np.nonzero(target)
+    label_id = doc.labels.table.by_name(name).id if doc.labels.table.by_name(name) else doc.add_label(name)
+    doc.set_active_label(label_id)
+    win.tools.set_tool("box")
+    start = view.raw_to_viewport(rows.min(), cols.min()).toPoint()
+    end = view.raw_to_viewport(rows.max(), cols.max()).toPoint()
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=120000):
+        qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=start)
+        qtbot.mouseMove(view.viewport(), (start + end) / 2)
+        qtbot.mouseMove(view.viewport(), end)
+        qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+    got = slice_2d(doc.labels.array, axis, index) == label_id
+    return axis, index, dice(got, target)
+
+
+def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, engine):
+    win = clinician_window
+    doc = win.doc
+    results = {}
+    for plane, value, name in (("coronal", SPLEEN, "spleen"), ("sagittal", KIDNEY_RIGHT, "kidney_right"),
+                               ("axial", LIVER, "liver")):
+        axis, index, score = box_organ(win, qtbot, plane, value, name)
+        results[name] = score
+    print("2-D Dice after Enter:", results)  # noqa: T201 - recorded in the report
+    assert results["liver"] >= 0.9
+    assert results["spleen"] >= 0.9
+    assert results["kidney_right"] >= 0.9
+    # Undo removes exactly the accepted liver voxels; redo restores them.
+    liver_id = doc.labels.table.by_name("liver").id
+    with_liver = doc.labels.array.copy()
+    win.actions_by_name["undo"].trigger()
+    assert not (doc.labels.array == liver_id).any()
+    assert np.array_equal(doc.labels.array[with_liver != liver_id], with_liver[with_liver != liver_id])
+    win.actions_by_name["redo"].trigger()
+    assert np.array_equal(doc.labels.array, with_liver)
+
+    # P from the accepted liver slice, compared with the same propagation run headlessly.
+    axial = next(v for v in win.views if v.plane == "axial")
+    axial.setFocus()
+    key_index = doc.slice_index(0)
+    key_mask = doc.label_slice(0, key_index) == liver_id
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=600000) as blocker:
+        win.actions_by_name["propagate"].trigger()
+    assert blocker.args == [""]
+    window_liver = doc.labels.array == liver_id
+    reference = win.reference == LIVER
+    dice_window = dice(window_liver, reference)
+
+    from annotator.engine.propagate import propagate, result_volume_mask
+
+    predictor = HeadlessSlices(engine, win.bridge.cache, doc.volume, 0, doc.window)
+    result = propagate(predictor, key_index, key_mask, doc.volume.shape_zyx[0])
+    headless = result_volume_mask(result, doc.volume.shape_zyx, 0)
+    dice_headless = dice(headless, reference)
+    print(f"3-D liver Dice: window {dice_window:.4f}, headless {dice_headless:.4f}")  # noqa: T201
+    assert abs(dice_window - dice_headless) <= 0.02
+    win.actions_by_name["undo"].trigger()
+    assert np.array_equal(doc.labels.array, with_liver)
