@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sitk-threads", type=int, default=0,
+                        help="threads for SimpleITK (default 0: its own default, i.e. 'plain')")
     parser.add_argument("--keep", type=Path, help="write the data here and keep it (default: temp dir)")
     args = parser.parse_args()
 
@@ -92,7 +94,8 @@ def main() -> None:
     from annotator.io import dicom as dicom_io
     from annotator.io import load_volume
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # same single thread as our loader
+    if args.sitk_threads:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.sitk_threads)
     tmp = tempfile.TemporaryDirectory() if args.keep is None else None
     root = Path(tmp.name) if tmp else args.keep
     folder = root / "dicom"
@@ -144,6 +147,7 @@ def main() -> None:
         "benchmark": "load_speed",
         "shape_zyx": list(stored.shape),
         "repeats": args.repeats,
+        "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(),
         "dicom": {"ours_s": round(med["ours_dicom"], 4), "sitk_s": round(med["sitk_dicom"], 4),
                   "ratio": round(med["ours_dicom"] / med["sitk_dicom"], 3)},
         "nifti_gz": {"ours_s": round(med["ours_nifti"], 4), "sitk_s": round(med["sitk_nifti"], 4),

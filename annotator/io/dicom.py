@@ -24,6 +24,7 @@ import numpy as np
 
 from annotator.core.errors import InputError
 from annotator.core.volume import Volume
+from annotator.io.dicom_header import read_fast_header
 from annotator.io.series import SeriesInfo
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,12 @@ def _float_list(value: Any, n: int) -> list[float] | None:
 def _float(value: Any, default: float | None = None) -> float | None:
     if value is None or value == "":
         return default
+    if not isinstance(value, (str, bytes, int, float)) and hasattr(value, "__getitem__"):
+        value = value[0] if len(value) else None  # multi-valued (pydicom MultiValue, list): first
+        if value is None:
+            return default
     try:
-        number = float(value if not isinstance(value, (list, tuple)) else value[0])
+        number = float(value)
     except (TypeError, ValueError, IndexError):
         return default
     return number if math.isfinite(number) else default
@@ -451,6 +456,10 @@ def read_header(path: str | os.PathLike[str], *, strict: bool) -> Any | None:
             raise InputError(path, "file is empty (0 bytes)")
         return None
     has_preamble = _looks_like_dicom(path)
+    if has_preamble:
+        fast = read_fast_header(str(path))
+        if fast is not None and "Rows" in fast:
+            return fast
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble,
                              specific_tags=_HEADER_TAGS)
