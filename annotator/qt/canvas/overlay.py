@@ -22,9 +22,15 @@ class ArrayImage:
         self.qimage = QImage(self.array.data, w, h, self.array.strides[0], fmt)
 
 
+def grey_to_rgb32(grey_u8: np.ndarray) -> np.ndarray:
+    """uint8 grey -> uint32 0xFFgggggg (QImage.Format_RGB32, the raster engine's fast path)."""
+    g = grey_u8.astype(np.uint32)
+    return np.uint32(0xFF000000) | (g << 16) | (g << 8) | g
+
+
 class GreyRenderer:
-    """Windowed 8-bit grey image of a slice. Integer volumes use a 65536-entry table built once per
-    window (identical to core.geometry.apply_window); other dtypes are windowed directly."""
+    """Windowed grey image of a slice as RGB32. Integer volumes go through a 65536-entry table
+    built once per window (the same values as core.geometry.apply_window); others are windowed."""
 
     def __init__(self) -> None:
         self._lut: np.ndarray | None = None
@@ -32,27 +38,33 @@ class GreyRenderer:
 
     def _table(self, window: Window) -> np.ndarray:
         if self._lut is None or self._lut_window != window:
-            self._lut = apply_window(np.arange(-32768, 32768, dtype=np.int32), window)
+            self._lut = grey_to_rgb32(apply_window(np.arange(-32768, 32768, dtype=np.int32), window))
             self._lut_window = window
         return self._lut
 
     def render(self, display_slice: np.ndarray, window: Window) -> ArrayImage:
         if display_slice.dtype == np.int16:
-            grey = self._table(window)[display_slice.view(np.uint16) ^ np.uint16(0x8000)]
+            rgb = self._table(window).take(display_slice.view(np.uint16) ^ np.uint16(0x8000))
         elif display_slice.dtype in (np.uint8, np.uint16):
-            grey = self._table(window)[display_slice.astype(np.int32) + 32768]
+            rgb = self._table(window).take(display_slice.astype(np.int32) + 32768)
         else:
-            grey = apply_window(display_slice, window)
-        return ArrayImage(grey, QImage.Format.Format_Grayscale8)
+            rgb = grey_to_rgb32(apply_window(display_slice, window))
+        return ArrayImage(rgb, QImage.Format.Format_RGB32)
+
+
+def premultiplied_argb32(colour: tuple[int, int, int], opacity: float) -> int:
+    """One pixel of QImage.Format_ARGB32_Premultiplied (the raster engine's blending fast path)."""
+    alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
+    r, g, b = (int(round(c * alpha / 255)) for c in colour)
+    return (alpha << 24) | (r << 16) | (g << 8) | b
 
 
 def label_lut(table: LabelTable, opacity: float, size: int) -> np.ndarray:
-    """(size, 4) uint8 RGBA: each listed, visible label in its colour; 0, hidden and unlisted clear."""
-    lut = np.zeros((max(size, 1), 4), dtype=np.uint8)
-    alpha = int(round(255 * min(max(opacity, 0.0), 1.0)))
+    """(size,) uint32 premultiplied ARGB: each visible label in its colour; 0, hidden, unlisted clear."""
+    lut = np.zeros(max(size, 1), dtype=np.uint32)
     for label in table:
         if label.visible and label.id < size:
-            lut[label.id] = (*label.color, alpha)
+            lut[label.id] = premultiplied_argb32(label.color, opacity)
     return lut
 
 
@@ -120,13 +132,13 @@ class LabelOverlayCache:
         labels = display_labels
         if outline_only:
             labels = np.where(outline_of(display_labels), display_labels, 0)
-        rgba = lut[np.minimum(labels, lut.shape[0] - 1)] if top >= lut.shape[0] else lut[labels]
-        return ArrayImage(rgba, QImage.Format.Format_RGBA8888)
+        argb = lut.take(labels, mode="clip")
+        return ArrayImage(argb, QImage.Format.Format_ARGB32_Premultiplied)
 
 
 def mask_image(mask_hw: np.ndarray, colour: tuple[int, int, int], opacity: float) -> ArrayImage:
     """RGBA image of a boolean mask: fill at `opacity`, edges opaque (for the preview)."""
-    rgba = np.zeros((*mask_hw.shape, 4), dtype=np.uint8)
-    rgba[mask_hw] = (*colour, int(255 * opacity))
-    rgba[outline_of(mask_hw.astype(np.uint8))] = (*colour, 255)
-    return ArrayImage(rgba, QImage.Format.Format_RGBA8888)
+    argb = np.zeros(mask_hw.shape, dtype=np.uint32)
+    argb[mask_hw] = premultiplied_argb32(colour, opacity)
+    argb[outline_of(mask_hw.astype(np.uint8))] = premultiplied_argb32(colour, 1.0)
+    return ArrayImage(argb, QImage.Format.Format_ARGB32_Premultiplied)
