@@ -1,11 +1,10 @@
-"""DICOM series discovery (headers only) and loading into core.Volume with geometry from IPP/IOP.
+"""DICOM series discovery (headers only) and loading into core.Volume, geometry from IPP/IOP/functional groups."""
 
-Handles classic single-frame series, enhanced multi-frame objects (functional groups), Siemens
-mosaics, repeated positions (time points), compressed transfer syntaxes (pydicom + pylibjpeg) and
-single 2-D images. Slice stacks that are not a regular grid (gantry tilt, uneven gaps) are never
-stacked as if they were: they are refused with a clear message, or resampled in patient space when
-the caller asks for it (`regularize=True`). A missing slice is always refused.
-"""
+# Handles classic single-frame series, enhanced multi-frame objects, Siemens mosaics, repeated
+# positions (time points), compressed transfer syntaxes (pydicom + pylibjpeg) and single 2-D
+# images. Slice stacks that are not a regular grid (gantry tilt, uneven gaps) are never stacked as
+# if they were: they are refused with a clear message, or resampled in patient space when the
+# caller asks for it (`regularize=True`). A missing slice is always refused.
 
 from __future__ import annotations
 
