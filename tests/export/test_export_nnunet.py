@@ -68,3 +68,21 @@ def test_nnunet_integrity_check_catches_a_broken_dataset(tmp_path, volume, label
     (dataset / "dataset.json").write_text(json.dumps(data))
     with pytest.raises(RuntimeError, match="unexpected labels"):
         verify_with_nnunet(dataset, capfd)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_nnunet_integrity_check_passes_on_the_real_labelled_ct(tmp_path, capfd):
+    from export_helpers import shared_data_or_skip
+
+    from annotator.io import load_volume, read_labels_onto
+
+    case = shared_data_or_skip() / "labelled" / "ct_totalseg_abdomen_3mm"
+    volume = load_volume(case / "image.nii.gz")
+    label_map = read_labels_onto(volume, case / "labels.nii.gz")
+    dataset = tmp_path / "Dataset503_TotalSeg"
+    export_volume("nnunet", volume, label_map, dataset, ExportSpec())
+    data = json.loads((dataset / "dataset.json").read_text())
+    assert list(data["labels"].values()) == list(range(42))  # 41 labels renumbered 1..41
+    assert data["channel_names"] == {"0": "CT"}  # recognised from the HU range of a NIfTI
+    verify_with_nnunet(dataset, capfd)
