@@ -189,6 +189,27 @@ def _image_type(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip().upper() for v in value)
 
 
+# ImageType values (3rd on) that name what a classic image shows. Only these split a series:
+# other values (vendor processing flags) may differ between slices of one volume.
+_KIND_OF_TOKEN = {
+    "M": "magnitude", "MAGNITUDE": "magnitude", "P": "phase", "PHASE": "phase", "PHASE MAP": "phase",
+    "R": "real", "REAL": "real", "I": "imaginary", "IMAGINARY": "imaginary",
+    "B0 MAP": "field map", "FIELD_MAP": "field map", "FIELDMAP": "field map", "B0": "field map",
+    "LOCALIZER": "localizer", "ADC": "adc", "TRACEW": "trace", "FA": "fa", "VELOCITY": "velocity",
+}
+_KIND_OF_PREFIX = {"M_": "magnitude", "P_": "phase", "R_": "real", "I_": "imaginary"}  # Philips M_FFE...
+
+
+def _image_kind(image_type: tuple[str, ...]) -> tuple[str, ...]:
+    """What a classic image shows (magnitude, phase, localizer, ...) from its ImageType."""
+    kinds = set()
+    for token in image_type[2:]:
+        kind = _KIND_OF_TOKEN.get(token) or _KIND_OF_PREFIX.get(token[:2])
+        if kind:
+            kinds.add(kind)
+    return tuple(sorted(kinds))
+
+
 def _mosaic_info(ds: Any) -> tuple[int, np.ndarray | None] | None:
     """(number of slices, slice normal or None) for a Siemens mosaic, else None."""
     if "MOSAIC" not in _image_type(ds.get("ImageType")):
@@ -333,7 +354,7 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
         for tile in range(n_slices):
             frames.append(Frame(
                 path=path, frame_index=None, tile_index=tile,
-                group_key=key(iop_arr, base_type, spacing_t, echo) + ("mosaic", tiles_per_side),
+                group_key=key(iop_arr, _image_kind(base_type), spacing_t, echo) + ("mosaic", tiles_per_side),
                 rows=tile_rows, cols=tile_cols, iop=iop_arr, ipp=first + normal * gap * tile,
                 pixel_spacing=spacing_t, slope=slope, intercept=intercept, order_key=order_key,
                 sop_uid=sop_uid, normal=normal, slice_spacing_hint=gap,
@@ -348,7 +369,7 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
         for index in range(n_frames):
             frames.append(Frame(
                 path=path, frame_index=index, tile_index=None,
-                group_key=key(iop_arr, base_type, spacing_t, echo) + ("cine", path),
+                group_key=key(iop_arr, _image_kind(base_type), spacing_t, echo) + ("cine", path),
                 rows=rows, cols=cols, iop=iop_arr, ipp=ipp_arr + normal * gap * index,
                 pixel_spacing=spacing_t, slope=slope, intercept=intercept,
                 order_key=(0, 0.0, 0.0, index), sop_uid=sop_uid, has_geometry=False,
@@ -358,7 +379,7 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
 
     frames.append(Frame(
         path=path, frame_index=None, tile_index=None,
-        group_key=key(iop_arr, base_type, spacing_t, echo) + (() if has_geometry else ("nogeom", path)),
+        group_key=key(iop_arr, _image_kind(base_type), spacing_t, echo) + (() if has_geometry else ("nogeom", path)),
         rows=rows, cols=cols, iop=iop_arr, ipp=ipp_arr, pixel_spacing=spacing_t, slope=slope,
         intercept=intercept, order_key=order_key, sop_uid=sop_uid, has_geometry=has_geometry,
         slice_spacing_hint=spacing_hint, native_pixels=_native_pixel_format(ds, samples),

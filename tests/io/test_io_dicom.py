@@ -73,7 +73,9 @@ def test_repeated_positions_are_time_points_ordered_by_acquisition_time(tmp_path
         write_series(tmp_path, stored, series_uid=uid, names=[f"t{t}_s{k}" for k in range(4)],
                      acquisition_times=[time] * 4, instance_numbers=[100 - t * 4 - k for k in range(4)])
     [info] = discover_series(tmp_path)
-    assert info.shape_zyx == (4, 5, 4) and info.n_volumes == 3 and info.n_files == 12
+    assert info.shape_zyx == (4, 5, 4)
+    assert info.n_volumes == 3
+    assert info.n_files == 12
     order = np.argsort([float(t) for t in times])
     for index, source in enumerate(order):
         np.testing.assert_array_equal(load_volume(tmp_path, volume_index=index).array,
@@ -241,5 +243,26 @@ def test_metadata_contract_keys(tmp_path):
                 "series_description", "sop_instance_uids", "source_files", "patient_name", "patient_id",
                 "patient_birth_date", "warnings", "resampled"):
         assert key in meta, key
-    assert len(meta["sop_instance_uids"]) == 6 and meta["patient_name"] == "Test^Patient"
+    assert len(meta["sop_instance_uids"]) == 6
+    assert meta["patient_name"] == "Test^Patient"
     assert meta["resampled"] is False
+
+
+def test_image_type_splits_only_on_what_the_image_shows(tmp_path):
+    uid = generate_uid()
+    stored = _stored(n=3)
+    # vendor processing flags differ from slice to slice: still one volume
+    for k, flag in enumerate(["NORM", "DIS2D", "NORM"]):
+        write_series(tmp_path / "flags", stored[k:k + 1], series_uid=uid, names=[f"f{k}"],
+                     positions=[(0.0, 0.0, 2.5 * k)], image_type=("ORIGINAL", "PRIMARY", "M", flag))
+    [info] = discover_series(tmp_path / "flags")
+    assert info.shape_zyx == (3, 5, 4)
+    # magnitude and phase images of the same slices in one series: two volumes
+    uid2 = generate_uid()
+    write_series(tmp_path / "mp", stored, series_uid=uid2, names=["m0", "m1", "m2"],
+                 image_type=("ORIGINAL", "PRIMARY", "M_FFE", "M_FFE"))
+    write_series(tmp_path / "mp", stored * 0, series_uid=uid2, names=["p0", "p1", "p2"],
+                 image_type=("ORIGINAL", "PRIMARY", "P_FFE", "P_FFE"))
+    infos = discover_series(tmp_path / "mp")
+    assert len(infos) == 2
+    assert all(i.n_volumes == 1 and i.shape_zyx == (3, 5, 4) for i in infos)
