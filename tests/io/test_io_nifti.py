@@ -212,3 +212,19 @@ def test_folder_of_image_files_is_listed_and_loadable(tmp_path, oblique_volume):
         load_volume(folder)
     labels = next(i for i in infos if i.format == "nrrd")
     assert not load_volume(folder, series_uid=labels.uid).array.any()
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("codes", [(1, 0), (0, 2), (0, 0), (1, 2)])
+def test_qform_sform_choice_follows_nibabel(tmp_path, suffix, codes):
+    qform_code, sform_code = codes
+    q_affine = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.5, -72], [0, 0, 0, 1]])
+    s_affine = np.array([[-1.9, 0.1, 0, 80], [0.1, 1.9, 0, -120], [0, 0, 2.4, -70], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), None)
+    img.set_qform(q_affine, code=qform_code)
+    img.set_sform(s_affine, code=sform_code)
+    path = tmp_path / f"codes{suffix}"
+    nib.save(img, path)
+    volume = load_volume(path)
+    np.testing.assert_allclose(volume.affine_ras(), nib.load(path).affine, atol=1e-5)
+    assert any("neither sform nor qform" in w for w in volume.metadata["warnings"]) == (codes == (0, 0))
