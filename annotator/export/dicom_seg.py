@@ -64,6 +64,10 @@ def check_frames_match_volume(volume: Volume, datasets: Sequence[Any], atol_mm: 
     dirs = np.asarray(volume.direction_lps)
     for z, ds in enumerate(datasets):
         where = f"slice {z} ({getattr(ds, 'SOPInstanceUID', '?')})"
+        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+            # Enhanced multi-frame sources keep geometry per frame; not supported here yet.
+            raise InputError(getattr(ds, "filename", None),
+                             "DICOM SEG export needs single-frame source images with a position and orientation")
         if int(ds.Rows) != rows or int(ds.Columns) != cols:
             raise GeometryMismatchError(f"{where}: source frame is {ds.Rows}x{ds.Columns}, volume slice {rows}x{cols}")
         iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])

@@ -115,3 +115,16 @@ def test_real_philips_ct_series_round_trip(tmp_path, loader):
     check_seg_reads_back(tmp_path / "philips_seg.dcm", volume, label_map)
     data = (tmp_path / "philips_seg.dcm").read_bytes()
     assert volume.metadata["patient_id"].encode() not in data
+
+
+def test_source_without_plane_position_is_a_clear_input_error(tmp_path):
+    import pydicom
+
+    volume = volume_from_dicom_files(write_synthetic_ct_series(tmp_path / "src", n_slices=2))
+    first = volume.metadata["source_files"][0]
+    ds = pydicom.dcmread(first)
+    del ds.ImagePositionPatient
+    ds.save_as(first)
+    with pytest.raises(InputError, match="single-frame source images"):
+        export_volume("dicom-seg", volume, labels_for(volume), tmp_path / "out", ExportSpec())
+    assert not (tmp_path / "out").exists()
