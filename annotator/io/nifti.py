@@ -172,7 +172,7 @@ def _gz_header_and_volume(path: Path, volume_index: int) -> tuple[Any, np.ndarra
     inflater = zlib.decompressobj(wbits=31)
 
     def chunks():
-        nonlocal remaining, inflater
+        nonlocal inflater
         pending = remaining
         while True:
             piece = inflater.decompress(pending, _CHUNK)
