@@ -427,7 +427,9 @@ class EngineBridge(QObject):
 
     def _on_engine_result(self, result) -> None:  # noqa: ANN001
         if result.status == "error":
-            if result.kind != "prefetch":
+            # LiteMedSAM reports a cancelled encoder run as EngineError("embedding cancelled"),
+            # not EmbeddingCancelled: that is the user moving on, not a failure to show.
+            if result.kind != "prefetch" and "cancelled" not in (result.error or ""):
                 self.error.emit(f"Embedding failed: {result.error}")
             return
         if result.kind in ("embed", "prefetch"):

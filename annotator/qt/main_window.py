@@ -183,6 +183,7 @@ class MainWindow(QMainWindow):
         self.bridge = None
         self.engine_panel = None
         self.progress_dialog: QProgressDialog | None = None
+        self._looks_like_ct = False
         self.doc.status.connect(self._on_doc_status)
         self.doc.volume_changed.connect(self._on_doc_volume_changed)
         self.doc.history_changed.connect(self._on_doc_history_changed)
@@ -553,7 +554,7 @@ class MainWindow(QMainWindow):
         volume = self.doc.volume
         world = volume.index_zyx_to_world_ras(np.array(index_zyx, dtype=float))
         value = volume.array[tuple(index_zyx)]
-        unit = " HU" if volume.modality.upper() == "CT" else ""
+        unit = " HU" if self._looks_like_ct else ""
         label_id = int(self.doc.labels.array[tuple(index_zyx)])
         label = self.doc.labels.table[label_id].name if label_id in self.doc.labels.table else ""
         z, y, x = index_zyx
@@ -563,6 +564,9 @@ class MainWindow(QMainWindow):
 
     def _on_doc_volume_changed(self) -> None:
         volume = self.doc.volume
+        # Same rule as the default window: CT by modality, or a NIfTI whose minimum is air-like.
+        self._looks_like_ct = volume.modality.upper() == "CT" or (
+            not volume.modality and float(volume.array.min()) <= -500)
         z, y, x = volume.shape_zyx
         sz, sy, sx = volume.spacing_zyx_mm
         desc = volume.metadata.get("series_description") or Path(str(volume.metadata.get("source_path", ""))).name

@@ -376,8 +376,11 @@ class SliceView(QGraphicsView):
                          f"W {win.width:.0f} L {win.center:.0f}")
         if self._status_text:
             painter.setPen(QColor(255, 220, 0))
-            painter.drawText(QRectF(6, h - 22, w - 12, 18),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom, self._status_text)
+            # Above the bottom orientation letter, with a dark band so it reads on any image.
+            band = QRectF(0, h - 46, w, 20)
+            painter.fillRect(band, QColor(0, 0, 0, 160))
+            painter.drawText(band.adjusted(6, 0, -6, 0),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self._status_text)
         painter.restore()
 
     # ---- input ------------------------------------------------------------------------------
