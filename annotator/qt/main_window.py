@@ -630,6 +630,7 @@ def run_app(args) -> int:  # noqa: ANN001 - argparse.Namespace from annotator.ap
     settings = Settings.load()
     engine_options = {k: getattr(args, k, None) for k in ("engine", "checkpoint", "runtime")}
     window = MainWindow(settings, engine_options={k: v for k, v in engine_options.items() if v})
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     window.show()
     if getattr(args, "path", None):
         window.open_path(args.path)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from annotator.engine.api import EngineError
 from annotator.engine.testing import FakeEngine
@@ -246,3 +246,27 @@ def test_engine_load_failure_is_reported(qtbot, small_phantom, monkeypatch):
     finally:
         win.shutdown()
     assert threading.active_count() >= 1
+
+
+def test_keyboard_shortcuts_reach_the_actions_from_a_focused_view(make_window, qtbot):
+    engine = FakeEngine(prompt_kind="points")
+    win = make_window(engine)
+    axial = view_of(win, "axial")
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=3000)  # shortcuts need it
+    axial.setFocus()
+    for key, tool in ((Qt.Key.Key_R, "brush"), (Qt.Key.Key_E, "eraser"), (Qt.Key.Key_F, "fill"),
+                      (Qt.Key.Key_K, "point"), (Qt.Key.Key_B, "box")):
+        qtbot.keyClick(axial, key)
+        assert win.tools.active_name == tool
+    radius = win.tools.brush_radius
+    qtbot.keyClick(axial, Qt.Key.Key_BracketRight)
+    assert win.tools.brush_radius > radius
+    qtbot.keyClick(axial, Qt.Key.Key_K)
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, pos=vp(axial, 30, 30))
+    qtbot.keyClick(axial, Qt.Key.Key_Tab)
+    assert win.doc.preview.chosen == 1
+    qtbot.keyClick(axial, Qt.Key.Key_Escape)
+    assert win.doc.preview is None
+    assert not win.doc.labels.array.any()
