@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
     QMainWindow,
+    QProgressBar,
     QProgressDialog,
     QWidget,
 )
@@ -83,6 +84,21 @@ def export_labels_job(volume: Volume, labels: LabelMap, path: str) -> str:
             break
     atomic_write_text(Path(out).with_name(f"{name}.json"), json.dumps(labels.table.to_json(), indent=2))
     return str(out)
+
+
+EXPORT_FORMATS = ("nifti", "coco", "nnunet", "dicom-seg", "datalist", "yolo")  # as annotator.export.api.FORMATS
+EXPORT_TITLES = {"nifti": "NIfTI label map", "coco": "COCO (2-D slices)", "nnunet": "nnU-Net v2",
+                 "dicom-seg": "DICOM SEG", "datalist": "MONAI datalist", "yolo": "YOLO segmentation"}
+
+
+def export_dataset_job(fmt: str, volume: Volume, labels: LabelMap, out_dir: str, case_id: str,
+                       window, plane: str) -> list[str]:  # noqa: ANN001
+    """One case in one dataset format through annotator.export (never overwrites)."""
+    from annotator.export.api import ExportSpec, export_volume
+
+    spec = ExportSpec(case_id=case_id, window=window, plane=plane)
+    result = export_volume(fmt, volume, labels, out_dir, spec)
+    return [str(p) for p in result.files]
 
 
 class ViewGrid(QWidget):
@@ -173,8 +189,13 @@ class MainWindow(QMainWindow):
         self.cursor_label = QLabel("", self)
         self.engine_label = QLabel("engine: none", self)
         self.busy_label = QLabel("", self)
+        self.busy_bar = QProgressBar(self)  # indeterminate while a file job runs
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.hide()
         self.statusBar().addWidget(self.cursor_label, 1)
         self.statusBar().addPermanentWidget(self.busy_label)
+        self.statusBar().addPermanentWidget(self.busy_bar)
         self.statusBar().addPermanentWidget(self.engine_label)
 
         self.actions_by_name: dict[str, QAction] = {}
@@ -232,6 +253,11 @@ class MainWindow(QMainWindow):
         self._action("open_labels", "Open &labels…", self._on_open_labels, ["Ctrl+L"], file_menu)
         file_menu.addSeparator()
         self._action("export_labels", "&Export labels (NIfTI)…", self._on_export_labels, ["Ctrl+E"], file_menu)
+        dataset_menu = file_menu.addMenu("Export &dataset")
+        for fmt in EXPORT_FORMATS:
+            action = self._action(f"export_{fmt}", f"{EXPORT_TITLES.get(fmt, fmt)}…", self._on_export_dataset_action,
+                                  [], dataset_menu)
+            action.setData(fmt)
         file_menu.addSeparator()
         self._action("quit", "&Quit", self.close, [QKeySequence.StandardKey.Quit], file_menu)
         self._update_recent_menu()
@@ -474,6 +500,31 @@ class MainWindow(QMainWindow):
         self._set_busy_text("")
         show_error(self, "Export labels", user_message(exc))
 
+    def export_dataset(self, fmt: str, out_dir: str) -> None:
+        if not self.doc.has_volume:
+            show_error(self, "Export dataset", "Nothing to export: no image is open.")
+            return
+        volume = self.doc.volume
+        labels = LabelMap(self.doc.labels.shape_zyx, self.doc.labels.table, self.doc.labels.array.copy())
+        source = str(volume.metadata.get("source_path") or "case")
+        case_id = Path(source).name.split(".")[0] or "case"
+        window, plane = self.doc.window, self.focused_view().plane
+        self._set_busy_text(f"Exporting {EXPORT_TITLES.get(fmt, fmt)}…")
+        self.background.submit(lambda: export_dataset_job(fmt, volume, labels, out_dir, case_id, window, plane),
+                               self._on_dataset_exported, self._on_export_failed)
+
+    def _on_dataset_exported(self, files: list[str]) -> None:
+        self._set_busy_text("")
+        folder = str(Path(files[0]).parent) if files else ""
+        self.statusBar().showMessage(f"Wrote {len(files)} files to {folder}", 8000)
+
+    def _on_export_dataset_action(self) -> None:
+        fmt = self.sender().data()
+        out_dir = QFileDialog.getExistingDirectory(self, f"Export {EXPORT_TITLES.get(fmt, fmt)} into folder",
+                                                   self.settings.last_directory or "")
+        if out_dir:
+            self.export_dataset(fmt, out_dir)
+
     def _on_export_labels(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export labels", self.settings.last_directory or "labels.nii.gz",
                                               "NIfTI (*.nii.gz *.nii)")
@@ -600,6 +651,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Brush radius {radius:.1f} px", 2000)
 
     def _on_background_busy_changed(self, busy: bool) -> None:
+        self.busy_bar.setVisible(busy)
         if not busy:
             self.busy_label.setText("")
 

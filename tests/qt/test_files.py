@@ -81,7 +81,10 @@ def test_labels_on_another_grid_are_refused_with_a_message(window, tmp_path, qtb
 
 def test_export_labels_writes_nifti_on_the_source_grid(window, small_phantom, tmp_path, qtbot):
     doc = window.doc
-    doc.paint_slice_mask(0, 4, small_phantom.truth.array[4] == 1, doc.active_label, "paint")
+    liver = small_phantom.truth.array == 1
+    key = int(np.argmax(liver.sum(axis=(1, 2))))
+    doc.paint_slice_mask(0, key, liver[key], doc.active_label, "paint")
+    assert doc.labels.array.any()
     out = tmp_path / "out" / "labels.nii.gz"
     out.parent.mkdir()
     window.export_labels(str(out))
@@ -109,3 +112,23 @@ def test_folder_with_two_series_shows_the_browser_and_loads_the_choice(empty_win
     assert empty_window.doc.volume.metadata.get("series_instance_uid") == second.series_instance_uid
     assert empty_window.doc.volume.shape_zyx == second.shape_zyx
     dialog.wait_for_thumbnails()
+
+
+def test_export_dataset_coco_through_the_export_module(window, small_phantom, tmp_path, qtbot):
+    import json
+
+    doc = window.doc
+    liver = small_phantom.truth.array == 1
+    key = int(np.argmax(liver.sum(axis=(1, 2))))
+    doc.paint_slice_mask(0, key, liver[key], doc.active_label, "paint")
+    window.export_dataset("coco", str(tmp_path))
+    qtbot.waitUntil(lambda: not window.background.busy, timeout=20000)
+    assert window.last_error is None
+    annotations = list(tmp_path.rglob("*.json"))
+    assert annotations
+    data = json.loads(annotations[0].read_text())
+    assert len(data["annotations"]) >= 1
+    assert data["images"][0]["height"] == 64
+    # A second export into the same folder is refused (never overwrite), with a message.
+    window.export_dataset("coco", str(tmp_path))
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=20000)
