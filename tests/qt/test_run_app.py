@@ -19,8 +19,9 @@ def test_annotator_demo_opens_the_window_on_the_phantom(qtbot, monkeypatch):
     seen = {}
 
     def fake_exec(self):
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, main_window.MainWindow)]
-        win = windows[-1]
+        # Windows of earlier tests are closed (hidden); run_app's is the one on screen.
+        (win,) = [w for w in QApplication.topLevelWidgets()
+                  if isinstance(w, main_window.MainWindow) and w.isVisible()]
         qtbot.waitUntil(lambda: win.doc.has_volume and win.bridge.ready, timeout=20000)
         seen["shape"] = win.doc.volume.shape_zyx
         seen["spacing"] = win.doc.volume.spacing_zyx_mm
