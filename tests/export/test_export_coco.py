@@ -134,23 +134,111 @@ def test_pixel_edge_loop_of_one_pixel_is_its_square():
     assert pixel_edge_loops(mask) == [[(2, 1), (3, 1), (3, 2), (2, 2)]]
 
 
-@pytest.mark.parametrize("shape", [(7, 5), (30, 33), (1, 9), (12, 1)])
-def test_rle_from_crops_is_byte_identical_to_pycocotools_encode(shape):
+def scipy_and_pycocotools_annotations(label_slice: np.ndarray, connectivity: int) -> list[tuple]:
+    """The reference, built the obvious way: scipy labels each label's full mask, pycocotools
+    encodes each component's full-size Fortran mask; area and bbox from the mask's pixels."""
     from pycocotools import mask as mask_utils
 
-    from annotator.export.coco import encode_components, slice_components
+    out = []
+    structure = ndimage.generate_binary_structure(2, connectivity)
+    for label_id in sorted(set(np.unique(label_slice).tolist()) - {0}):
+        pieces, n = ndimage.label(label_slice == label_id, structure=structure)
+        for k in range(1, n + 1):
+            mask = pieces == k
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            ys, xs = np.nonzero(mask)
+            bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+            out.append((label_id, rle["counts"], list(rle["size"]), int(mask.sum()), bbox))
+    return out
 
-    rng = np.random.default_rng(shape[0] * 100 + shape[1])
-    for trial in range(30):
-        labels = (rng.random(shape) > (0.3 if trial % 2 else 0.7)).astype(np.uint16)
-        labels[rng.random(shape) > 0.8] = 2
-        if trial % 5 == 0:
-            labels[:, shape[1] // 2] = 3  # a full-height column: runs cross column boundaries
-        for label_id, components in slice_components(labels):
-            ours = encode_components(components, *shape)
-            for component, rle in zip(components, ours, strict=True):
-                full = np.asfortranarray(component.full_mask(shape).astype(np.uint8))
-                expected = mask_utils.encode(full)
-                assert rle["counts"] == expected["counts"].decode("ascii")
-                assert rle["size"] == list(shape)
-                assert (labels == label_id)[component.full_mask(shape)].all()
+
+def our_annotations(label_slice: np.ndarray, connectivity: int) -> list[tuple]:
+    from annotator.export.coco import slice_annotations
+
+    anns, _ = slice_annotations(label_slice, connectivity=connectivity)
+    return [(a["category_id"], a["segmentation"]["counts"].encode("ascii"), a["segmentation"]["size"],
+             a["area"], a["bbox"]) for a in anns]
+
+
+def random_label_slices():
+    """Label images that stress run bookkeeping: noise (many components, holes, corner contacts),
+    blobs of several labels touching each other, full-height columns (runs that continue into
+    the next column), components on the first/last pixel and every edge, thin shapes, empty."""
+    rng = np.random.default_rng(11)
+    for shape in [(7, 5), (30, 33), (1, 9), (12, 1), (1, 1), (64, 48)]:
+        for trial in range(12):
+            labels = (rng.random(shape) > (0.3 if trial % 2 else 0.7)).astype(np.uint16)
+            labels[rng.random(shape) > 0.8] = 2
+            labels[rng.random(shape) > 0.95] = 7
+            if trial % 3 == 0:
+                labels[:, rng.integers(shape[1])] = 3
+            if trial % 4 == 1:
+                labels = ndimage.binary_closing(labels > 0, iterations=2).astype(np.uint16) * (1 + trial % 3)
+                labels[rng.random(shape) > 0.9] = 0  # holes
+            yield labels
+    big = np.zeros((96, 80), np.uint16)
+    yy, xx = np.mgrid[:96, :80]
+    big[(yy - 40) ** 2 + (xx - 30) ** 2 < 600] = 1
+    big[(yy - 40) ** 2 + (xx - 30) ** 2 < 100] = 0       # a hole
+    big[(yy - 20) ** 2 + (xx - 60) ** 2 < 200] = 2       # touches label 1? no: its own blob
+    big[:, 75:] = 5                                       # full-height band on the right edge
+    big[0, 0], big[-1, -1], big[-1, 0], big[0, -7] = 4, 4, 4, 4  # corner pixels
+    big[50:52, 0:80] = 6                                  # a row band through label 1 and 5
+    yield big
+    yield np.zeros((10, 12), np.uint16)
+    yield np.ones((10, 12), np.uint16)
+    yield np.full((6, 4), 9, np.uint8)
+    yield np.eye(9, dtype=np.int32)                       # diagonal: one piece (8) or nine (4)
+    yield np.fliplr(np.eye(9, dtype=np.uint16)) * 3
+    checker = (np.indices((11, 10)).sum(axis=0) % 2).astype(np.uint16)
+    yield checker
+    yield np.ascontiguousarray(checker.T)[::-1]           # a negative-stride view
+    yield big.T                                           # a non-contiguous (transposed) view
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_rle_area_bbox_and_order_equal_scipy_plus_pycocotools_encode(connectivity):
+    """Every annotation: byte-identical to pycocotools.mask.encode of its full-size mask, same
+    area and bbox, same order as scipy numbers the components (label, then first pixel)."""
+    checked = 0
+    for labels in random_label_slices():
+        expected = scipy_and_pycocotools_annotations(labels, connectivity)
+        assert our_annotations(labels, connectivity) == expected
+        checked += len(expected)
+    assert checked > 2000
+
+
+def test_rle_for_a_slice_with_many_components_at_benchmark_size():
+    rng = np.random.default_rng(5)
+    labels = (ndimage.uniform_filter(rng.random((512, 512)), 5) > 0.55).astype(np.uint16)
+    labels[rng.random(labels.shape) > 0.999] = 2
+    labels[:, 300] = 3
+    expected = scipy_and_pycocotools_annotations(labels, 2)
+    assert len(expected) > 100
+    assert our_annotations(labels, 2) == expected
+
+
+def test_many_touching_runs_still_settle_when_the_union_find_hands_over_to_scipy():
+    from annotator.export.coco import _connected_runs
+
+    # a zigzag chain with edges listed so that the roots settle slowly, plus separate pieces
+    n = 200
+    run_a = np.arange(0, n - 1)[::-1].copy()
+    run_b = run_a + 1
+    keep = run_a % 17 != 0
+    run_a, run_b = run_a[keep], run_b[keep]
+    reference = _connected_runs(n, run_a, run_b, max_rounds=0)  # scipy alone
+    assert reference[0] == 1 + int(np.count_nonzero(~keep))
+    for rounds in (1, 2, 32):
+        n_comp, comp = _connected_runs(n, run_a, run_b, max_rounds=rounds)
+        assert n_comp == reference[0]
+        # the same partition (component numbers may differ)
+        pairs = set(zip(comp.tolist(), reference[1].tolist(), strict=True))
+        assert len(pairs) == n_comp
+
+
+def test_connectivity_below_one_is_refused():
+    from annotator.export.coco import slice_runs
+
+    with pytest.raises(ValueError, match="connectivity"):
+        slice_runs(np.ones((3, 3), np.uint16), connectivity=0)
