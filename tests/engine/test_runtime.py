@@ -360,3 +360,22 @@ def test_prompt_path_on_onnxruntime_equals_torch(tiny_prompt_parts, shared_cache
     forced = select_prompt_runner(prompt_encoder, decoder, part="test.prompt", model_sha256="12" * 32,
                                   embedding_shape=(1, 32, 16, 16), runtime="onnxruntime", cache=cache)
     assert forced.name == "onnxruntime-fp32"
+
+
+@needs_ort
+def test_corrupt_cached_onnx_is_rebuilt_not_trusted(tiny_encoder, tmp_path):
+    from annotator.engine.runtime.onnx_runner import ONNX_FILE, onnx_key
+    from annotator.engine.runtime.select import build_runner
+
+    spec = _spec(tiny_encoder, sha="99" * 32)
+    reference = build_runner("torch-fp32", spec, CompiledModelCache(tmp_path))(*spec.example_inputs)[0]
+    build_runner("onnxruntime-fp32", spec, CompiledModelCache(tmp_path))
+    path = CompiledModelCache(tmp_path).folder(onnx_key(spec)) / ONNX_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip one byte inside the weights
+    path.write_bytes(bytes(data))
+    restart = CompiledModelCache(tmp_path)
+    runner = build_runner("onnxruntime-fp32", spec, restart)
+    assert restart.stats.rebuilt_corrupt == 1
+    assert restart.stats.builds == 1
+    np.testing.assert_allclose(runner(*spec.example_inputs)[0], reference, rtol=1e-4, atol=1e-4)
