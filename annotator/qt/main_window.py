@@ -48,7 +48,17 @@ LABEL_FILTER = "Label maps (*.nii *.nii.gz *.nrrd *.mha);;All files (*)"
 def load_image_job(path: str, series_uid: str | None) -> Volume:
     from annotator.io import load_volume
 
-    return load_volume(path, series_uid=series_uid)
+    volume = load_volume(path, series_uid=series_uid)
+    _ = volume.content_id  # hash the voxels here, not later on the GUI thread (embedding cache key)
+    return volume
+
+
+def demo_job() -> Volume:
+    from annotator.core.phantom import demo_volume
+
+    volume = demo_volume()
+    _ = volume.content_id
+    return volume
 
 
 def discover_job(path: str) -> list:
@@ -366,10 +376,8 @@ class MainWindow(QMainWindow):
 
     # ---- opening ----------------------------------------------------------------------------
     def open_demo(self) -> None:
-        from annotator.core.phantom import demo_volume
-
         self._set_busy_text("Generating the demo volume…")
-        self.background.submit(demo_volume, self._on_volume_loaded, self._on_load_failed)
+        self.background.submit(demo_job, self._on_volume_loaded, self._on_load_failed)
 
     def open_path(self, path: str, series_uid: str | None = None) -> None:
         """Open a file or folder; a folder with several series shows the series browser first."""

@@ -128,8 +128,23 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     win.actions_by_name["redo"].trigger()
     assert np.array_equal(doc.labels.array, with_liver)
 
-    # P from the accepted liver slice, compared with the same propagation run headlessly.
+    # The point tool on the same (embedded) slice goes through the engine's click strategy:
+    # a positive click inside the spleen-free liver gives a mask holding the click; Esc drops it.
     axial = next(v for v in win.views if v.plane == "axial")
+    liver_slice = slice_2d(win.reference == LIVER, 0, doc.slice_index(0))
+    rows, cols = np.nonzero(liver_slice)
+    row, col = int(np.median(rows)), int(np.median(cols))
+    assert liver_slice[row, col]
+    win.tools.set_tool("point")
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=120000):
+        qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, pos=axial.raw_to_viewport(row, col).toPoint())
+    assert doc.preview.mask[row, col]
+    print("point-click Dice on the liver slice:", round(dice(doc.preview.mask, liver_slice), 3))  # noqa: T201
+    qtbot.keyClick(axial, Qt.Key.Key_Escape)
+    assert doc.preview is None
+    assert np.array_equal(doc.labels.array, with_liver)
+
+    # P from the accepted liver slice, compared with the same propagation run headlessly.
     axial.setFocus()
     key_index = doc.slice_index(0)
     key_mask = doc.label_slice(0, key_index) == liver_id
