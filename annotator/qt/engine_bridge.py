@@ -54,38 +54,18 @@ class PropagationJob:
     label_id: int
 
 
-class ExecutorSlicePredictor:
-    """engine.propagate's SlicePredictor over the executor: each call is an executor request."""
+def _following_slices(bridge: EngineBridge, executor, view):  # noqa: ANN001, ANN202
+    """engine.propagate's ExecutorSlices that also tells the GUI which slice is being segmented,
+    so the views follow the propagation."""
+    from annotator.engine.propagate import ExecutorSlices
 
-    def __init__(self, bridge: EngineBridge, volume: Volume, axis: int, window: Window) -> None:
-        self.bridge = bridge
-        self.volume = volume
-        self.axis = axis
-        self.window = window
+    class FollowingSlices(ExecutorSlices):
+        def predict(self, index: int, **kwargs):  # noqa: ANN003, ANN202
+            if not bridge._closed:
+                bridge._delivered.emit(("propagation-slice", view.axis, int(index)))
+            return super().predict(index, **kwargs)
 
-    def _ref(self, index: int):  # noqa: ANN202
-        from annotator.engine.executor import SliceRef
-
-        return SliceRef(self.volume, self.axis, int(index), self.window)
-
-    def predict(self, index: int, *, box_xyxy: np.ndarray, mask_input: np.ndarray | None = None):  # noqa: ANN201
-        from annotator.engine.executor import PredictRequest
-
-        self.bridge._delivered.emit(("propagation-slice", self.axis, int(index)))
-        request = PredictRequest(self._ref(index), box_xyxy=np.asarray(box_xyxy, dtype=np.float64),
-                                 mask_input=mask_input, multimask=False)
-        return self.bridge._wait_prediction(request)
-
-    def image(self, index: int) -> np.ndarray:
-        from annotator.engine.slices import slice_rgb_u8
-
-        return slice_rgb_u8(self.volume, self.axis, index, self.window)[..., 0]
-
-    def prefetch(self, index: int, step: int, count: int) -> None:
-        """Low-priority embeds around the next slice (the side already done is cached: free)."""
-        executor = self.bridge.executor
-        if executor is not None and count > 0 and 0 <= index < self.volume.shape_zyx[self.axis]:
-            executor.prefetch(self._ref(index), radius=count)
+    return FollowingSlices(executor, view)
 
 
 class EngineBridge(QObject):
@@ -378,9 +358,15 @@ class EngineBridge(QObject):
         self._cancel_propagation.set()
 
     def _run_propagation(self, job: PropagationJob, cancel: threading.Event) -> None:
+        from annotator.engine.executor import SliceRef
         from annotator.engine.propagate import propagate
 
-        predictor = ExecutorSlicePredictor(self, job.volume, job.axis, job.window)
+        executor = self.executor
+        if executor is None:
+            if not self._closed:
+                self._delivered.emit(("propagation", job, None, "the engine stopped"))
+            return
+        predictor = _following_slices(self, executor, SliceRef(job.volume, job.axis, job.index, job.window))
 
         def progress(done: int, total: int) -> None:
             if not self._closed:
@@ -390,11 +376,14 @@ class EngineBridge(QObject):
             result = propagate(predictor, job.index, job.key_mask, job.volume.shape_zyx[job.axis],
                                progress=progress, cancel=cancel)
             payload = ("propagation", job, result, None)
-        except _Superseded:
-            payload = ("propagation", job, None, "cancelled")
-        except Exception as exc:  # noqa: BLE001 - reported to the user
-            log.warning("propagation failed: %s", exc, exc_info=True)
-            payload = ("propagation", job, None, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported to the user (or a cancel when stopping)
+            if cancel.is_set() or self._closed:
+                payload = ("propagation", job, None, "cancelled")
+            else:
+                log.warning("propagation failed: %s", exc, exc_info=True)
+                payload = ("propagation", job, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            executor.cancel_prefetch()
         if not self._closed:
             self._delivered.emit(payload)
 
