@@ -132,3 +132,20 @@ def test_export_dataset_coco_through_the_export_module(window, small_phantom, tm
     # A second export into the same folder is refused (never overwrite), with a message.
     window.export_dataset("coco", str(tmp_path))
     qtbot.waitUntil(lambda: window.last_error is not None, timeout=20000)
+
+
+def test_drop_a_file_on_the_window_opens_it(empty_window, small_phantom, tmp_path, qtbot):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    path = tmp_path / "dropped.nii.gz"
+    write_volume(small_phantom.volume, path)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    empty_window.dropEvent(event)
+    qtbot.waitUntil(lambda: empty_window.doc.has_volume, timeout=10000)
+    assert empty_window.doc.volume.metadata["source_path"].endswith("dropped.nii.gz")
+    # ... and it is now the first recent file, offered in File → Open recent.
+    assert [a.data() for a in empty_window.recent_menu.actions()][0].endswith("dropped.nii.gz")
