@@ -270,3 +270,29 @@ def test_keyboard_shortcuts_reach_the_actions_from_a_focused_view(make_window, q
     qtbot.keyClick(axial, Qt.Key.Key_Escape)
     assert win.doc.preview is None
     assert not win.doc.labels.array.any()
+
+
+def test_choosing_a_checkpoint_reloads_the_engine_and_is_remembered(qtbot, small_phantom, monkeypatch, tmp_path):
+    from annotator.qt import engine_bridge
+    from annotator.qt.main_window import MainWindow
+    from annotator.settings import Settings
+
+    calls = []
+
+    def fake_create(name, checkpoint, runtime):
+        calls.append((name, checkpoint))
+        return FakeEngine(model_id="fake" if checkpoint is None else "fake-ckpt")
+
+    monkeypatch.setattr(engine_bridge, "_create_engine", fake_create)
+    win = MainWindow(Settings())
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.bridge.ready, timeout=5000)
+        checkpoint = str(tmp_path / "medsam.pth")
+        win.engine_panel.use_checkpoint(checkpoint)
+        qtbot.waitUntil(lambda: win.bridge.ready and win.bridge.engine.model_id == "fake-ckpt", timeout=5000)
+        assert calls[-1] == ("auto", checkpoint)
+        assert Settings.load().checkpoint == checkpoint
+        assert win.engine_panel.fields["model"].text() == "fake-ckpt"
+    finally:
+        win.shutdown()
