@@ -243,3 +243,22 @@ def test_connectivity_below_one_is_refused():
 
     with pytest.raises(ValueError, match="connectivity"):
         slice_runs(np.ones((3, 3), np.uint16), connectivity=0)
+
+
+@pytest.mark.realdata
+def test_rle_equals_pycocotools_encode_on_every_slice_of_the_real_41_label_ct():
+    from export_helpers import shared_data_or_skip
+
+    from annotator.core.geometry import slice_2d
+    from annotator.io import load_volume, read_labels_onto
+
+    case = shared_data_or_skip() / "labelled" / "ct_totalseg_abdomen_3mm"
+    label_array = read_labels_onto(load_volume(case / "image.nii.gz"), case / "labels.nii.gz").array
+    checked = 0
+    for axis in range(3):
+        for index in range(label_array.shape[axis]):
+            label_slice = slice_2d(label_array, axis, index)
+            expected = scipy_and_pycocotools_annotations(label_slice, 2)
+            assert our_annotations(label_slice, 2) == expected, (axis, index)
+            checked += len(expected)
+    assert checked > 1000
