@@ -311,8 +311,9 @@ def config_from_state_dict(state: dict, prefix: str = "image_encoder.") -> TinyV
         depths.append(len(blocks))
         if i == 0:
             dims.append(int(state[f"{prefix}layers.0.blocks.0.conv1.c.weight"].shape[1]))
-            heads.append(1)
-            windows.append(7)
+            # stage 0 is convolutional: heads/window are unused there and not in the weights
+            heads.append(LITE_MEDSAM.num_heads[0])
+            windows.append(LITE_MEDSAM.window_sizes[0])
         else:
             biases = state[f"{prefix}layers.{i}.blocks.0.attn.attention_biases"]
             dims.append(int(state[f"{prefix}layers.{i}.blocks.0.attn.norm.weight"].shape[0]))
