@@ -119,36 +119,40 @@ class SliceRuns:
         self.labels, self.counts, self.areas, self.boxes_xywh = labels, counts, areas, boxes_xywh
 
 
-def _label_runs(label_slice: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(column, first row, end row (exclusive), label) of every vertical run of one nonzero label,
-    sorted column-major; a run never crosses a column."""
-    height, width = label_slice.shape
+def _label_runs(label_slices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(column, first row, end row (exclusive), label) of every vertical run of one nonzero label
+    in a (n, H, W) stack, sorted column-major. Column k*W + c is column c of slice k; a run never
+    crosses a column."""
+    n, height, width = label_slices.shape
     # Where the value changes going down a column, with zero above row 0 and below the last row.
     # Computed row-major (contiguous, fast); only the few boundaries get sorted column-major.
-    changes = np.empty((height + 1, width), dtype=bool)
-    np.not_equal(label_slice[0], 0, out=changes[0])
-    np.not_equal(label_slice[1:], label_slice[:-1], out=changes[1:height])
-    np.not_equal(label_slice[-1], 0, out=changes[height])
+    changes = np.empty((n, height + 1, width), dtype=bool)
+    np.not_equal(label_slices[:, 0], 0, out=changes[:, 0])
+    np.not_equal(label_slices[:, 1:], label_slices[:, :-1], out=changes[:, 1:height])
+    np.not_equal(label_slices[:, -1], 0, out=changes[:, height])
     flat = np.flatnonzero(changes)
-    rows, cols = np.divmod(flat, width)
-    order = np.argsort(cols, kind="stable")  # row-major -> column-major (rows stay ascending)
-    rows, cols = rows[order], cols[order]
-    values = label_slice[np.minimum(rows, height - 1), cols]
+    in_slice, rows_cols = np.divmod(flat, (height + 1) * width)
+    rows, cols = np.divmod(rows_cols, width)
+    columns = in_slice * width + cols
+    order = np.argsort(columns, kind="stable")  # row-major -> column-major (rows stay ascending)
+    rows, cols, in_slice, columns = rows[order], cols[order], in_slice[order], columns[order]
+    values = label_slices[in_slice, np.minimum(rows, height - 1), cols]
     values[rows == height] = 0
     first = np.flatnonzero(values)
     # A nonzero run always ends at the next change in its own column (at the latest the bottom).
-    return cols[first], rows[first], rows[first + 1], values[first]
+    return columns[first], rows[first], rows[first + 1], values[first]
 
 
-def _touching_runs(cols: np.ndarray, starts: np.ndarray, ends: np.ndarray, values: np.ndarray,
-                   height: int, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (a, b) of runs of the same label in neighbouring columns (b's column = a's + 1) whose
-    rows touch: 8-neighbour, they overlap or meet at a corner; 4-neighbour, they share a row."""
+def _touching_runs(columns: np.ndarray, starts: np.ndarray, ends: np.ndarray, values: np.ndarray,
+                   height: int, width: int, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) of runs of the same label in neighbouring columns of one slice (b's column =
+    a's + 1) whose rows touch: 8-neighbour, they overlap or meet at a corner; 4-neighbour, they
+    share a row."""
     stride = height + 1
     # Keys sort like the runs (column-major, rows ascending) because every row value is < stride;
     # the runs of one column are disjoint, so their end keys are sorted too.
-    start_keys, end_keys = cols * stride + starts, cols * stride + ends
-    next_first, next_last = (cols + 1) * stride + starts, (cols + 1) * stride + ends
+    start_keys, end_keys = columns * stride + starts, columns * stride + ends
+    next_first, next_last = (columns + 1) * stride + starts, (columns + 1) * stride + ends
     if connectivity >= 2:  # start_b <= end_a and end_b >= start_a
         lo = np.searchsorted(end_keys, next_first, side="left")
         hi = np.searchsorted(start_keys, next_last, side="right")
@@ -156,7 +160,8 @@ def _touching_runs(cols: np.ndarray, starts: np.ndarray, ends: np.ndarray, value
         lo = np.searchsorted(end_keys, next_first, side="right")
         hi = np.searchsorted(start_keys, next_last, side="left")
     n_pairs = np.maximum(hi - lo, 0)
-    run_a = np.repeat(np.arange(len(cols)), n_pairs)
+    n_pairs[columns % width == width - 1] = 0  # the next column belongs to the next slice
+    run_a = np.repeat(np.arange(len(columns)), n_pairs)
     run_b = np.repeat(lo - (np.cumsum(n_pairs) - n_pairs), n_pairs) + np.arange(int(n_pairs.sum()))
     same = values[run_a] == values[run_b]
     return run_a[same], run_b[same]
@@ -167,9 +172,9 @@ def _connected_runs(n_runs: int, run_a: np.ndarray, run_b: np.ndarray,
     """(number of components, component of each run) of the graph of touching runs.
 
     Vectorised union-find: each round hooks every tree's root onto the smallest root it touches,
-    then points every run straight at its root. Slice shapes settle in a round or two; scipy's
-    connected_components (a fixed ~0.1 ms per call, too much per slice) takes over on the rare
-    shape that needs more than max_rounds.
+    then points every run straight at its root. Slice shapes settle in a few rounds; scipy's
+    connected_components (a fixed ~0.1 ms per call) takes over on a shape that needs more than
+    max_rounds.
     """
     root = np.arange(n_runs)
     for _ in range(max_rounds):
@@ -195,30 +200,37 @@ def _connected_runs(n_runs: int, run_a: np.ndarray, run_b: np.ndarray,
     return int(n_comp), comp
 
 
-def slice_runs(label_slice: np.ndarray, connectivity: int = 2) -> SliceRuns:
-    """Uncompressed COCO RLE counts, area and bbox of every label component on a slice.
+def stack_runs(label_slices: np.ndarray, connectivity: int = 2) -> list[SliceRuns]:
+    """Uncompressed COCO RLE counts, area and bbox of every label component, per slice of a
+    (n, H, W) stack.
 
-    One pass over the slice finds the vertical runs; everything after works on the runs alone
-    (a few hundred per slice), so no per-component full-size mask is ever built.
+    One pass over the stack finds the vertical runs; everything after works on the runs alone
+    (a few hundred per slice), so no per-component full-size mask is ever built, and the whole
+    stack shares one set of numpy calls (their fixed cost dominated on small slices).
     """
     if connectivity < 1:
         raise ValueError(f"connectivity must be 1 (4-neighbour) or 2 (8-neighbour), not {connectivity}")
-    label_slice = np.asarray(label_slice)
-    height, width = label_slice.shape
-    cols, starts, ends, values = _label_runs(label_slice)
-    if len(cols) == 0:
-        return SliceRuns(height, width, [], [], [], [])
-    n_comp, comp = _connected_runs(len(cols), *_touching_runs(cols, starts, ends, values, height, connectivity))
+    label_slices = np.asarray(label_slices)
+    n, height, width = label_slices.shape
+    columns, starts, ends, values = _label_runs(label_slices)
+    if len(columns) == 0:
+        return [SliceRuns(height, width, [], [], [], []) for _ in range(n)]
+    n_comp, comp = _connected_runs(
+        len(columns), *_touching_runs(columns, starts, ends, values, height, width, connectivity))
+    in_slice, cols = np.divmod(columns, width)
 
-    # scipy's numbering: per label, by each component's first pixel in row-major order.
+    # scipy's numbering within each slice: per label, by first pixel in row-major order.
     first_pixel = np.full(n_comp, height * width, dtype=np.int64)
     np.minimum.at(first_pixel, comp, starts * width + cols)
     comp_label = np.empty(n_comp, dtype=values.dtype)
     comp_label[comp] = values
+    comp_slice = np.empty(n_comp, dtype=np.int64)
+    comp_slice[comp] = in_slice
+    ranked = np.lexsort((first_pixel, comp_label, comp_slice))
     renumber = np.empty(n_comp, dtype=np.int64)
-    renumber[np.lexsort((first_pixel, comp_label))] = np.arange(n_comp)
+    renumber[ranked] = np.arange(n_comp)
     comp = renumber[comp]
-    comp_label[renumber] = comp_label.copy()
+    comp_label, comp_slice = comp_label[ranked], comp_slice[ranked]
 
     order = np.argsort(comp, kind="stable")  # grouped by component, column-major inside
     comp, cols, starts, ends = comp[order], cols[order], starts[order], ends[order]
@@ -227,8 +239,8 @@ def slice_runs(label_slice: np.ndarray, connectivity: int = 2) -> SliceRuns:
     x0, x1 = np.minimum.reduceat(cols, group), np.maximum.reduceat(cols, group)
     y0, y1 = np.minimum.reduceat(starts, group), np.maximum.reduceat(ends, group)
 
-    # Positions in the column-major flattening of the whole slice. A run reaching the bottom
-    # continues in the next column's top row when the same component starts there: one RLE run.
+    # Positions in the column-major flattening of the slice. A run reaching the bottom continues
+    # in the next column's top row when the same component starts there: one RLE run.
     begin = cols * height + starts
     stop = cols * height + ends
     joined = np.zeros(len(comp), dtype=bool)
@@ -252,24 +264,38 @@ def slice_runs(label_slice: np.ndarray, connectivity: int = 2) -> SliceRuns:
     has_tail = tail > 0
     counts[(offset + n_counts - 1)[has_tail]] = tail[has_tail]
 
+    labels, areas_list = comp_label.tolist(), areas.tolist()
     boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0], axis=1).astype(np.float64).tolist()
-    return SliceRuns(height, width, comp_label.tolist(), np.split(counts, offset[1:]),
-                     areas.tolist(), boxes)
+    ends_list = (offset + n_counts).tolist()
+    counts_list = [counts[a:b] for a, b in zip([0, *ends_list[:-1]], ends_list, strict=True)]
+    bounds = np.searchsorted(comp_slice, np.arange(n + 1)).tolist()
+    return [SliceRuns(height, width, labels[a:b], counts_list[a:b], areas_list[a:b], boxes[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def compress_rles(runs: SliceRuns) -> list[dict[str, Any]]:
-    """pycocotools' compressed RLEs (counts as str, JSON-ready) of a slice's components;
+def slice_runs(label_slice: np.ndarray, connectivity: int = 2) -> SliceRuns:
+    """stack_runs of one (H, W) slice."""
+    return stack_runs(np.asarray(label_slice)[np.newaxis], connectivity)[0]
+
+
+def compress_rles(runs: Sequence[SliceRuns]) -> list[list[dict[str, Any]]]:
+    """pycocotools' compressed RLEs (counts as str, JSON-ready) of each slice's components;
     pycocotools itself does the compression, from the uncompressed counts."""
     from pycocotools import mask as mask_utils
 
-    if not runs.counts:
-        return []
-    size = [runs.height, runs.width]
-    rles = mask_utils.frPyObjects([{"counts": c, "size": size} for c in runs.counts],
-                                  runs.height, runs.width)
+    out: list[list[dict[str, Any]]] = []
+    uncompressed = [{"counts": c, "size": [r.height, r.width]} for r in runs for c in r.counts]
+    if not uncompressed:
+        return [[] for _ in runs]
+    # One call for the stack: every slice of a stack has the same size.
+    rles = mask_utils.frPyObjects(uncompressed, runs[0].height, runs[0].width)
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
-    return rles
+    start = 0
+    for r in runs:
+        out.append(rles[start: start + len(r.counts)])
+        start += len(r.counts)
+    return out
 
 
 def pixel_edge_loops(mask: np.ndarray) -> list[list[tuple[int, int]]]:
@@ -358,32 +384,65 @@ def exact_polygons(mask: np.ndarray) -> list[list[float]] | None:
     return polygons
 
 
+def stack_annotations(label_slices: np.ndarray, *, encoding: str = "rle",
+                      connectivity: int = 2) -> tuple[list[list[dict[str, Any]]], int]:
+    """COCO annotation dicts (no ids yet) per slice of a (n, H, W) stack, and how many polygons
+    fell back to RLE."""
+    from pycocotools import mask as mask_utils
+
+    runs = stack_runs(label_slices, connectivity)
+    per_slice = []
+    fallbacks = 0
+    for slice_run, rles in zip(runs, compress_rles(runs), strict=True):
+        annotations = []
+        for label_id, rle, area, box in zip(slice_run.labels, rles, slice_run.areas,
+                                            slice_run.boxes_xywh, strict=True):
+            segmentation: Any = rle
+            if encoding == "polygon":
+                mask = mask_utils.decode({"counts": rle["counts"].encode("ascii"), "size": rle["size"]})
+                polygons = exact_polygons(mask.astype(bool))
+                if polygons is None:
+                    fallbacks += 1
+                else:
+                    segmentation = polygons
+            annotations.append({
+                "category_id": label_id,
+                "segmentation": segmentation,
+                "area": area,
+                "bbox": box,
+                "iscrowd": 0,
+            })
+        per_slice.append(annotations)
+    return per_slice, fallbacks
+
+
 def slice_annotations(label_slice: np.ndarray, *, encoding: str = "rle",
                       connectivity: int = 2) -> tuple[list[dict[str, Any]], int]:
     """COCO annotation dicts (no ids yet) for one slice, and how many polygons fell back to RLE."""
-    from pycocotools import mask as mask_utils
+    per_slice, fallbacks = stack_annotations(np.asarray(label_slice)[np.newaxis], encoding=encoding,
+                                             connectivity=connectivity)
+    return per_slice[0], fallbacks
 
-    runs = slice_runs(label_slice, connectivity)
-    rles = compress_rles(runs)
-    annotations = []
+
+def annotations_along(label_array: np.ndarray, axis: int, indices: Sequence[int], *,
+                      encoding: str = "rle", connectivity: int = 2,
+                      chunk_pixels: int = 1 << 22) -> tuple[list[list[dict[str, Any]]], int]:
+    """stack_annotations of the slices `indices` along `axis` (as core.geometry.slice_2d cuts
+    them), a few million pixels at a time so the scratch arrays stay small."""
+    slices = np.moveaxis(np.asarray(label_array), axis, 0)
+    per_chunk = max(1, chunk_pixels // max(1, slices.shape[1] * slices.shape[2]))
+    per_slice: list[list[dict[str, Any]]] = []
     fallbacks = 0
-    for label_id, rle, area, box in zip(runs.labels, rles, runs.areas, runs.boxes_xywh, strict=True):
-        segmentation: Any = rle
-        if encoding == "polygon":
-            mask = mask_utils.decode({"counts": rle["counts"].encode("ascii"), "size": rle["size"]})
-            polygons = exact_polygons(mask.astype(bool))
-            if polygons is None:
-                fallbacks += 1
-            else:
-                segmentation = polygons
-        annotations.append({
-            "category_id": label_id,
-            "segmentation": segmentation,
-            "area": area,
-            "bbox": box,
-            "iscrowd": 0,
-        })
-    return annotations, fallbacks
+    for first in range(0, len(indices), per_chunk):
+        chunk = [int(i) for i in indices[first: first + per_chunk]]
+        if chunk == list(range(chunk[0], chunk[0] + len(chunk))):
+            stack = slices[chunk[0]: chunk[0] + len(chunk)]  # a view, no copy
+        else:
+            stack = slices[chunk]
+        annotations, n_fallback = stack_annotations(stack, encoding=encoding, connectivity=connectivity)
+        per_slice.extend(annotations)
+        fallbacks += n_fallback
+    return per_slice, fallbacks
 
 
 # ---- images -------------------------------------------------------------------------------------
@@ -430,19 +489,18 @@ class CocoExporter(BaseExporter):
         image_paths = [out_dir / IMAGES_DIR / slice_image_name(case_id, plane, i) for i in indices]
         refuse_existing([*image_paths, out_dir / ANNOTATIONS_FILE], spec)
         result = ExportResult(case_id)
-        images, annotations, fallbacks = [], [], 0
-        for local_id, (index, path) in enumerate(zip(indices, image_paths, strict=True)):
-            label_slice = slice_2d(label_map.array, axis, index)
-            height, width = label_slice.shape
-            write_png(apply_window(slice_2d(volume.array, axis, index), window), path,
-                      overwrite=spec.overwrite)
+        images, annotations = [], []
+        per_slice, fallbacks = annotations_along(label_map.array, axis, indices,
+                                                 encoding=spec.coco_encoding,
+                                                 connectivity=spec.connectivity)
+        for local_id, (index, path, anns) in enumerate(zip(indices, image_paths, per_slice, strict=True)):
+            image = apply_window(slice_2d(volume.array, axis, index), window)
+            height, width = image.shape
+            write_png(image, path, overwrite=spec.overwrite)
             result.files.append(path)
             images.append({"local_id": local_id, "file_name": f"{IMAGES_DIR}/{path.name}",
                            "width": int(width), "height": int(height), "case_id": case_id,
                            "plane": plane, "slice_index": int(index)})
-            anns, n_fallback = slice_annotations(label_slice, encoding=spec.coco_encoding,
-                                                 connectivity=spec.connectivity)
-            fallbacks += n_fallback
             for ann in anns:
                 ann["local_image_id"] = local_id
             annotations.extend(anns)

@@ -209,6 +209,37 @@ def test_rle_area_bbox_and_order_equal_scipy_plus_pycocotools_encode(connectivit
     assert checked > 2000
 
 
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_a_stack_of_slices_gives_each_slice_its_own_annotations(connectivity):
+    """Slices are annotated a stack at a time: nothing may join across slices (a label on the
+    last column of one slice beside the same label on the first column of the next) and every
+    slice keeps its own order."""
+    from annotator.export.coco import annotations_along, stack_annotations
+
+    rng = np.random.default_rng(8)
+    volume = (rng.random((9, 13, 11)) > 0.6).astype(np.uint16) * rng.integers(1, 4, size=(9, 13, 11)).astype(np.uint16)
+    volume[:, :, 0] = 2                 # first and last columns of every slice: same label
+    volume[:, :, -1] = 2
+    volume[:, 0, :] = 1                 # ... and first/last rows along the other axes
+    volume[:, -1, :] = 1
+    volume[4] = 0                       # an empty slice in the middle
+    per_slice, _ = stack_annotations(volume, connectivity=connectivity)
+    assert len(per_slice) == 9
+    for z in range(9):
+        expected = scipy_and_pycocotools_annotations(volume[z], connectivity)
+        got = [(a["category_id"], a["segmentation"]["counts"].encode("ascii"), a["segmentation"]["size"],
+                a["area"], a["bbox"]) for a in per_slice[z]]
+        assert got == expected
+    for axis in range(3):
+        indices = [0, 2, 3, 4, 5, 8][: volume.shape[axis]]
+        # chunk_pixels small enough that chunks hold 1-2 slices, consecutive (views) or not (copies)
+        along, _ = annotations_along(volume, axis, indices, connectivity=connectivity, chunk_pixels=250)
+        for index, anns in zip(indices, along, strict=True):
+            label_slice = np.take(volume, index, axis=axis)
+            assert [a["segmentation"]["counts"].encode("ascii") for a in anns] == \
+                [e[1] for e in scipy_and_pycocotools_annotations(label_slice, connectivity)]
+
+
 def test_rle_for_a_slice_with_many_components_at_benchmark_size():
     rng = np.random.default_rng(5)
     labels = (ndimage.uniform_filter(rng.random((512, 512)), 15) > 0.54).astype(np.uint16)
