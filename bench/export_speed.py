@@ -6,9 +6,9 @@ Each is timed --repeat times (encode and annotations alternate, so load from oth
 a shared machine hits both alike); best and median are reported:
   encode_plain_s:       pycocotools.mask.encode on the same per-component masks, prepared
                         beforehand as the (H, W, N) Fortran stacks it wants (the floor).
-  annotations_s:        our per-slice annotation step (coco.slice_annotations) starting from the
-                        label slices: find the components, RLE (compressed by pycocotools), area,
-                        bbox - everything an RLE annotation needs.
+  annotations_s:        our annotation step as the exporter runs it (coco.annotations_along),
+                        starting from the label volume: find every slice's components, RLE
+                        (compressed by pycocotools), area, bbox - all an RLE annotation needs.
   png_s:                windowing + PNG encoding + atomic write of the slice images alone
                         (into a fresh folder in the system temp dir; set TMPDIR to move it).
   export_s:             the whole CocoExporter run: windowed PNG per slice + annotations.json.
@@ -87,7 +87,7 @@ def main() -> None:
 
     from annotator.core.geometry import apply_window, default_window
     from annotator.export.api import ExportSpec, export_volume
-    from annotator.export.coco import label_components_2d, slice_annotations, write_png
+    from annotator.export.coco import annotations_along, label_components_2d, write_png
 
     volume, label_map = synthetic_case(args.slices, args.size)
     label_slices = [label_map.array[z] for z in range(args.slices)]
@@ -96,8 +96,9 @@ def main() -> None:
     n_annotations = sum(s.shape[2] for s in stacks)
 
     # Same masks, same bytes: our annotations in order against encode of the baseline's stacks.
+    all_slices = list(range(args.slices))
     ours = [ann["segmentation"]["counts"].encode("ascii")
-            for label_slice in label_slices for ann in slice_annotations(label_slice)[0]]
+            for anns in annotations_along(label_map.array, 0, all_slices)[0] for ann in anns]
     theirs = [rle["counts"] for stack in stacks for rle in mask_utils.encode(stack)]
     if ours != theirs:
         raise SystemExit("our RLEs differ from pycocotools.mask.encode of the same masks")
@@ -107,8 +108,7 @@ def main() -> None:
             mask_utils.encode(stack)
 
     def annotations() -> None:
-        for label_slice in label_slices:
-            slice_annotations(label_slice)
+        annotations_along(label_map.array, 0, all_slices)
 
     encode_times, annotation_times = times_of(args.repeat, encode_plain, annotations)
     encode_best, encode_median = best_and_median(encode_times)
