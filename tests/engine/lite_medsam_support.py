@@ -55,7 +55,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class CountingEngine:
-    """Wraps an engine and counts encoder calls per distinct slice image (to prove "at most once")."""
+    """Wraps an engine and counts encoder runs per distinct slice image (to prove "at most once")."""
 
     def __init__(self, engine) -> None:
         self._engine = engine
@@ -68,9 +68,12 @@ class CountingEngine:
     def embed(self, image_hw3_u8, **kwargs):
         import hashlib
 
+        # Counted when the encoder actually ran: a call refused because its cancel event was set
+        # (a superseded prefetch) costs nothing and is not an embedding.
+        embedding = self._engine.embed(image_hw3_u8, **kwargs)
         with self._lock:
             self.embeds[hashlib.sha1(np.ascontiguousarray(image_hw3_u8).tobytes()).digest()] += 1
-        return self._engine.embed(image_hw3_u8, **kwargs)
+        return embedding
 
     def predict(self, embedding, **kwargs):
         return self._engine.predict(embedding, **kwargs)
