@@ -283,9 +283,53 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="LABELS", help="output label map (.nii.gz, .nrrd, .mha)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_engine_arguments(parser)
-    # Issue 7 (LiteMedSAM) adds --propagate here: add its arguments in a function of its own
-    # and call it on `parser`; its step runs in run() where marked below.
+    add_propagate_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_propagate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--propagate", action="store_true",
+                        help="extend each object from its prompted slice through the neighbouring slices "
+                             "until the structure ends (3-D propagation)")
+    parser.add_argument("--propagate-direction", choices=("both", "up", "down"), default="both",
+                        help="both (default), up (increasing slice index) or down")
+    parser.add_argument("--propagate-range", metavar="FIRST,LAST",
+                        help="never go beyond these slice indices (inclusive)")
+
+
+def propagate_results(service: Any, volume: Volume, results: list[ObjectResult], window: Window,
+                      direction: str = "both", index_range: tuple[int, int] | None = None) -> None:
+    """Extend each object's masks from its largest prompted slice (engine.propagate, through the
+    executor so every slice is embedded at most once and the next ones are prefetched)."""
+    from annotator.engine.executor import EngineExecutor, SliceRef
+    from annotator.engine.propagate import ExecutorSlices, propagate
+
+    with EngineExecutor(service) as executor:
+        for result in results:
+            nonempty = {i: m for i, m in result.masks.items() if m.any()}
+            if not nonempty:
+                continue
+            axis = result.prompts.axis
+            key = max(nonempty, key=lambda i: int(nonempty[i].sum()))
+            view = SliceRef(volume, axis, key, window)
+            propagated = propagate(ExecutorSlices(executor, view), key, nonempty[key],
+                                   volume.shape_zyx[axis], direction=direction, index_range=index_range)
+            for index, mask in propagated.masks.items():
+                result.masks.setdefault(index, mask)  # prompted slices keep their own masks
+            log.info("label %d propagated over slices %s (%s)", result.prompts.label, propagated.slice_range,
+                     propagated.stops)
+
+
+def _parse_range(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        first, last = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(None, f"--propagate-range {text!r}: expected FIRST,LAST slice indices") from None
+    if last < first:
+        raise InputError(None, f"--propagate-range {text!r}: LAST is before FIRST")
+    return first, last
 
 
 def run(args: argparse.Namespace) -> int:
@@ -304,8 +348,9 @@ def run(args: argparse.Namespace) -> int:
     service = service_from_args(args, engine)
     start = time.perf_counter()
     results = segment_objects(service, volume, objects, window)
-    # --propagate (issue 7): extend `results` from their key slices to neighbouring slices here,
-    # before painting; ObjectResult.masks maps slice index -> (H, W) mask on ObjectPrompts.axis.
+    if getattr(args, "propagate", False):
+        propagate_results(service, volume, results, window, args.propagate_direction,
+                          _parse_range(args.propagate_range))
     labels = paint_results(volume, results)
     dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
     write_volume(volume.with_array(labels.astype(dtype), modality=""), output, overwrite=args.overwrite)
