@@ -112,7 +112,21 @@ def test_auto_choice_is_checked_stored_and_reloaded_without_export(case, cache_r
         assert second.from_cache
         assert second.name == first.name
         assert restart.stats.builds == 0  # second start: nothing exported or compiled again
-        embedding = engine.embed(slices_u8[prompts[0][0]])
-        assert engine.predict(embedding, box_xyxy=prompts[0][1], multimask=False).best_mask.any()
+        # the prompt path was put on a fast runtime too, and gives torch's masks
+        assert engine._prompt_runner is not None
+        for index, box, truth in prompts[:4]:
+            embedding = engine.embed(slices_u8[index])
+            y, x = np.argwhere(truth)[0]
+            kwargs = [dict(box_xyxy=box), dict(box_xyxy=box, points_xy=np.array([[x, y]]), point_labels=np.array([0]))]
+            fast = [engine.predict(embedding, multimask=False, **kw) for kw in kwargs]
+            fast.append(engine.predict(embedding, box_xyxy=box, mask_input=fast[0].low_res_logits, multimask=False))
+            runner, engine._prompt_runner = engine._prompt_runner, None
+            slow = [engine.predict(embedding, multimask=False, **kw) for kw in kwargs]
+            slow.append(engine.predict(embedding, box_xyxy=box, mask_input=slow[0].low_res_logits, multimask=False))
+            engine.set_prompt_runner(runner)
+            for f, s in zip(fast, slow, strict=True):
+                assert np.array_equal(f.masks, s.masks)
+                np.testing.assert_allclose(f.low_res_logits, s.low_res_logits, rtol=1e-3, atol=1e-3)
     finally:
         engine.set_encoder(torch_encode, "torch-fp32")
+        engine.set_prompt_runner(None)

@@ -50,6 +50,7 @@ class LiteMedSamEngine:
         self.checkpoint = checkpoint
         self.runtime = "torch-fp32"
         self._encoder: EncoderFn = self._torch_encode
+        self._prompt_runner = None  # issue 8: runtime.prompt_path.PromptRunner replacing the torch prompt path
         self._lock = threading.Lock()  # predict/embed may be called from the executor and tests
 
     @classmethod
@@ -84,6 +85,11 @@ class LiteMedSamEngine:
         in every EmbeddingKey so embeddings of different runtimes never mix in the cache."""
         self._encoder = encoder
         self.runtime = runtime
+
+    def set_prompt_runner(self, runner) -> None:
+        """Run prompt encoder + mask decoder through `runner` (runtime.prompt_path.PromptRunner,
+        checked equal to torch at selection); None restores the torch modules."""
+        self._prompt_runner = runner
 
     def encode(self, model_input_1x3: np.ndarray) -> np.ndarray:
         """(1, 3, 256, 256) float32 -> (1, 256, 64, 64) float32 through the current runtime."""
@@ -148,11 +154,17 @@ class LiteMedSamEngine:
             if mask_input is not None:
                 masks = torch.as_tensor(np.asarray(mask_input, dtype=np.float32).reshape(1, 1, *np.shape(mask_input)[-2:]),
                                         device=self.device)
-            sparse, dense = module.prompt_encoder(points=points, boxes=boxes, masks=masks)
-            low_res, iou = module.mask_decoder(
-                image_embeddings=features, image_pe=module.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
-            )
+            if self._prompt_runner is not None:  # issue 8: the same prompt path on ONNX Runtime/OpenVINO
+                low_res, iou = (torch.from_numpy(a) for a in self._prompt_runner.predict(
+                    embedding.features, points_xy=coords if has_points else None,
+                    point_labels=labels if has_points else None,
+                    box_xyxy=box if box_xyxy is not None else None, mask_input=mask_input, multimask=False))
+            else:
+                sparse, dense = module.prompt_encoder(points=points, boxes=boxes, masks=masks)
+                low_res, iou = module.mask_decoder(
+                    image_embeddings=features, image_pe=module.prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+                )
             logits = preprocess.upsample_logits(low_res, embedding.input_size, size)
             mask = preprocess.masks_from_logits(logits)[0]
         return MaskPrediction(masks=mask.astype(bool), scores=iou[0].float().cpu().numpy(),

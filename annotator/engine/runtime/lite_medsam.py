@@ -73,4 +73,18 @@ def accelerate_lite_medsam(engine, runtime: str = "auto", *, cache: CompiledMode
 
     engine.set_encoder(encode, selection.name)
     log.info("lite-medsam encoder on %s%s", selection.name, " (stored choice)" if selection.from_cache else "")
+    if engine.device == "cpu" and runtime != "torch" and hasattr(engine, "set_prompt_runner"):
+        engine.set_prompt_runner(prompt_runner(engine, "auto" if "-" in runtime else runtime, cache))
     return selection
+
+
+def prompt_runner(engine, runtime: str = "auto", cache: CompiledModelCache | None = None):
+    """The fastest prompt-path runner for `engine` whose masks equal torch's (see prompt_path.py)."""
+    from annotator.engine.runtime.prompt_path import select_prompt_runner
+
+    module = engine.torch_module
+    size = module.prompt_encoder.image_embedding_size
+    return select_prompt_runner(module.prompt_encoder, module.mask_decoder, part="lite-medsam.prompt",
+                                model_sha256=engine.model_sha256,
+                                embedding_shape=(1, module.prompt_encoder.embed_dim, *size),
+                                runtime=runtime, cache=cache)

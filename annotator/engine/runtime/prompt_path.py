@@ -182,14 +182,38 @@ def check_prompt_runner(candidate, reference, cases: list[dict]
     return worst_dice >= 0.999 and worst_diff <= 1e-2, worst_dice, worst_diff
 
 
+def _decision_key(spec: ModelSpec, variants: list[str]) -> str:
+    """Key of the stored prompt-path choice: model, shapes, candidates, machine, runtime versions."""
+    import hashlib
+    import json
+
+    import torch
+
+    from annotator.engine.runtime.cpu import machine_signature
+    from annotator.engine.runtime.onnx_runner import onnxruntime_version
+    from annotator.engine.runtime.openvino_runner import openvino_version
+
+    payload = {"v": 1, "check": "prompt-cases-v1", "part": spec.part, "sha": spec.model_sha256,
+               "shapes": spec.input_shapes(), "export": spec.export_version, "variants": variants,
+               "machine": machine_signature(), "torch": torch.__version__,
+               "onnxruntime": onnxruntime_version(), "openvino": openvino_version()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+
+
 def select_prompt_runner(prompt_encoder, mask_decoder, *, part: str, model_sha256: str,
                          embedding_shape: tuple[int, ...], runtime: str = "auto",
                          cache: CompiledModelCache | None = None) -> PromptRunner:
     """The fastest prompt-path runner whose masks match torch's (fp32 only: clicks must not drift).
 
     Cheap enough to time every candidate (a few ms each); runtime forces one as in select_runner.
+    The choice is stored like the encoder's, so later starts load it without checking again.
     """
-    from annotator.engine.runtime.select import build_runner, installed_runtimes
+    from annotator.engine.runtime.select import (
+        _read_decision,
+        _write_decision,
+        build_runner,
+        installed_runtimes,
+    )
 
     cache = cache or CompiledModelCache()
     spec = prompt_spec(prompt_encoder, mask_decoder, part=part, model_sha256=model_sha256,
@@ -201,6 +225,13 @@ def select_prompt_runner(prompt_encoder, mask_decoder, *, part: str, model_sha25
                 if v.split("-")[0] in installed and (runtime == "auto" or v.startswith(runtime + "-"))]
     if not variants:
         raise ValueError(f"prompt path: runtime {runtime!r} is not installed or unknown")
+    key = _decision_key(spec, variants)
+    decided = _read_decision(cache, key)
+    if decided in variants:
+        try:
+            return PromptRunner(build_runner(decided, spec, cache), mask_hw)
+        except Exception as exc:  # noqa: BLE001 - a stored choice that no longer loads is re-checked
+            log.warning("%s: stored runtime choice %s failed (%s); checking again", part, decided, exc)
     cases = _check_cases(spec)
     timings: dict[str, float] = {}
     runners: dict[str, PromptRunner] = {}
@@ -225,6 +256,7 @@ def select_prompt_runner(prompt_encoder, mask_decoder, *, part: str, model_sha25
     if not runners:
         raise ValueError(f"prompt path: no runner of {variants} matches torch")  # not even torch: a bug
     chosen = min(timings, key=timings.__getitem__)
+    _write_decision(cache, key, chosen, [])
     log.info("%s runs on %s (%s)", part, chosen,
              ", ".join(f"{v} {1000 * t:.1f} ms" for v, t in timings.items()))
     return runners[chosen]
