@@ -95,7 +95,7 @@ def _variant_summary(items: list[dict], variant: str, max_clicks: int) -> dict:
     }
 
 
-def summarise(items: list[dict], max_clicks: int, propagate: bool) -> dict:
+def summarise(items: list[dict], max_clicks: int, propagate: bool, propagate_calls: dict | None = None) -> dict:
     """S of the JSON schema for a group of items."""
     if not items:
         return {"n_items": 0}
@@ -112,7 +112,8 @@ def summarise(items: list[dict], max_clicks: int, propagate: bool) -> dict:
     if propagate:
         with_3d = [it["propagate"]["dice_3d"] for it in items if "propagate" in it]
         summary["propagate"] = {"n_items": len(with_3d),
-                                "mean_dice_3d": float(np.mean(with_3d)) if with_3d else None}
+                                "mean_dice_3d": float(np.mean(with_3d)) if with_3d else None,
+                                **(propagate_calls or {})}
     return summary
 
 
@@ -152,9 +153,11 @@ def evaluate_volume(array_zyx: np.ndarray, labels_zyx: np.ndarray, names: dict[i
         report["decoder_ms"] = sum(meter.decoder_ms) - ms_before
         report["decoder_calls"] = len(meter.decoder_ms) - calls_before
         reports.append(report)
+    propagate_calls = None
     if propagate:
         from annotator.evaluate.propagation import evaluate_propagation
 
+        encoder_before, decoder_before = len(meter.encoder_ms), len(meter.decoder_ms)
         done = len(items)
         for item, report in zip(items, reports, strict=True):
             if not item.organ:
@@ -163,12 +166,16 @@ def evaluate_volume(array_zyx: np.ndarray, labels_zyx: np.ndarray, names: dict[i
                 progress(done, total, f"propagate {item.name}")
             done += 1
             report["propagate"] = evaluate_propagation(meter, labels_zyx, item, axis)
+        # Slices embedded for propagation only (the items' slices were embedded already), all
+        # propagation runs sharing them.
+        propagate_calls = {"encoder_calls": len(meter.encoder_ms) - encoder_before,
+                           "decoder_calls": len(meter.decoder_ms) - decoder_before}
     if progress is not None:
         progress(total, total, "done")
     organs = [r for r in reports if r["organ"]]
     return {
-        "summary": {"all": summarise(reports, max_clicks, propagate),
-                    "organs": summarise(organs, max_clicks, propagate)},
+        "summary": {"all": summarise(reports, max_clicks, propagate, propagate_calls),
+                    "organs": summarise(organs, max_clicks, propagate, propagate_calls)},
         "items": reports,
         "skipped": skipped,
         "protocol": {"plane": plane, "axis": axis, "max_clicks": max_clicks,
