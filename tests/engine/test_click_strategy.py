@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from annotator.engine.api import MaskPrediction
-from annotator.engine.click_strategy import Click, ClickOutcome, add_click, segment, start_from_click
+from annotator.engine.click_strategy import (
+    Click,
+    ClickOutcome,
+    add_click,
+    segment,
+    start_from_click,
+)
 
 
 def _prediction(mask: np.ndarray, score: float = 0.9) -> MaskPrediction:
@@ -48,7 +54,8 @@ def test_positive_click_outside_grows_the_box_and_adds_the_missed_part():
     assert _dice(start.mask, truth) < 0.7
     after = add_click(model, "box", start, Click(26, 15, True))
     assert after.last_action == "grow-box"
-    assert after.mask[15, 26] and _dice(after.mask, truth) > 0.95  # up to the grown box (click + 2 px)
+    assert after.mask[15, 26]
+    assert _dice(after.mask, truth) > 0.95
     assert model.calls[-1]["box_xyxy"][2] >= 26  # the box was grown to take the click in
 
 
@@ -75,7 +82,8 @@ def test_region_fallback_uses_grey_levels_and_clicks_stay_satisfied():
 
     after = add_click(blind, "box", start, Click(15, 15, True), image_hw=image)
     assert after.last_action == "add-region"
-    assert after.mask[15, 15] and after.mask.sum() > 20
+    assert after.mask[15, 15]
+    assert after.mask.sum() > 20
     assert not (after.mask & ~truth).any()  # grey-level bound: stays on the bright structure
     after2 = add_click(blind, "box", after, Click(15, 15, False), image_hw=image)
     assert not after2.mask[15, 15]
@@ -96,7 +104,8 @@ def test_point_models_get_all_clicks_as_points_with_the_previous_logits():
     last = calls[-1]
     np.testing.assert_array_equal(last["points_xy"], [[7, 7], [1, 1]])
     np.testing.assert_array_equal(last["point_labels"], [1, 0])
-    assert last["mask_input"].shape == (1, 256, 256) and float(last["mask_input"].max()) == 3.0
+    assert last["mask_input"].shape == (1, 256, 256)
+    assert float(last["mask_input"].max()) == 3.0
     assert out.clicks == (Click(7, 7, True), Click(1, 1, False))
 
 

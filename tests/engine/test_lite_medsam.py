@@ -7,10 +7,9 @@ import pickle
 import shutil
 from pathlib import Path
 
+import lite_medsam_support as support
 import numpy as np
 import pytest
-
-import lite_medsam_support as support
 
 torch = pytest.importorskip("torch")
 
@@ -42,10 +41,12 @@ def test_strict_load_uses_every_key_of_the_checkpoint():
     assert tiny_vit.config_from_state_dict(state) == tiny_vit.LITE_MEDSAM
     module = model.build_module(state)
     result = module.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    assert not result.missing_keys
+    assert not result.unexpected_keys
     assert set(module.state_dict()) == set(state)
     engine = support.torch_engine()
-    assert engine.model_id == "lite-medsam" and engine.prompt_kind == "box"
+    assert engine.model_id == "lite-medsam"
+    assert engine.prompt_kind == "box"
     assert engine.model_sha256 == model.BUNDLED_SHA256
 
 
@@ -108,7 +109,8 @@ def test_other_architectures_are_refused_and_fine_tuned_ones_detected(tmp_path):
     tuned = tmp_path / "tuned.pth"
     torch.save({"model": state, "epoch": 3}, tuned)
     loaded = model.load_model(tuned)
-    assert not loaded.bundled and loaded.sha256 != model.BUNDLED_SHA256
+    assert not loaded.bundled
+    assert loaded.sha256 != model.BUNDLED_SHA256
 
 
 # ---- preprocessing (CVPR24_LiteMedSAM_infer.py) ------------------------------------------------------
@@ -123,7 +125,9 @@ def test_preprocessing_matches_the_reference_recipe():
     rng = np.random.default_rng(0)
     image = rng.integers(20, 200, size=(101, 122, 3), dtype=np.uint8)
     x, input_size = preprocess.model_input(image)
-    assert x.shape == (1, 3, 256, 256) and x.dtype == np.float32 and input_size == (212, 256)
+    assert x.shape == (1, 3, 256, 256)
+    assert x.dtype == np.float32
+    assert input_size == (212, 256)
     resized = cv2.resize(image, (256, 212), interpolation=cv2.INTER_AREA)
     expected = (resized - resized.min()) / np.clip(resized.max() - resized.min(), 1e-8, None)
     np.testing.assert_array_equal(x[0, :, :212].transpose(1, 2, 0), expected.astype(np.float32))

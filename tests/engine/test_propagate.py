@@ -52,8 +52,10 @@ def test_stops_where_the_structure_ends_in_both_directions():
     model = TubeModel()
     result = propagate(model, 10, model.disk, TubeModel.N)
     assert sorted(result.masks) == list(range(TubeModel.FIRST, TubeModel.LAST + 1))
-    assert "grey level" in result.stops["+"] and "grey level" in result.stops["-"]
-    assert model.prefetched and all(step in (1, -1) for _, step, _ in model.prefetched)
+    assert "grey level" in result.stops["+"]
+    assert "grey level" in result.stops["-"]
+    assert model.prefetched
+    assert all(step in (1, -1) for _, step, _ in model.prefetched)
 
 
 def test_direction_and_range_limits():
@@ -158,11 +160,13 @@ def test_from_one_box_to_the_organ_ends(ct_executor, label, min_dice):
     predicted, truth = labels.array == label, truth_labels.array == label
     first, last = _z_range(predicted)
     true_first, true_last = _z_range(truth)
-    assert abs(first - true_first) <= 2 and abs(last - true_last) <= 2, result.stops
+    assert abs(first - true_first) <= 2, result.stops
+    assert abs(last - true_last) <= 2, result.stops
     if min_dice is not None:
         assert support.dice(predicted, truth) >= min_dice
     # Every slice the runs needed was embedded at most once (this test's runs share the cache).
-    assert engine.embeds and max(engine.embeds.values()) == 1
+    assert engine.embeds
+    assert max(engine.embeds.values()) == 1
     history.undo()
     assert not labels.array.any()
 

@@ -48,7 +48,8 @@ def test_image_edge_counts_as_boundary():
     truth = np.zeros((20, 20), dtype=bool)
     truth[:, :7] = True        # touches the left/top/bottom edges: without the False border the
     x, y, positive = protocol.next_click(np.zeros_like(truth), truth)   # deepest pixel would sit on the edge
-    assert positive and x == 3  # the middle column of the 7-wide band, not column 0
+    assert positive
+    assert x == 3
     assert y == 3               # first row at depth 4 in row-major order
 
 
@@ -61,11 +62,13 @@ def test_items_pick_the_fullest_slice_lowest_on_ties_and_skip_small_labels():
     assert [(i.label, i.slice_index, i.pixels) for i in items] == [(3, 1, 100)]
     assert skipped == [{"label": 7, "name": "rib_left_1", "slice": 2, "pixels": 25}]
     coronal, _ = protocol.select_items(labels, {3: "liver"}, plane="coronal", min_pixels=1)
-    assert coronal[0].slice_index == 0 and coronal[0].pixels == 20
+    assert coronal[0].slice_index == 0
+    assert coronal[0].pixels == 20
 
 
 def test_organ_filter():
-    assert protocol.is_organ("liver") and protocol.is_organ("kidney_left")
+    assert protocol.is_organ("liver")
+    assert protocol.is_organ("kidney_left")
     for name in ("rib_left_7", "vertebrae_L1", "costal_cartilages", "hip_left", "sacrum", "femur_right"):
         assert not protocol.is_organ(name)
 
@@ -78,7 +81,8 @@ def test_ct_window_and_mr_zero_restore():
     mr = np.array([[0, 10, 20, 30, 40] * 40], dtype=np.float32)[None]
     u8, (low, high) = protocol.windowed_volume_u8(mr)
     assert low == pytest.approx(np.percentile([10, 20, 30, 40] * 40, 0.5))
-    assert (u8[mr == 0] == 0).all() and u8.max() == 255
+    assert (u8[mr == 0] == 0).all()
+    assert u8.max() == 255
 
 
 def test_noc_counts_the_box_and_never_reaching_is_k_plus_two():
