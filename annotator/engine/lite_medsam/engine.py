@@ -113,7 +113,10 @@ class LiteMedSamEngine:
         except ValueError as exc:
             raise EngineError(str(exc)) from exc
         if cancel is not None and cancel.is_set():
-            raise EngineError("embedding cancelled")
+            # The service's own outcome type: the executor reports it as "cancelled", not an error.
+            from annotator.engine.service import EmbeddingCancelled
+
+            raise EmbeddingCancelled("embedding cancelled before the encoder started")
         if progress is not None:
             progress(0, 1)
         model_input, input_size = preprocess.model_input(image)
