@@ -281,6 +281,7 @@ def main() -> int:
     parser.add_argument("--vitb-reps", type=int, default=2)
     parser.add_argument("--skip-vitb", action="store_true")
     parser.add_argument("--vitb-ort", action="store_true", help="also ONNX Runtime for ViT-B (about 7 GB)")
+    parser.add_argument("--skip-lite", action="store_true", help="only the ViT-B section")
     args = parser.parse_args()
 
     from annotator.engine.runtime.cache import CompiledModelCache
@@ -290,17 +291,34 @@ def main() -> int:
         cache = CompiledModelCache(Path(tmp) / "bench-models")
         result: dict = {"cpu": cpu_model_name(), "cpu_bf16": cpu_supports_bf16(), "cores": os.cpu_count(),
                         "load_avg_start": os.getloadavg()}
-        lite = bench_lite(args.reps, cache)
-        result["lite"] = {k: v for k, v in lite.items() if k not in ("engine", "slices_u8", "prompts")}
-        result["prompt"] = bench_prompt(lite, max(args.reps, 20), cache)
+        if not args.skip_lite:
+            lite = bench_lite(args.reps, cache)
+            result["lite"] = {k: v for k, v in lite.items() if k not in ("engine", "slices_u8", "prompts")}
+            result["prompt"] = bench_prompt(lite, max(args.reps, 20), cache)
         if not args.skip_vitb:
             result["vitb"] = bench_vitb(args.vitb_reps, cache, args.vitb_ort)
-        result["first_mask"] = first_mask(str(Path(tmp) / "app-cache"))
+        if not args.skip_lite:
+            result["first_mask"] = first_mask(str(Path(tmp) / "app-cache"))
         result["load_avg_end"] = os.getloadavg()
 
+    summary = {} if args.skip_lite else lite_summary(result)
+    if "vitb" in result:
+        vitb = result["vitb"]["medians_ms"]
+        summary["vitb_encoder_ratio"] = round(vitb["openvino-fp32"] / vitb["torch-fp32-as-shipped"], 3)
+        summary["vitb_bf16_ratio"] = round(vitb["openvino-bf16"] / vitb["torch-fp32-as-shipped"], 3)
+    result["summary"] = summary
+    print(json.dumps(result, indent=1, default=str))
+    print(json.dumps(summary | {"lite_medians_ms": result.get("lite", {}).get("medians_ms"),
+                                "lite_agreement": result.get("lite", {}).get("agreement"),
+                                "prompt_medians_ms": result.get("prompt", {}).get("medians_ms"),
+                                "vitb_medians_ms": result.get("vitb", {}).get("medians_ms")}, default=str))
+    return 0
+
+
+def lite_summary(result: dict) -> dict:
     shipped = result["lite"]["medians_ms"]["torch-fp32-as-shipped"]
     default = result["lite"]["default_variant"]
-    summary = {
+    return {
         "lite_encoder_ratio": round(result["lite"]["medians_ms"][default] / shipped, 3),
         "lite_default_variant": default,
         "lite_bf16_ratio": round(result["lite"]["medians_ms"]["openvino-bf16"] / shipped, 3),
@@ -311,17 +329,6 @@ def main() -> int:
         "first_mask_ms": result["first_mask"]["second_start"]["total_ms"],
         "first_mask_cold_ms": result["first_mask"]["first_start"]["total_ms"],
     }
-    if "vitb" in result:
-        vitb = result["vitb"]["medians_ms"]
-        summary["vitb_encoder_ratio"] = round(vitb["openvino-fp32"] / vitb["torch-fp32-as-shipped"], 3)
-        summary["vitb_bf16_ratio"] = round(vitb["openvino-bf16"] / vitb["torch-fp32-as-shipped"], 3)
-    result["summary"] = summary
-    print(json.dumps(result, indent=1, default=str))
-    print(json.dumps(summary | {"lite_medians_ms": result["lite"]["medians_ms"],
-                                "lite_agreement": result["lite"]["agreement"],
-                                "prompt_medians_ms": result["prompt"]["medians_ms"],
-                                "vitb_medians_ms": result.get("vitb", {}).get("medians_ms")}, default=str))
-    return 0
 
 
 if __name__ == "__main__":
