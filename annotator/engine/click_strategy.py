@@ -53,7 +53,9 @@ class ClickParams:
     region_radius_px: float = 6.0      # a fallback region never reaches further than this
     region_radius_frac: float = 1.0    # ... nor further than sqrt(mask area) times this
     max_cut_fraction: float = 0.2      # a cut may remove at most this share of the mask
-    first_click_half_sizes: tuple[float, ...] = (6.0, 10.0, 16.0, 24.0)  # box tried around a lone click
+    # Boxes tried around a lone click, half sizes as shares of the slice's longest side (6, 10,
+    # 16 and 24 px on the 122-px shared CT slice).
+    first_click_half_sizes: tuple[float, ...] = (0.05, 0.08, 0.13, 0.2)
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,8 @@ def start_from_click(predict: PredictFn, prompt_kind: str, click: Click, shape: 
     if not click.positive:
         return ClickOutcome(np.zeros(shape, dtype=bool), None, (click,), None, 0)
     best_outcome, best_score, calls = None, -np.inf, 0
-    for half in params.first_click_half_sizes:
-        box = _union_box(None, row, col, half, shape)
+    for share in params.first_click_half_sizes:
+        box = _union_box(None, row, col, share * max(shape), shape)
         pred = predict(box_xyxy=box, multimask=False)
         calls += 1
         mask = pred.best_mask.astype(bool)

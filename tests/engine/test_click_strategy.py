@@ -4,6 +4,7 @@ small fake models whose right answers are known."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from annotator.engine.api import MaskPrediction
 from annotator.engine.click_strategy import (
@@ -117,8 +118,9 @@ def test_a_lone_click_on_a_box_model_tries_boxes_and_keeps_the_most_confident_ma
         box = prompts["box_xyxy"]
         mask = _box_mask(truth.shape, box) & truth
         size = box[2] - box[0]
-        return _prediction(mask, score=1.0 - abs(size - 20) / 100)  # most confident for a 20-px box
+        return _prediction(mask, score=1.0 - abs(size - 15.6) / 100)  # most confident for a 15.6-px box
 
     out = start_from_click(model, "box", Click(30, 30, True), truth.shape)
     assert out.mask[30, 30]
-    assert out.box_xyxy[2] - out.box_xyxy[0] == 20  # the +/-10 px box (half size 10) won
+    # the +/- 0.13 * 60 px box won among the four sizes tried
+    assert out.box_xyxy[2] - out.box_xyxy[0] == pytest.approx(15.6)
