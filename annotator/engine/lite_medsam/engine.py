@@ -19,20 +19,6 @@ log = logging.getLogger(__name__)
 EncoderFn = Callable[[np.ndarray], np.ndarray]
 
 
-def pick_device(device: str = "auto") -> str:
-    """CUDA, else Apple MPS, else CPU (DESIGN.md); an explicit name is used as given."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class LiteMedSamEngine:
     """PromptEngine over LiteMedSAM. Box prompts are what it was trained on (prompt_kind="box");
     points and mask_input are accepted (SAM's decoder takes them) but the click strategy decides
@@ -57,6 +43,7 @@ class LiteMedSamEngine:
     def load(cls, checkpoint: str | Path | None = None, device: str = "auto", runtime: str = "auto",
              *, expected_sha256: str | None = None) -> LiteMedSamEngine:
         """Bundled weights when checkpoint is None (hash-checked), else a LiteMedSAM-architecture file."""
+        from annotator.engine.device import pick_device
         from annotator.engine.lite_medsam.model import load_model
 
         # issue 8 (runtime layer): malloc tuning first, then the encoder goes on the fastest
@@ -65,7 +52,7 @@ class LiteMedSamEngine:
         from annotator.engine.runtime.malloc import tune_malloc
 
         tune_malloc()
-        device = pick_device(device)
+        device = pick_device(device)  # CUDA, else MPS, else CPU; unknown or missing devices refused
         loaded = load_model(checkpoint, expected_sha256=expected_sha256, device=device)
         model_id = "lite-medsam" if loaded.bundled else f"lite-medsam:{loaded.sha256[:12]}"
         engine = cls(loaded.module, model_id=model_id, model_sha256=loaded.sha256, device=device,
