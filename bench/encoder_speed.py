@@ -4,7 +4,9 @@
 
 Every variant is timed in the same rounds (round-robin, warm medians), so load from other
 processes on a shared machine hits them alike. "torch fp32 as shipped" runs in a worker process
-without our malloc tuning (mallopt is process-wide), in the same rounds. Agreement is the Dice of
+without our malloc tuning (mallopt is process-wide), "torch fp32 malloc tuned" in another with
+it, in the same rounds; the in-process torch rows share the process with the other runtimes'
+thread pools and read slower on 2 cores. Agreement is the Dice of
 the evaluation protocol's box masks (shared CT, every label's largest axial slice) against torch
 fp32. The last line is JSON.
 """
@@ -32,6 +34,9 @@ WORKER = r"""
 import os, sys, time, json, resource
 import numpy as np, torch
 kind = sys.argv[1]
+if sys.argv[3] == "tuned":
+    from annotator.engine.runtime.malloc import tune_malloc
+    tune_malloc()
 if kind == "lite":
     from annotator.engine.lite_medsam.model import load_model
     encoder = load_model(None, device="cpu").module.image_encoder.eval()
@@ -54,11 +59,16 @@ for line in sys.stdin:
 
 
 class ShippedWorker:
-    """torch fp32 exactly as shipped (no malloc tuning), in its own process, one run per request."""
+    """torch fp32 in its own process (as shipped: no malloc tuning; or tuned), one run per request.
 
-    def __init__(self, kind: str, input_path: str | None = None) -> None:
-        env = dict(os.environ, ANNOTATOR_NO_MALLOC_TUNING="1", PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, kind, input_path or ""], env=env,
+    Separate processes also keep torch away from the idle threads of the other runtimes."""
+
+    def __init__(self, kind: str, input_path: str | None = None, *, tuned: bool = False) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        if not tuned:
+            env["ANNOTATOR_NO_MALLOC_TUNING"] = "1"
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, kind, input_path or "",
+                                      "tuned" if tuned else "shipped"], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("shipped-torch worker failed to start")
@@ -133,6 +143,7 @@ def bench_lite(reps: int, cache) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as fh:
         np.save(fh, x)
     shipped = ShippedWorker("lite", fh.name)
+    tuned = ShippedWorker("lite", fh.name, tuned=True)
     spec = encoder_spec(engine)
     runners, memory = {}, {}
     for variant in LITE_VARIANTS:
@@ -142,10 +153,11 @@ def bench_lite(reps: int, cache) -> dict:
         runners[variant](x)
         memory[variant] = {"rss_added_mb": round(rss_mb() - before, 1),
                            "build_s": round(time.perf_counter() - start, 2)}
-    timers = {"torch-fp32-as-shipped": shipped.run}
+    timers = {"torch-fp32-as-shipped": shipped.run, "torch-fp32-malloc-tuned-own-process": tuned.run}
     timers.update({v: (lambda r=r: r(x)) for v, r in runners.items()})
     medians = round_robin(timers, reps)
     shipped.close()
+    tuned.close()
     memory["torch-fp32-as-shipped"] = {"peak_rss_mb": round(shipped.peak_rss_mb, 1)}
 
     reference = box_masks(engine, slices_u8, prompts)
@@ -182,6 +194,7 @@ def bench_vitb(reps: int, cache, with_ort: bool) -> dict:
     spec = ModelSpec(module=encoder, part="sam-vit-b-random.encoder", model_sha256="random-seed-0",
                      example_inputs=(x,), input_names=("image",), output_names=("features",))
     shipped = ShippedWorker("vitb")
+    tuned = ShippedWorker("vitb", tuned=True)
     variants = VITB_VARIANTS + (["onnxruntime-fp32"] if with_ort else [])
     runners, memory = {}, {}
     for variant in variants:
@@ -191,10 +204,11 @@ def bench_vitb(reps: int, cache, with_ort: bool) -> dict:
         runners[variant](x)
         memory[variant] = {"rss_added_mb": round(rss_mb() - before, 1),
                            "build_s": round(time.perf_counter() - start, 2)}
-    timers = {"torch-fp32-as-shipped": shipped.run}
+    timers = {"torch-fp32-as-shipped": shipped.run, "torch-fp32-malloc-tuned-own-process": tuned.run}
     timers.update({v: (lambda r=r: r(x)) for v, r in runners.items()})
     medians = round_robin(timers, reps)
     shipped.close()
+    tuned.close()
     memory["torch-fp32-as-shipped"] = {"peak_rss_mb": round(shipped.peak_rss_mb, 1)}
     reference = runners["torch-fp32"](x)[0]
     errors = {v: round(float(np.linalg.norm(r(x)[0] - reference) / np.linalg.norm(reference)), 5)
