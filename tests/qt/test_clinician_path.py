@@ -21,28 +21,6 @@ CASE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "labelle
 LIVER, SPLEEN, KIDNEY_RIGHT = 5, 1, 2
 
 
-class HeadlessSlices:
-    """propagate()'s SlicePredictor without Qt or the executor (embeddings from the same cache)."""
-
-    def __init__(self, engine, cache, volume, axis, window) -> None:
-        from annotator.engine.service import EmbeddingService
-
-        self.service = EmbeddingService(engine, cache)
-        self.engine, self.volume, self.axis, self.window = engine, volume, axis, window
-
-    def predict(self, index, *, box_xyxy, mask_input=None):
-        embedding = self.service.embedding(self.volume, self.axis, index, self.window)
-        return self.engine.predict(embedding, box_xyxy=box_xyxy, mask_input=mask_input, multimask=False)
-
-    def image(self, index):
-        from annotator.engine.slices import slice_rgb_u8
-
-        return slice_rgb_u8(self.volume, self.axis, index, self.window)[..., 0]
-
-    def prefetch(self, index, step, count):
-        return None
-
-
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(bool), b.astype(bool)
     return 2.0 * float(np.logical_and(a, b).sum()) / max(float(a.sum() + b.sum()), 1.0)
@@ -107,7 +85,7 @@ def box_organ(win, qtbot, plane: str, label_value: int, name: str) -> tuple[int,
     return axis, index, dice(got, target)
 
 
-def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, engine):
+def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, engine, tmp_path):
     win = clinician_window
     doc = win.doc
     results = {}
@@ -147,7 +125,6 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     # P from the accepted liver slice, compared with the same propagation run headlessly.
     axial.setFocus()
     key_index = doc.slice_index(0)
-    key_mask = doc.label_slice(0, key_index) == liver_id
     with qtbot.waitSignal(win.bridge.propagation_finished, timeout=600000) as blocker:
         win.actions_by_name["propagate"].trigger()
     assert blocker.args == [""]
@@ -155,11 +132,24 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     reference = win.reference == LIVER
     dice_window = dice(window_liver, reference)
 
-    from annotator.engine.propagate import propagate, result_volume_mask
+    # The same box through `annotator segment --propagate` (the batch command, same disk cache).
+    import json
 
-    predictor = HeadlessSlices(engine, win.bridge.cache, doc.volume, 0, doc.window)
-    result = propagate(predictor, key_index, key_mask, doc.volume.shape_zyx[0])
-    headless = result_volume_mask(result, doc.volume.shape_zyx, 0)
+    from annotator.cli import main as cli_main
+
+    key_rows, key_cols = np.nonzero(slice_2d(reference, 0, key_index))
+    prompts = tmp_path / "liver_box.json"
+    prompts.write_text(json.dumps({"coordinates": "voxel", "objects": [{
+        "label": 1, "name": "liver", "plane": "axial",
+        "box": {"min": [int(key_cols.min()), int(key_rows.min()), key_index],
+                "max": [int(key_cols.max()), int(key_rows.max()), key_index]}}]}))
+    out = tmp_path / "liver_propagated.nii.gz"
+    code = cli_main(["segment", str(CASE / "image.nii.gz"), "--prompts", str(prompts), "-o", str(out),
+                     "--engine", "lite-medsam", "--runtime", "torch", "--propagate"])
+    assert code == 0
+    from annotator.io import read_labels_onto
+
+    headless = read_labels_onto(doc.volume, out).array == 1
     dice_headless = dice(headless, reference)
     print(f"3-D liver Dice: window {dice_window:.4f}, headless {dice_headless:.4f}")  # noqa: T201
     assert abs(dice_window - dice_headless) <= 0.02
