@@ -38,5 +38,5 @@ def test_wrong_api_version_is_refused():
 
 
 def test_python_name_must_be_module_colon_attribute():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="python_name"):
         EngineContribution("x", "X", "no_colon_here")

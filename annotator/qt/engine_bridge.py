@@ -180,6 +180,10 @@ class EngineBridge(QObject):
         self._stop_executor()  # unblocks a helper waiting on a prediction (its future resolves)
         self._prompt_pool.shutdown(wait=True, cancel_futures=True)
         self._loader.shutdown(wait=True, cancel_futures=True)
+        check = getattr(self.engine, "background_check", None)
+        if check is not None and check.poll() is None:
+            check.terminate()  # its cache writes are atomic; the next start simply checks again
+            check.wait(timeout=10)
 
     @property
     def ready(self) -> bool:
@@ -196,6 +200,9 @@ class EngineBridge(QObject):
         engine = self.engine
         bundled = " (bundled)" if engine.model_id == "lite-medsam" else ""
         text = f"{engine.model_id}{bundled} · {engine.runtime} · {engine.device}"
+        check = getattr(engine, "background_check", None)
+        if check is not None and check.poll() is None:
+            text += " (faster runtime being prepared in the background)"
         if self.last_embed_s is not None:
             text += f" · embed {self.last_embed_s * 1000:.0f} ms"
         return text
@@ -475,6 +482,13 @@ def _create_engine(name: str, checkpoint: str | None, runtime: str):  # noqa: AN
     from annotator.engine.factory import create_engine
 
     start = time.perf_counter()
+    if runtime == "auto" and checkpoint is None and name in ("auto", "lite-medsam"):
+        runtime = "auto-stored"  # never wait minutes for the first-start runtime check in the window
     engine = create_engine(name, checkpoint=checkpoint, runtime=runtime)
     log.info("engine %s ready in %.1f s", getattr(engine, "model_id", name), time.perf_counter() - start)
+    if getattr(engine, "runtime_pending", False):
+        from annotator.engine.runtime.prepare import start_background_preparation
+
+        engine.background_check = start_background_preparation()
+        log.info("fast runtime check running in the background; used from the next start")
     return engine

@@ -7,9 +7,13 @@ from annotator.settings import Settings, cache_dir
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "labels.nii.gz"
     atomic_write_text(target, "old")
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("crash while writing")
+    def crash_while_writing():
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+
+    with pytest.raises(RuntimeError):
+        crash_while_writing()
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["labels.nii.gz"]
 
@@ -30,6 +34,7 @@ def test_settings_round_trip_and_corrupt_file(tmp_path, monkeypatch):
     s.add_recent("/data/ct")
     s.save()
     loaded = Settings.load()
-    assert loaded.checkpoint == "/x/sam.pth" and loaded.recent_files[0].endswith("ct")
+    assert loaded.checkpoint == "/x/sam.pth"
+    assert loaded.recent_files[0].endswith("ct")
     Settings.path().write_text("{not json")
     assert Settings.load() == Settings()

@@ -57,7 +57,8 @@ def test_display_orientation_radiological_axial_and_coronal():
     coronal = display_orientation(vol, 1)
     assert coronal.flip_rows  # z grows superior, shown upwards
     assert coronal.edge_letters[2:] == ("S", "I")
-    assert coronal.row_spacing_mm == 2.5 and coronal.col_spacing_mm == 0.7
+    assert coronal.row_spacing_mm == 2.5
+    assert coronal.col_spacing_mm == 0.7
 
 
 def test_display_round_trip_and_transposed_case():
@@ -86,7 +87,7 @@ def test_window_bounds_and_presets():
     w = Window.from_bounds(-160, 240)
     assert (w.center, w.width) == (40, 400)
     assert w.key() == (-160.0, 240.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must exceed"):
         Window.from_bounds(5, 5)
 
 

@@ -63,15 +63,16 @@ def test_table_json_round_trip_and_name_maps():
     table = LabelTable()
     table.add("liver", (1, 2, 3))
     again = LabelTable.from_json(table.to_json())
-    assert again[1].name == "liver" and again[1].color == (1, 2, 3)
+    assert again[1].name == "liver"
+    assert again[1].color == (1, 2, 3)
     assert LabelTable.from_json({"1": "spleen", "0": "background"}).ids() == [1]
     assert LabelTable.from_json({"spleen": 5})[5].name == "spleen"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="already exists"):
         table.add("dup", label_id=1)
 
 
 def test_labelmap_refuses_bad_values():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="label values"):
         LabelMap((1, 1, 2), array=np.array([[[-1, 2]]]))
 
 

@@ -233,3 +233,13 @@ def test_our_masks_equal_a_reference_forward_pass(full_path):
         differ = pred.best_mask != (reference_prob > 0.5)
         assert not (differ & (np.abs(reference_prob - 0.5) > 0.02)).any()
         assert differ.sum() <= 3
+
+
+def test_window_start_is_torch_at_once_when_no_runtime_choice_is_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "cache"))
+    from annotator.engine.lite_medsam.engine import LiteMedSamEngine
+
+    engine = LiteMedSamEngine.load(runtime="auto-stored")
+    assert engine.runtime == "torch-fp32"
+    assert engine.runtime_pending
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.onnx"))

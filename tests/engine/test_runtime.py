@@ -382,3 +382,15 @@ def test_corrupt_cached_onnx_is_rebuilt_not_trusted(tiny_encoder, tmp_path):
     assert restart.stats.rebuilt_corrupt == 1
     assert restart.stats.builds == 1
     np.testing.assert_allclose(runner(*spec.example_inputs)[0], reference, rtol=1e-4, atol=1e-4)
+
+
+def test_stored_only_returns_none_until_a_check_has_stored_a_choice(tiny_encoder, tmp_path):
+    spec = _spec(tiny_encoder, sha="ef" * 32)
+    cache = CompiledModelCache(tmp_path)
+    assert select_runner(spec, check=_check(spec), cache=cache, stored_only=True) is None
+    assert cache.stats.builds == 0  # nothing exported or compiled: the window starts at once
+    first = select_runner(spec, check=_check(spec), cache=cache, require_faster=False)
+    again = select_runner(spec, check=_check(spec), cache=CompiledModelCache(tmp_path), stored_only=True)
+    assert again is not None
+    assert again.from_cache
+    assert again.name == first.name

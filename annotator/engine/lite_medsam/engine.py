@@ -36,6 +36,7 @@ class LiteMedSamEngine:
         self.checkpoint = checkpoint
         self.runtime = "torch-fp32"
         self._encoder: EncoderFn = self._torch_encode
+        self.runtime_pending = False  # True: the runtime check has not run on this machine yet
         self._prompt_runner = None  # issue 8: runtime.prompt_path.PromptRunner replacing the torch prompt path
         self._lock = threading.Lock()  # predict/embed may be called from the executor and tests
 
@@ -57,7 +58,11 @@ class LiteMedSamEngine:
         model_id = "lite-medsam" if loaded.bundled else f"lite-medsam:{loaded.sha256[:12]}"
         engine = cls(loaded.module, model_id=model_id, model_sha256=loaded.sha256, device=device,
                      checkpoint=loaded.checkpoint)
-        if runtime not in ("torch", "torch-fp32"):
+        if runtime == "auto-stored":
+            # The fast runtime only if an earlier check on this machine chose it; otherwise torch
+            # now, and `runtime_pending` tells the caller to run the check in the background.
+            engine.runtime_pending = accelerate_lite_medsam(engine, "auto", stored_only=True) is None
+        elif runtime not in ("torch", "torch-fp32"):
             accelerate_lite_medsam(engine, runtime)
         return engine
 

@@ -53,19 +53,25 @@ def encoder_self_check(engine, count: int = 3) -> SelfCheck:
 
 
 def accelerate_lite_medsam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
-                           check: SelfCheck | None = None) -> Selection:
-    """Select the encoder runner for `engine` and install it (engine.runtime becomes its name)."""
+                           check: SelfCheck | None = None, stored_only: bool = False) -> Selection | None:
+    """Select the encoder runner for `engine` and install it (engine.runtime becomes its name).
+
+    stored_only=True installs a choice an earlier check stored on this machine, or returns None
+    and leaves the engine on torch (no export, no self-check: those take a minute or more).
+    """
     from annotator.engine.runtime.malloc import tune_malloc
 
     tune_malloc()
     try:
         selection = select_runner(encoder_spec(engine), runtime=runtime,
                                   check=check or encoder_self_check(engine), cache=cache,
-                                  device=engine.device)
+                                  device=engine.device, stored_only=stored_only)
     except ValueError as exc:  # unknown or uninstalled runtime asked for by name
         from annotator.engine.api import EngineError
 
         raise EngineError(f"lite-medsam: {exc}") from exc
+    if selection is None:
+        return None
     runner = selection.runner
 
     def encode(model_input_1x3: np.ndarray) -> np.ndarray:

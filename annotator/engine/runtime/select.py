@@ -229,13 +229,15 @@ def check_variants(spec: ModelSpec, variants: Sequence[str], check: SelfCheck,
 
 def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | None = None,
                   cache: CompiledModelCache | None = None, device: str = "cpu",
-                  require_faster: bool = True) -> Selection:
+                  require_faster: bool = True, stored_only: bool = False) -> Selection | None:
     """The runner to use for spec on this machine.
 
     runtime: "auto" (fastest passing variant), a runtime name ("onnxruntime", "openvino": its
     fastest passing precision, else its fp32; "torch": the fp32 reference), or an exact variant
     ("openvino-bf16": used as asked, no check). require_faster=False drops the "faster than
     torch fp32" condition (tests on toy models, where timings mean nothing).
+    stored_only=True: use a choice stored by an earlier check, or return None without checking
+    (the window starts on torch at once and lets a background process do the slow first check).
     """
     cache = cache or CompiledModelCache()
     if "-" in runtime:
@@ -262,6 +264,8 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
             return Selection(build_runner(decided, spec, cache, device), from_cache=True)
         except Exception as exc:  # noqa: BLE001 - a stored choice that no longer loads is re-checked
             log.warning("%s: stored runtime choice %s failed (%s); checking again", spec.part, decided, exc)
+    if stored_only:
+        return None
     results, runners = check_variants(spec, variants, check, cache, device,
                                       require_faster=require_faster)
     passed = [r.variant for r in results[1:] if r.passed]

@@ -1,0 +1,47 @@
+"""First-start runtime check in a background process, so the window segments on torch at once.
+
+Exporting and compiling the encoder and the accuracy self-check take one to three minutes on a
+2-core laptop, once per machine and weights. The window must not make a clinician wait for that:
+it loads LiteMedSAM on torch (about 2 s), starts `python -m annotator.engine.runtime.prepare`
+at low priority, and every later start finds the stored choice and the compiled models at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def start_background_preparation(runtime: str = "auto") -> subprocess.Popen[bytes] | None:
+    """Start the check in a separate low-priority process; None if it could not be started."""
+    def lower_priority() -> None:
+        os.nice(10)
+
+    try:
+        return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "annotator.engine.runtime.prepare", runtime],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=lower_priority if hasattr(os, "nice") else None,  # noqa: PLW1509
+        )
+    except OSError as exc:
+        log.warning("could not start the background runtime check: %s", exc)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the bundled LiteMedSAM with `runtime` (default "auto"): checks, exports, stores the choice."""
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from annotator.engine.lite_medsam.engine import LiteMedSamEngine
+
+    engine = LiteMedSamEngine.load(runtime=argv[0] if argv else "auto")
+    log.info("lite-medsam runtime prepared: %s", engine.runtime)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
