@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,23 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QProgressDialog,
     QWidget,
 )
 
+from annotator.core.autosave import (
+    AutosaveInfo,
+    discard_autosave,
+    find_autosave,
+    load_autosave,
+    save_autosave,
+)
 from annotator.core.document import AnnotationDocument
+from annotator.core.errors import AnnotatorError
 from annotator.core.geometry import CT_PRESETS, PLANES, percentile_window, slice_2d
-from annotator.core.labels import LabelMap
+from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume
 from annotator.qt.background import BackgroundRunner
 from annotator.qt.canvas.slice_view import SliceView
@@ -36,7 +46,7 @@ from annotator.qt.dialogs.shortcuts_dialog import ShortcutsDialog
 from annotator.qt.errors import show_error, try_with_error_dialog, user_message
 from annotator.qt.panels.history_panel import HistoryPanel
 from annotator.qt.panels.labels_panel import LabelsPanel
-from annotator.settings import Settings
+from annotator.settings import Settings, autosave_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +87,13 @@ def read_labels_job(volume: Volume, path: str) -> LabelMap:
     from annotator.io import read_labels_onto
 
     return read_labels_onto(volume, path)
+
+
+def autosave_job(volume: Volume, label_array: np.ndarray, table_json: list) -> float:
+    """Write the crash-recovery copy of a label map snapshot; returns when it was saved."""
+    save_autosave(autosave_dir(), volume.content_id, str(volume.metadata.get("source_path") or ""),
+                  label_array, table_json)
+    return time.time()
 
 
 def export_labels_job(volume: Volume, labels: LabelMap, path: str) -> str:
@@ -207,6 +224,24 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.busy_bar)
         self.statusBar().addPermanentWidget(self.engine_label)
+        self.autosave_label = QLabel("", self)
+        self.statusBar().addPermanentWidget(self.autosave_label)
+
+        # Autosave: edits are counted; the timer saves when the count moved since the last save.
+        self._edit_count = 0
+        self._autosaved_count = 0
+        self._exported_count = 0  # the labels as opened count as saved
+        self._export_snapshot: tuple[Volume, int] | None = None
+        self._autosave_in_flight = False
+        self._restore_offer_pending = False
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setObjectName("autosave")
+        self.autosave_timer.timeout.connect(self.autosave_now)
+        self._restore_timer = QTimer(self)  # asks about an autosave once the new volume is on screen
+        self._restore_timer.setObjectName("autosave-restore-offer")
+        self._restore_timer.setSingleShot(True)
+        self._restore_timer.setInterval(0)
+        self._restore_timer.timeout.connect(self._offer_autosave_restore)
 
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
@@ -219,6 +254,8 @@ class MainWindow(QMainWindow):
         self.doc.volume_changed.connect(self._on_doc_volume_changed)
         self.doc.history_changed.connect(self._on_doc_history_changed)
         self.doc.preview_changed.connect(self._on_doc_preview_changed)
+        self.doc.labels_changed.connect(self._on_doc_labels_edited)
+        self.doc.table_changed.connect(self._on_doc_labels_edited)
         self.tools.message.connect(self._on_doc_status)
         self.tools.tool_changed.connect(self._on_tools_tool_changed)
         self.tools.brush_radius_changed.connect(self._on_tools_brush_changed)
@@ -411,6 +448,7 @@ class MainWindow(QMainWindow):
 
     def _on_volume_loaded(self, volume: Volume) -> None:
         self._set_busy_text("")
+        self._finish_autosave()
         with try_with_error_dialog(self, "Open image"):
             self.doc.set_volume(volume)
             source = volume.metadata.get("source_path")
@@ -496,12 +534,14 @@ class MainWindow(QMainWindow):
             return
         volume = self.doc.volume
         labels = LabelMap(self.doc.labels.shape_zyx, self.doc.labels.table, self.doc.labels.array.copy())
+        self._export_snapshot = (volume, self._edit_count)
         self._set_busy_text("Exporting labels…")
         self.background.submit(lambda: export_labels_job(volume, labels, path), self._on_exported,
                                self._on_export_failed)
 
     def _on_exported(self, path: str) -> None:
         self._set_busy_text("")
+        self._mark_exported()
         self.statusBar().showMessage(f"Labels written to {path}", 8000)
 
     def _on_export_failed(self, exc: BaseException) -> None:
@@ -517,12 +557,14 @@ class MainWindow(QMainWindow):
         source = str(volume.metadata.get("source_path") or "case")
         case_id = Path(source).name.split(".")[0] or "case"
         window, plane = self.doc.window, self.focused_view().plane
+        self._export_snapshot = (volume, self._edit_count)
         self._set_busy_text(f"Exporting {EXPORT_TITLES.get(fmt, fmt)}…")
         self.background.submit(lambda: export_dataset_job(fmt, volume, labels, out_dir, case_id, window, plane),
                                self._on_dataset_exported, self._on_export_failed)
 
     def _on_dataset_exported(self, files: list[str]) -> None:
         self._set_busy_text("")
+        self._mark_exported()
         folder = str(Path(files[0]).parent) if files else ""
         self.statusBar().showMessage(f"Wrote {len(files)} files to {folder}", 8000)
 
@@ -636,6 +678,13 @@ class MainWindow(QMainWindow):
             f"Size: {x} × {y} × {z} voxels<br>Spacing: {sx:.3g} × {sy:.3g} × {sz:.3g} mm<br>"
             f"Origin (LPS): {', '.join(f'{o:.1f}' for o in volume.origin_lps_mm)} mm<br>"
             f"Source: {volume.metadata.get('source_path', '')}<br>{warnings}")
+        self._edit_count = self._autosaved_count = self._exported_count = 0
+        self._export_snapshot = None
+        self.autosave_label.setText("")
+        if self.settings.autosave_seconds > 0:
+            self.autosave_timer.start(int(self.settings.autosave_seconds) * 1000)
+        self._restore_offer_pending = True
+        self._restore_timer.start()
 
     def _on_doc_history_changed(self) -> None:
         self.actions_by_name["undo"].setEnabled(self.doc.history.can_undo)
@@ -666,9 +715,102 @@ class MainWindow(QMainWindow):
     def _set_busy_text(self, text: str) -> None:
         self.busy_label.setText(text)
 
+    # ---- autosave / crash recovery -----------------------------------------------------------
+    def _on_doc_labels_edited(self, *_args) -> None:  # noqa: ANN002
+        self._edit_count += 1
+
+    def autosave_now(self):  # noqa: ANN201 - concurrent.futures.Future | None
+        """Timer slot: save the label map off the GUI thread if it changed since the last autosave."""
+        volume = self.doc.volume
+        if volume is None or self._edit_count == self._autosaved_count or self._autosave_in_flight:
+            return None
+        count = self._edit_count
+        snapshot = self.doc.labels.array.copy()  # the user keeps painting while it is written
+        table_json = self.doc.labels.table.to_json()
+        self._autosave_in_flight = True
+        return self.background.submit(lambda: autosave_job(volume, snapshot, table_json),
+                                      lambda saved_at: self._on_autosaved(volume, count, saved_at),
+                                      self._on_autosave_failed)
+
+    def _on_autosaved(self, volume: Volume, count: int, saved_at: float) -> None:
+        self._autosave_in_flight = False
+        if self.doc.volume is volume:
+            self._autosaved_count = count
+            self.autosave_label.setText(f"autosaved {time.strftime('%H:%M', time.localtime(saved_at))}")
+
+    def _on_autosave_failed(self, exc: BaseException) -> None:
+        self._autosave_in_flight = False
+        log.warning("autosave failed: %s", exc, exc_info=exc)
+        self.autosave_label.setText("autosave failed")
+        self.statusBar().showMessage(f"Autosave failed: {user_message(exc)}", 8000)
+
+    def _mark_exported(self) -> None:
+        if self._export_snapshot is not None and self._export_snapshot[0] is self.doc.volume:
+            self._exported_count = self._export_snapshot[1]
+        self._export_snapshot = None
+
+    def _finish_autosave(self) -> None:
+        """Leaving this volume: drop its autosave if everything was exported, else save the last edits."""
+        volume = self.doc.volume
+        if volume is None:
+            return
+        try:
+            if self._edit_count == self._exported_count and not self._restore_offer_pending:
+                discard_autosave(autosave_dir(), volume.content_id)
+            elif self._edit_count != self._autosaved_count:
+                autosave_job(volume, self.doc.labels.array, self.doc.labels.table.to_json())
+                self._autosaved_count = self._edit_count
+        except (OSError, ValueError) as exc:
+            log.warning("autosave on close failed: %s", exc)
+
+    def _ask_restore_autosave(self, info: AutosaveInfo) -> bool:
+        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.saved_at))
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved labels",
+                          f"Labels of this image were autosaved at {saved} and differ from what is open "
+                          "(the app may have closed without saving).\n\nRestore them?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Discard, self)
+        box.button(QMessageBox.StandardButton.Yes).setText("Restore")
+        box.setDefaultButton(QMessageBox.StandardButton.Yes)
+        answer = box.exec()
+        box.deleteLater()
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _offer_autosave_restore(self) -> None:
+        """A volume just opened: if its autosave holds other labels, offer them back (one undo step)."""
+        self._restore_offer_pending = False
+        volume = self.doc.volume
+        if volume is None:
+            return
+        info = find_autosave(autosave_dir(), volume.content_id)
+        if info is None:
+            return
+        try:
+            saved_array, table_json = load_autosave(info)
+            saved_labels = LabelMap(saved_array.shape, LabelTable.from_json(table_json), saved_array)
+            if saved_labels.shape_zyx != self.doc.labels.shape_zyx:
+                raise AnnotatorError(f"{info.labels_path}: autosave shape {saved_labels.shape_zyx} does not "
+                                     f"match the image {self.doc.labels.shape_zyx}")
+        except (AnnotatorError, ValueError, KeyError, TypeError) as exc:
+            log.warning("autosave not restored: %s", exc)
+            self.statusBar().showMessage(f"Autosave not restored: {user_message(exc)}", 10000)
+            return
+        if (np.array_equal(saved_array, self.doc.labels.array)
+                and saved_labels.table.to_json() == self.doc.labels.table.to_json()):
+            return  # nothing to recover
+        if self._ask_restore_autosave(info):
+            if self.doc.volume is not volume:
+                return
+            with try_with_error_dialog(self, "Restore autosave"):
+                self.doc.replace_labels(saved_labels, "restore autosave")
+                self.statusBar().showMessage("Restored the autosaved labels (Ctrl+Z undoes it)", 8000)
+        else:
+            discard_autosave(autosave_dir(), volume.content_id)
+
     # ---- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Stop every worker this window started (engine first: it may be mid-embedding)."""
+        self.autosave_timer.stop()
+        self._restore_timer.stop()
         if self.bridge is not None:
             self.bridge.shutdown()
         self.background.shutdown(wait=True)
@@ -679,6 +821,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
         self._save_settings()
+        self.autosave_timer.stop()
+        self._finish_autosave()
         self.shutdown()
         super().closeEvent(event)
 
