@@ -27,35 +27,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build_model(seed: int):
-    from functools import partial
-
+    """A real Sam: short, narrow ViT encoder + ViT-B-sized prompt encoder and mask decoder (the
+    encoder does not change decoder cost), built by the engine's own builder."""
     import torch
 
-    from annotator.engine._torchvision_compat import ensure_torchvision
-
-    ensure_torchvision()
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
+    from annotator.engine.checkpoints import SamArchitecture, build_sam
 
     torch.manual_seed(seed)
-    sam = Sam(
-        image_encoder=ImageEncoderViT(depth=2, embed_dim=64, img_size=1024, mlp_ratio=4,
-                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=4,
-                                      patch_size=16, qkv_bias=True, use_rel_pos=True, global_attn_indexes=(),
-                                      window_size=14, out_chans=256),
-        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
-                                     mask_in_chans=16),
-        mask_decoder=MaskDecoder(num_multimask_outputs=3,
-                                 transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-                                 transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256),
-        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+    arch = SamArchitecture(
+        name="vit_custom_64x2", encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=4,
+        encoder_global_attn_indexes=(), window_size=14, img_size=1024, patch_size=16, mlp_ratio=4.0,
+        use_rel_pos=True, prompt_embed_dim=256, mask_in_chans=16, decoder_depth=2, decoder_mlp_dim=2048,
+        num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256,
     )
-    return sam.eval()
+    return build_sam(arch)
 
 
 def main() -> int:
