@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "bf16mix")  # bf16mix: bf16 after an fp32 stem (onnx_split.py)
 
 
 def runner_name(runtime: str, precision: str) -> str:
@@ -40,6 +40,8 @@ class ModelSpec:
     model_sha256:  SHA-256 of the weights the module was loaded from (part of the cache key)
     example_inputs: one example per input, fixing shapes/dtypes (shapes are part of the cache key)
     dynamic_axes:  {input_or_output_name: {axis: "name"}} for axes that vary (e.g. number of points)
+    fp32_scopes:   module names (e.g. ("patch_embed", "layers.0")) kept in fp32 by the "bf16mix"
+                   precision; empty: the model offers no mixed precision
     """
 
     module: object
@@ -50,6 +52,7 @@ class ModelSpec:
     output_names: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     export_version: int = 1  # bump when the exported graph of this part changes
+    fp32_scopes: tuple[str, ...] = ()
 
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(int(n) for n in a.shape) for a in self.example_inputs)

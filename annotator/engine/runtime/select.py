@@ -1,17 +1,18 @@
 """Choose, once per machine and model, the fastest installed runtime/precision that is accurate enough.
 
-Candidates are tried in order of measured speed (bench/encoder_speed.py, LiteMedSAM encoder:
-OpenVINO fp32 about 4.5x torch fp32 as shipped, torch bf16 autocast about 4x where the CPU has
-bf16, ONNX Runtime fp32 about 3x); the first one that
-passes the self-check (its masks agree with torch fp32's on a few inputs) and is faster than
-torch fp32 there is used. The decision is stored beside the compiled models, keyed by the model,
-the machine and the runtime versions, so later starts skip the check.
+Candidates are tried in order of measured speed (bench/encoder_speed.py, LiteMedSAM encoder,
+against torch fp32 as shipped: OpenVINO bf16 with an fp32 stem ("bf16mix") about 5-6x where the
+CPU has bf16, OpenVINO fp32 about 3.5-4.5x, torch bf16 autocast about 4x, ONNX Runtime fp32
+about 3x); the first one that passes the self-check (its masks agree with torch fp32's on a few
+inputs) and is faster than torch fp32 there is used. The decision is stored beside the compiled
+models, keyed by the model, the machine and the runtime versions, so later starts skip the check.
 
 Not offered by default on CPU (opt in by naming the variant, e.g. runtime="openvino-bf16"):
-- OpenVINO bf16 (8x): on the shared abdominal CT its box masks agree with torch fp32 at mean
-  Dice 0.989 < 0.99 (min 0.956), failing the accuracy guard of issue 8; the synthetic first-use
-  self-check cannot see that (0.998 there), so the rule is fixed here. torch's bf16 autocast
-  passes it (mean 0.991, min 0.970, mean box Dice +0.002) and is offered.
+- OpenVINO bf16 throughout (about 10 % faster than bf16mix): on the shared abdominal CT its box
+  masks agree with torch fp32 at mean Dice 0.989 < 0.99 (min 0.956), failing the accuracy guard
+  of issue 8; the synthetic first-use self-check cannot see that (0.998 there), so the rule is
+  fixed here. Keeping the stem and first stage in fp32 (bf16mix) gives mean 0.994 / min 0.964 /
+  mean box Dice -0.001 there, and is offered for models that declare such a stem.
 - int8 quantisation: damaged masks (min Dice 0.46 with convolutions quantised, 0.78 with MatMul
   only) for less speed than bf16.
 """
@@ -100,8 +101,9 @@ def installed_runtimes() -> list[str]:
 def candidate_variants(device: str = "cpu", *, openvino_bf16: bool = False) -> list[str]:
     """Variants worth trying here, fastest first (see the module docstring for the order).
 
-    bf16 variants only where the CPU computes bf16 natively; OpenVINO bf16 only when asked
-    (openvino_bf16=True), see the module docstring."""
+    bf16 variants only where the CPU computes bf16 natively; OpenVINO bf16 throughout only when
+    asked (openvino_bf16=True), see the module docstring. "openvino-bf16mix" only helps models
+    whose ModelSpec declares fp32_scopes (select_runner drops it for the others)."""
     if device.startswith("cuda"):
         import torch
 
@@ -115,7 +117,8 @@ def candidate_variants(device: str = "cpu", *, openvino_bf16: bool = False) -> l
     installed = installed_runtimes()
     order = []
     if "openvino" in installed:
-        order += (["openvino-bf16"] if bf16 and openvino_bf16 else []) + ["openvino-fp32"]
+        order += (["openvino-bf16"] if bf16 and openvino_bf16 else []) + (["openvino-bf16mix"] if bf16 else [])
+        order.append("openvino-fp32")
     if bf16:
         order.append("torch-bf16")
     if "onnxruntime" in installed:
@@ -248,7 +251,7 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
         raise ValueError(f"unknown runtime {runtime!r}; expected auto, {', '.join(RUNTIMES)}")
     if runtime != "auto" and runtime not in installed_runtimes():
         raise ValueError(f"runtime {runtime!r} is not installed (pip install annotator[fast])")
-    variants = candidate_variants(device)
+    variants = [v for v in candidate_variants(device) if spec.fp32_scopes or not v.endswith("-bf16mix")]
     if runtime == "torch":
         variants = ["torch-fp32"]  # forcing torch asks for the reference itself ("torch-bf16" to opt in)
     elif runtime != "auto":
