@@ -33,9 +33,9 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
     """The engine called `name`:
 
     - "classical": weights-free region growing (annotator.engine.classical), always available.
-    - "sam": a SAM ViT-B/L/H or MedSAM checkpoint (required), torch runtime. `sam_flavour`
-      ("auto", "sam", "medsam") picks the preprocessing; "auto" = catalogue (SHA-256), else
-      "medsam" when the file name contains "medsam", else "sam".
+    - "sam": a SAM ViT-B/L/H or MedSAM checkpoint (required); `runtime` as for lite-medsam
+      (SamEngine.load). `sam_flavour` ("auto", "sam", "medsam") picks the preprocessing; "auto" =
+      catalogue (SHA-256), else "medsam" when the file name contains "medsam", else "sam".
     - "lite-medsam": LiteMedSamEngine.load(checkpoint=None -> bundled weights, device, runtime).
     - "auto": a given checkpoint decides between "sam" (ViT layout) and "lite-medsam"; without
       one, lite-medsam when torch works; the classical engine when torch or the model is
@@ -52,11 +52,9 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
     if name == "sam":
         if checkpoint is None:
             raise EngineError("the 'sam' engine needs a checkpoint (a SAM ViT-B/L/H or MedSAM .pth file)")
-        if runtime not in ("auto", "torch"):
-            raise EngineError(f"runtime {runtime!r} is not available for the 'sam' engine (torch only)")
         from annotator.engine.sam import SamEngine
 
-        return SamEngine.load(checkpoint, device=device, flavour=sam_flavour)
+        return SamEngine.load(checkpoint, device=device, flavour=sam_flavour, runtime=runtime)
     if name == "lite-medsam":
         return _lite_medsam_class().load(checkpoint=checkpoint, device=device, runtime=runtime)
     return _create_auto(checkpoint, runtime, device, sam_flavour)

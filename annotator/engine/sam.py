@@ -39,7 +39,6 @@ class SamEngine:
     meant to be driven by one thread (the executor's worker); a lock makes concurrent use safe.
     """
 
-    accepts_runtimes = ("torch-fp32", "torch-fp16")
 
     def __init__(self, model: Any, *, model_id: str, model_sha256: str, flavour: str = "sam",
                  device: str = "cpu", half: bool = False, description: str = "") -> None:
@@ -69,12 +68,24 @@ class SamEngine:
         self._memo: tuple[ImageEmbedding, Any] | None = None  # (embedding, features on device)
         self._dense_pe: Any = None  # constant for given weights; SamPredictor recomputes it per click
         self._encoder: Any = None  # None: the torch image encoder; else a runtime's (see set_encoder)
+        self._prompt_runner: Any = None  # issue 8: runtime.prompt_path.PromptRunner, else torch
+        # cached features of these runtimes are usable too (fp16 GPU <-> fp32 CPU fallback);
+        # emptied when another runtime's encoder takes over, so its embeddings never mix with torch's
+        self.accepts_runtimes: tuple[str, ...] = ("torch-fp32", "torch-fp16")
+        self.runtime_pending = False  # True: the runtime check has not run on this machine yet
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
     def load(cls, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto",
-             flavour: str = "auto") -> SamEngine:
-        """Load a SAM/MedSAM checkpoint (weights only), detect its size, pick the device."""
+             flavour: str = "auto", runtime: str = "torch") -> SamEngine:
+        """Load a SAM/MedSAM checkpoint (weights only), detect its size, pick the device.
+
+        runtime (CPU only; issue 8): "torch" keeps the reference; "auto" puts the encoder and
+        prompt path on the fastest runtime that passes its self-check here (first use: export,
+        compile and check, minutes for ViT-B; stored afterwards); "auto-stored" only uses a choice
+        stored earlier (runtime_pending tells the caller to run the check in the background);
+        a runtime or exact variant ("openvino", "onnxruntime-fp32") forces it.
+        """
         from annotator.engine.checkpoints import load_sam_checkpoint
         from annotator.engine.device import describe_device, pick_device, use_half
 
@@ -86,6 +97,13 @@ class SamEngine:
                      device=chosen, half=half,
                      description=f"{loaded.display_name} on {describe_device(chosen, half)}")
         log.info("loaded %s", engine.description)
+        if engine.device == "cpu" and runtime not in ("torch", "torch-fp32"):
+            from annotator.engine.runtime.sam import accelerate_sam
+
+            if runtime == "auto-stored":
+                engine.runtime_pending = accelerate_sam(engine, "auto", stored_only=True) is None
+            else:
+                accelerate_sam(engine, runtime)
         return engine
 
     def cpu_fallback(self) -> SamEngine:
@@ -110,6 +128,13 @@ class SamEngine:
         self._encoder = encoder
         self.runtime = runtime
         self.half = False
+        self.accepts_runtimes = ()
+        self.description = f"{self.description.split(' [')[0]} [{runtime}]"
+
+    def set_prompt_runner(self, runner: Any) -> None:
+        """Run prompt encoder + mask decoder through `runner` (runtime.prompt_path.PromptRunner,
+        checked equal to torch at selection); None restores the torch modules."""
+        self._prompt_runner = runner
 
     def _run_encoder(self, x: Any) -> Any:
         torch = self._torch
@@ -249,10 +274,20 @@ class SamEngine:
         with self._lock, torch.inference_mode():
             features = self._device_features(embedding)
             points, box, mask = self._prompt_tensors(embedding, points_xy, point_labels, box_xyxy, mask_input)
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=box, masks=mask)
-            low_res, iou = self.model.mask_decoder(
-                image_embeddings=features, image_pe=self._image_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
+            if self._prompt_runner is not None and (points is not None or box is not None) and (
+                    box is None or box.shape[1] == 1):
+                # issue 8: the same graph on ONNX Runtime/OpenVINO, prompts already in model frame
+                low_res_np, iou_np = self._prompt_runner.predict(
+                    embedding.features, points_xy=None if points is None else points[0][0].cpu().numpy(),
+                    point_labels=None if points is None else points[1][0].cpu().numpy(),
+                    box_xyxy=None if box is None else box[0, 0].cpu().numpy(),
+                    mask_input=None if mask is None else mask[0, 0].cpu().numpy(), multimask=multimask)
+                low_res, iou = torch.from_numpy(low_res_np), torch.from_numpy(iou_np)
+            else:
+                sparse, dense = self.model.prompt_encoder(points=points, boxes=box, masks=mask)
+                low_res, iou = self.model.mask_decoder(
+                    image_embeddings=features, image_pe=self._image_pe(),
+                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
             if self.flavour == "medsam":
                 probs = torch.nn.functional.interpolate(torch.sigmoid(low_res), size=embedding.original_size,
                                                         mode="bilinear", align_corners=False)

@@ -482,13 +482,14 @@ def _create_engine(name: str, checkpoint: str | None, runtime: str):  # noqa: AN
     from annotator.engine.factory import create_engine
 
     start = time.perf_counter()
-    if runtime == "auto" and checkpoint is None and name in ("auto", "lite-medsam"):
+    if runtime == "auto" and name in ("auto", "lite-medsam", "sam"):
         runtime = "auto-stored"  # never wait minutes for the first-start runtime check in the window
     engine = create_engine(name, checkpoint=checkpoint, runtime=runtime)
     log.info("engine %s ready in %.1f s", getattr(engine, "model_id", name), time.perf_counter() - start)
     if getattr(engine, "runtime_pending", False):
         from annotator.engine.runtime.prepare import start_background_preparation
 
-        engine.background_check = start_background_preparation()
+        kind = "sam" if type(engine).__name__ == "SamEngine" else "lite-medsam"
+        engine.background_check = start_background_preparation(engine=kind, checkpoint=checkpoint)
         log.info("fast runtime check running in the background; used from the next start")
     return engine

@@ -16,11 +16,9 @@ def test_classical_and_unknown_names():
         factory.create_engine("vit")
 
 
-def test_sam_needs_a_checkpoint_and_the_torch_runtime(tmp_path):
+def test_sam_needs_a_checkpoint():
     with pytest.raises(EngineError, match="needs a checkpoint"):
         factory.create_engine("sam")
-    with pytest.raises(EngineError, match="torch only"):
-        factory.create_engine("sam", checkpoint=tmp_path / "x.pth", runtime="openvino")
 
 
 class _FakeLite:

@@ -18,11 +18,12 @@ def scope_prefixes(scopes: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def split_onnx(onnx_path: Path, scopes: tuple[str, ...], head_path: Path, tail_path: Path) -> str:
-    """Write the nodes of `scopes` (module names, e.g. ("patch_embed", "layers.0")) as the head
-    model and the rest as the tail; return the name of the one tensor passed between them.
+    """Write the graph up to the last node of `scopes` (module names, e.g. ("patch_embed",
+    "layers.0"); ONNX keeps nodes in topological order) as the head model and the rest as the
+    tail; return the name of the one tensor passed between them.
 
-    Raises ValueError when the scopes are not a clean prefix of the graph (no node of them, or
-    more than one tensor crossing the cut), naming the file and the scopes.
+    Raises ValueError when the cut is not clean (no node of the scopes, or more than one tensor
+    crossing it), naming the file and the scopes.
     """
     import onnx
     from onnx.utils import Extractor
@@ -30,15 +31,21 @@ def split_onnx(onnx_path: Path, scopes: tuple[str, ...], head_path: Path, tail_p
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     graph = model.graph
     prefixes = scope_prefixes(scopes)
-    head = [n for n in graph.node if n.name.startswith(prefixes) and n.op_type != "Constant"]
-    if not head:
+    last = max((i for i, n in enumerate(graph.node) if n.name.startswith(prefixes) and n.op_type != "Constant"),
+               default=None)
+    if last is None:
         raise ValueError(f"{onnx_path}: no node belongs to {', '.join(scopes)}; cannot keep them in fp32")
-    produced = {out for node in head for out in node.output}
-    head_ids = {id(n) for n in head}
-    crossing = []
+    head, tail = graph.node[: last + 1], graph.node[last + 1:]
+    # Only tensors computed from the image cross; constants and weights (and Identity/Constant
+    # nodes over them) are copied into whichever half reads them.
+    initializers = {t.name for t in graph.initializer}
+    varying = {i.name for i in graph.input if i.name not in initializers}
     for node in graph.node:
-        if id(node) in head_ids:
-            continue
+        if any(name in varying for name in node.input):
+            varying.update(node.output)
+    produced = {out for node in head for out in node.output if out in varying}
+    crossing = []
+    for node in tail:
         for name in node.input:
             if name in produced and name not in crossing:
                 crossing.append(name)
@@ -48,7 +55,7 @@ def split_onnx(onnx_path: Path, scopes: tuple[str, ...], head_path: Path, tail_p
         raise ValueError(f"{onnx_path}: {len(crossing)} tensors cross the end of {', '.join(scopes)} "
                          f"({', '.join(crossing[:4])}); a clean cut needs exactly one")
     cut = crossing[0]
-    inputs = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    inputs = [i.name for i in graph.input if i.name not in initializers]
     extractor = Extractor(model)
     head_model = extractor.extract_model(inputs, [cut])
     tail_model = extractor.extract_model([cut], outputs)

@@ -2,7 +2,7 @@
 
 Exporting and compiling the encoder and the accuracy self-check take one to three minutes on a
 2-core laptop, once per machine and weights. The window must not make a clinician wait for that:
-it loads LiteMedSAM on torch (about 2 s), starts `python -m annotator.engine.runtime.prepare`
+it loads the model on torch (LiteMedSAM: about 2 s), starts `python -m annotator.engine.runtime.prepare`
 at low priority, and every later start finds the stored choice and the compiled models at once.
 """
 
@@ -16,14 +16,17 @@ import sys
 log = logging.getLogger(__name__)
 
 
-def start_background_preparation(runtime: str = "auto") -> subprocess.Popen[bytes] | None:
-    """Start the check in a separate low-priority process; None if it could not be started."""
+def start_background_preparation(runtime: str = "auto", engine: str = "lite-medsam",
+                                 checkpoint: str | None = None) -> subprocess.Popen[bytes] | None:
+    """Start the check for `engine` (and its checkpoint; None: the bundled LiteMedSAM) in a
+    separate low-priority process; None if it could not be started."""
     def lower_priority() -> None:
         os.nice(10)
 
     try:
         return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "annotator.engine.runtime.prepare", runtime],
+            [sys.executable, "-m", "annotator.engine.runtime.prepare", runtime, engine,
+             *([str(checkpoint)] if checkpoint else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=lower_priority if hasattr(os, "nice") else None,  # noqa: PLW1509
         )
@@ -33,13 +36,16 @@ def start_background_preparation(runtime: str = "auto") -> subprocess.Popen[byte
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Load the bundled LiteMedSAM with `runtime` (default "auto"): checks, exports, stores the choice."""
+    """Arguments: [runtime [engine [checkpoint]]] (default: auto, lite-medsam, bundled weights).
+
+    Loads the engine with that runtime on the CPU: checks, exports, stores the choice."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from annotator.engine.lite_medsam.engine import LiteMedSamEngine
+    from annotator.engine.factory import create_engine
 
-    engine = LiteMedSamEngine.load(runtime=argv[0] if argv else "auto")
-    log.info("lite-medsam runtime prepared: %s", engine.runtime)
+    runtime, name, checkpoint = (list(argv) + [None] * 3)[:3]
+    engine = create_engine(name or "lite-medsam", checkpoint=checkpoint, runtime=runtime or "auto", device="cpu")
+    log.info("%s runtime prepared: %s", getattr(engine, "model_id", name), engine.runtime)
     return 0
 
 

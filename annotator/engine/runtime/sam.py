@@ -1,0 +1,106 @@
+"""Puts a SAM / MedSAM engine's image encoder and prompt path on the runtime chosen for this machine.
+
+The same layer as runtime/lite_medsam.py, for segment-anything's ViT-B/L/H: the encoder spec and
+the first-use self-check come from the engine's own preprocessing and (torch) decoder, the chosen
+runner replaces the encoder through SamEngine.set_encoder (which renames the engine's runtime, so
+embeddings never mix), and the prompt path goes on the fastest runtime whose masks equal torch's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from annotator.engine.runtime.base import ModelSpec
+from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.select import Selection, SelfCheck, select_runner
+from annotator.engine.runtime.selfcheck import mask_dice, phantom_slices
+
+log = logging.getLogger(__name__)
+# Kept fp32 under "bf16mix": the patch embedding and the first transformer block (with the
+# position embedding between them), by analogy with LiteMedSAM's stem, where bf16 in the first
+# layers cost the box masks most (see onnx_split.py). No real SAM weights can be measured here.
+FP32_STEM = ("patch_embed", "blocks.0")
+
+
+def encoder_spec(engine) -> ModelSpec:
+    size = engine.img_size
+    return ModelSpec(module=engine.torch_module.image_encoder, part=f"{engine.model_id}.encoder",
+                     model_sha256=engine.model_sha256,
+                     example_inputs=(np.zeros((1, 3, size, size), dtype=np.float32),),
+                     input_names=("image",), output_names=("features",), fp32_scopes=FP32_STEM)
+
+
+def encoder_self_check(engine, count: int = 2) -> SelfCheck:
+    """Masks from box prompts on phantom slices through the engine's own preprocessing and decoder.
+
+    Two slices by default: a ViT-B encoder takes 10-25 s per slice on a laptop in torch fp32."""
+    import torch
+
+    from annotator.engine.api import ImageEmbedding
+
+    phantoms = phantom_slices(count)
+    prepared = []
+    with torch.inference_mode():
+        for image, _ in phantoms:
+            x, input_size = engine._encoder_input(image)
+            prepared.append((x.float().cpu().numpy(), input_size))
+
+    def masks(index: int, features: np.ndarray) -> list[np.ndarray]:
+        image, boxes = phantoms[index]
+        embedding = ImageEmbedding(features=features, original_size=image.shape[:2],
+                                   input_size=prepared[index][1], model_id=engine.model_id)
+        return [engine.predict(embedding, box_xyxy=box, multimask=False).masks[0] for box in boxes]
+
+    def scores(index: int, reference: tuple[np.ndarray, ...], candidate: tuple[np.ndarray, ...]) -> list[float]:
+        return [mask_dice(r, c) for r, c in zip(masks(index, reference[0]), masks(index, candidate[0]),
+                                                strict=True)]
+
+    return SelfCheck(inputs=[(x,) for x, _ in prepared], scores=scores,
+                     identity=f"sam-{engine.flavour}-phantom-boxes-{count}-v1")
+
+
+def accelerate_sam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
+                   check: SelfCheck | None = None, stored_only: bool = False,
+                   require_faster: bool = True) -> Selection | None:
+    """Select the encoder runner for a CPU SamEngine and install it with a fast prompt path.
+
+    stored_only=True installs a choice an earlier check stored on this machine, or returns None
+    and leaves the engine on torch. GPU engines stay on torch (fp16 autocast, see SamEngine).
+    """
+    from annotator.engine.api import EngineError
+    from annotator.engine.runtime.malloc import tune_malloc
+
+    if engine.device != "cpu":
+        return None
+    tune_malloc()
+    try:
+        selection = select_runner(encoder_spec(engine), runtime=runtime,
+                                  check=check or encoder_self_check(engine),
+                                  cache=cache, device="cpu", stored_only=stored_only,
+                                  require_faster=require_faster)
+    except ValueError as exc:  # unknown or uninstalled runtime asked for by name
+        raise EngineError(f"{engine.model_id}: {exc}") from exc
+    if selection is None:
+        return None
+    runner = selection.runner
+    if selection.name != "torch-fp32":
+        engine.set_encoder(lambda x: runner(x)[0], selection.name)
+    log.info("%s encoder on %s%s", engine.model_id, selection.name,
+             " (stored choice)" if selection.from_cache else "")
+    if runtime not in ("torch", "torch-fp32"):
+        engine.set_prompt_runner(prompt_runner(engine, "auto" if "-" in runtime else runtime, cache))
+    return selection
+
+
+def prompt_runner(engine, runtime: str = "auto", cache: CompiledModelCache | None = None):
+    """The fastest prompt-path runner for `engine` whose masks equal torch's (see prompt_path.py)."""
+    from annotator.engine.runtime.prompt_path import select_prompt_runner
+
+    module = engine.torch_module
+    size = module.prompt_encoder.image_embedding_size
+    return select_prompt_runner(module.prompt_encoder, module.mask_decoder, part=f"{engine.model_id}.prompt",
+                                model_sha256=engine.model_sha256,
+                                embedding_shape=(1, module.prompt_encoder.embed_dim, *size),
+                                runtime=runtime, cache=cache)
