@@ -107,8 +107,11 @@ def format_table(report: dict) -> str:
         lines.append("  ".join(parts))
     s = report["summary"]["all"]
     if s.get("n_items"):
+        model = report.get("model", {})
         lines.append(f"encoder {s['mean_encoder_ms']:.0f} ms x {s['encoder_calls']}, "
-                     f"decoder {s['mean_decoder_ms']:.1f} ms x {s['decoder_calls']}")
+                     f"decoder {s['mean_decoder_ms']:.1f} ms x {s['decoder_calls']}"
+                     + (f"; {model.get('model_id')} on {model.get('runtime')} ({model.get('device')})"
+                        if model.get("runtime") else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -71,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
         total += len(jobs)
         computed += service.encoder_calls - before
         del volume
-    sys.stdout.write(f"{total} slices of {len(args.volumes)} volume(s), planes {','.join(planes)}: "
+    from annotator.engine.api import engine_summary
+
+    sys.stdout.write(f"{total} slices of {len(args.volumes)} volume(s), planes {','.join(planes)}, "
+                     f"{engine_summary(engine)}: "
                      f"{computed} embedded, {total - computed} already cached, "
                      f"{time.perf_counter() - start:.1f} s; cache {service.cache.disk_dir}\n")
     return 0

@@ -363,6 +363,8 @@ def run(args: argparse.Namespace) -> int:
         voxels = int(sum(int(m.sum()) for m in r.masks.values()))
         sys.stdout.write(f"label {r.prompts.label} ({r.prompts.name}): {len(r.masks)} {r.prompts.plane} slice(s), "
                          f"{voxels} voxels\n")
-    sys.stdout.write(f"wrote {output} with {getattr(engine, 'description', engine.model_id)} in "
+    from annotator.engine.api import engine_summary
+
+    sys.stdout.write(f"wrote {output} with {engine_summary(engine)} in "
                      f"{time.perf_counter() - start:.1f} s ({service.encoder_calls} new embeddings)\n")
     return 0

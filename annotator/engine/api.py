@@ -112,3 +112,15 @@ class PromptEngine(Protocol):
         pixel corners; mask_input (1, h, w) low-res logits of a previous prediction.
         """
         ...
+
+
+def engine_summary(engine: object) -> str:
+    """One line naming the model and how it runs, e.g. "lite-medsam on openvino-bf16mix (cpu)":
+    what the command line prints wherever it names the model (issue 8)."""
+    text = f"{getattr(engine, 'model_id', type(engine).__name__)}"
+    runtime, device = getattr(engine, "runtime", ""), getattr(engine, "device", "")
+    if runtime:
+        text += f" on {runtime}"
+    if device:
+        text += f" ({device})"
+    return text

@@ -4,6 +4,7 @@ world coordinates, 3-D boxes, clear errors, and the disk cache shared between th
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -154,7 +155,10 @@ def test_precompute_then_segment_with_sam_reuses_the_disk_cache(ct, tmp_path, ca
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny_sam.pth", seed=4)
     sam = ["--engine", "sam", "--checkpoint", str(checkpoint), "--device", "cpu"]
     assert main(["precompute", str(ct), "--no-progress", "--window", "40,400", *sam]) == 0
-    assert "6 slices of 1 volume(s), planes axial: 6 embedded, 0 already cached" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "6 slices of 1 volume(s), planes axial, sam-vit_custom_32x2 on " in out  # the model and its runtime are named
+    assert "6 embedded, 0 already cached" in out
+    assert re.search(r" on (torch|onnxruntime|openvino)-\w+ \(cpu\): ", out)
     assert len(list((tmp_path / "cache" / "embeddings").rglob("*.safetensors"))) == 6
     assert main(["precompute", str(ct), "--no-progress", "--window", "40,400", *sam]) == 0
     assert "0 embedded, 6 already cached" in capsys.readouterr().out
