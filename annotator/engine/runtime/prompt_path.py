@@ -52,11 +52,42 @@ def prompt_path_module(prompt_encoder, mask_decoder):
                 sparse = sparse + pe.point_embeddings[i].weight * (labels == i)
             dense = has_mask_input * pe.mask_downscaling(mask_input) + (
                 1 - has_mask_input) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
-            return self.mask_decoder.predict_masks(
-                image_embeddings=image_embeddings, image_pe=pe.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+            return self.predict_masks(image_embeddings, pe.get_dense_pe(), sparse, dense)
+
+        def predict_masks(self, image_embeddings, image_pe, sparse, dense):
+            # MaskDecoder.predict_masks for one prompt set, written for the exported graph: no
+            # repeat_interleave over a batch of one (two Tile copies of 4 MB) and LayerNorm2d as
+            # one fused LayerNormalization over channels instead of ReduceMean/Sub/Pow/Sqrt/Div
+            # (bench/encoder_speed.py, prompt path). Equal to MaskDecoder's to float rounding (tested).
+            decoder = self.mask_decoder
+            output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+            tokens = torch.cat((output_tokens.unsqueeze(0), sparse), dim=1)
+            src = image_embeddings + dense
+            b, c, h, w = src.shape
+            hs, src = decoder.transformer(src, image_pe, tokens)
+            iou_token_out = hs[:, 0, :]
+            mask_tokens_out = hs[:, 1: (1 + decoder.num_mask_tokens), :]
+            upscaled = _upscale(decoder.output_upscaling, src.transpose(1, 2).reshape(b, c, h, w))
+            hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :])
+                                    for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+            b, c, h, w = upscaled.shape
+            masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+            return masks, decoder.iou_prediction_head(iou_token_out)
 
     return PromptPath().eval()
+
+
+def _upscale(layers, x):
+    """output_upscaling (ConvT, LayerNorm2d, act, ConvT, act) with LayerNorm2d as F.layer_norm."""
+    import torch.nn.functional as F
+
+    for layer in layers:
+        if type(layer).__name__ == "LayerNorm2d":
+            x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), layer.weight, layer.bias,
+                             layer.eps).permute(0, 3, 1, 2)
+        else:
+            x = layer(x)
+    return x
 
 
 def prompt_arrays(points_xy: np.ndarray | None, point_labels: np.ndarray | None,
@@ -151,7 +182,8 @@ def prompt_spec(prompt_encoder, mask_decoder, *, part: str, model_sha256: str,
                      input_names=("image_embeddings", "point_coords", "point_labels", "mask_input",
                                   "has_mask_input"),
                      output_names=("low_res_logits", "iou_predictions"),
-                     dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
+                     dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+                     export_version=2)  # 2: own predict_masks (no Tile, fused LayerNorm)
 
 
 def _check_cases(spec: ModelSpec, seed: int = 0) -> list[dict]:
