@@ -1,9 +1,9 @@
 """Choose, once per machine and model, the fastest installed runtime/precision that is accurate enough.
 
 Candidates are tried in order of measured speed (bench/encoder_speed.py, LiteMedSAM encoder,
-against torch fp32 as shipped: OpenVINO bf16 with an fp32 stem ("bf16mix") about 5-6x where the
-CPU has bf16, OpenVINO fp32 about 3.5-4.5x, torch bf16 autocast about 4x, ONNX Runtime fp32
-about 3x); the first one that passes the self-check (its masks agree with torch fp32's on a few
+against torch fp32 as shipped, BENCHMARKS.md: OpenVINO bf16 with an fp32 stem ("bf16mix") 3.6x
+where the CPU has bf16, OpenVINO fp32 2.4x, torch bf16 autocast 2.6x but less accurate, ONNX
+Runtime fp32 2.1x); the first one that passes the self-check (its masks agree with torch fp32's on a few
 inputs) and is faster than torch fp32 there is used. The decision is stored beside the compiled
 models, keyed by the model, the machine and the runtime versions, so later starts skip the check.
 
