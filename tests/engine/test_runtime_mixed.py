@@ -158,3 +158,20 @@ def test_lite_medsam_declares_its_fp32_stem():
 
     names = {name for name, _ in TinyViT().named_modules()}
     assert set(FP32_STEM) <= names
+
+
+@pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `fast` extra)")
+def test_corrupt_bf16mix_blob_is_rebuilt_not_trusted(tiny_vit, tmp_path):
+    from annotator.engine.runtime.openvino_runner import TAIL_BLOB
+    from annotator.engine.runtime.select import build_runner
+
+    spec = _spec(tiny_vit, sha="34" * 32)
+    x = spec.example_inputs[0]
+    expected = build_runner("openvino-bf16mix", spec, CompiledModelCache(tmp_path / "c"))(x)[0]
+    (tail,) = (tmp_path / "c").rglob(TAIL_BLOB)
+    tail.write_bytes(b"\0" * 64)
+    again = CompiledModelCache(tmp_path / "c")
+    out = build_runner("openvino-bf16mix", spec, again)(x)[0]
+    assert again.stats.rebuilt_corrupt == 1
+    assert again.stats.builds == 1
+    np.testing.assert_array_equal(out, expected)

@@ -136,3 +136,39 @@ def test_openvino_runs_the_sam_encoder(tmp_path):
     accelerate_sam(fast, "openvino-fp32", cache=CompiledModelCache(tmp_path))
     assert fast.runtime == "openvino-fp32"
     np.testing.assert_allclose(fast.embed(image).features, reference.embed(image).features, rtol=1e-3, atol=1e-4)
+
+
+def test_window_flow_for_sam_background_check_then_stored_choice(tmp_path):
+    """What the window does with a SAM checkpoint: load on torch at once ("auto-stored" finds
+    nothing), run the background preparation (here in-process), and the next start loads the
+    stored fast runtime without checking again."""
+    from annotator.engine.factory import create_engine
+    from annotator.engine.runtime import prepare
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "sam_tiny.pth", seed=5, depth=1)
+    first = create_engine("sam", checkpoint=checkpoint, runtime="auto-stored", device="cpu")
+    assert first.runtime_pending
+    assert first.runtime == "torch-fp32"
+    assert prepare.main(["auto", "sam", str(checkpoint)]) == 0
+    second = create_engine("sam", checkpoint=checkpoint, runtime="auto-stored", device="cpu")
+    assert not second.runtime_pending
+    assert second.runtime != "torch-fp32" or not _fast_runtime_beats_torch(tmp_path)
+    image, boxes = _slice(2)
+    want = first.predict(first.embed(image), box_xyxy=boxes[0], multimask=False)
+    got = second.predict(second.embed(image), box_xyxy=boxes[0], multimask=False)
+    assert np.mean(got.masks == want.masks) > 0.99
+
+
+def _fast_runtime_beats_torch(tmp_path) -> bool:
+    """Whether the stored decision found a variant that passed (it must also be faster than torch,
+    which a tiny model on a busy machine may not be): read from the stored selection files."""
+    import json
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ["ANNOTATOR_CACHE_DIR"])
+    for path in root.rglob("selections/*.json"):
+        results = json.loads(path.read_text()).get("results", [])
+        if any(r["passed"] and r["variant"] != "torch-fp32" for r in results):
+            return True
+    return False
