@@ -132,12 +132,15 @@ class EngineBridge(QObject):
         future = self._loader.submit(_create_engine, name, checkpoint, runtime)
         future.add_done_callback(self._deliver_engine)
 
-    def reload(self, *, engine_name: str | None = None, checkpoint: str | None = None) -> None:
-        """Switch model (e.g. a checkpoint chosen in the engine panel): stops the old executor first."""
+    def reload(self, *, engine_name: str | None = None, checkpoint: str | None = None,
+               runtime: str | None = None) -> None:
+        """Switch model or runtime (chosen in the engine panel): stops the old executor first."""
         if engine_name is not None:
             self.options["engine"] = engine_name
         if checkpoint is not None:
             self.options["checkpoint"] = checkpoint
+        if runtime is not None:
+            self.options["runtime"] = runtime
         self._stop_executor()
         self.engine = None
         self.service = None

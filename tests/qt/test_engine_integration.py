@@ -296,3 +296,35 @@ def test_choosing_a_checkpoint_reloads_the_engine_and_is_remembered(qtbot, small
         assert win.engine_panel.fields["model"].text() == "fake-ckpt"
     finally:
         win.shutdown()
+
+
+def test_forcing_a_runtime_reloads_the_engine_on_it_and_is_remembered(qtbot, small_phantom, monkeypatch):
+    from annotator.qt import engine_bridge
+    from annotator.qt.main_window import MainWindow
+    from annotator.settings import Settings
+
+    calls = []
+
+    def fake_create(name, checkpoint, runtime):
+        calls.append(runtime)
+        engine = FakeEngine(model_id="fake")
+        engine.runtime = "torch-fp32" if runtime in ("auto", "torch") else f"{runtime}-fp32"
+        return engine
+
+    monkeypatch.setattr(engine_bridge, "_create_engine", fake_create)
+    win = MainWindow(Settings())
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.bridge.ready, timeout=5000)
+        combo = win.engine_panel.runtime_combo
+        assert combo.currentData() == "auto"
+        assert calls == ["auto"]
+        combo.activated.emit(combo.findData("torch"))
+        qtbot.waitUntil(lambda: win.bridge.ready and calls[-1] == "torch", timeout=5000)
+        assert Settings.load().runtime == "torch"
+        assert win.engine_panel.fields["runtime"].text() == "torch-fp32"
+        assert combo.currentData() == "torch"
+        win.engine_panel.use_runtime("torch")  # the same choice again: no reload
+        assert calls == ["auto", "torch"]
+    finally:
+        win.shutdown()

@@ -1,11 +1,12 @@
 """Engine panel: which model runs (and that it is the bundled LiteMedSAM), checkpoint, runtime,
-device, last embedding time, cache use, prefetch progress; choose another checkpoint."""
+device, last embedding time, cache use, prefetch progress; choose another checkpoint or force a runtime."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -14,6 +15,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+# (setting value, label): "auto" is the fastest runtime that passed its accuracy check here.
+RUNTIME_CHOICES = (("auto", "auto (fastest accurate)"), ("torch", "torch (reference)"),
+                   ("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO"))
 
 
 class EnginePanel(QWidget):
@@ -30,6 +35,20 @@ class EnginePanel(QWidget):
             label.setWordWrap(True)
             self.fields[key] = label
             form.addRow(title, label)
+        self.runtime_combo = QComboBox(self)
+        self.runtime_combo.setToolTip("Force a runtime for the image encoder and prompt path; the choice is "
+                                      "remembered. A forced runtime is checked and compiled on first use.")
+        from annotator.engine.runtime.select import installed_runtimes
+
+        installed = set(installed_runtimes())
+        for value, label in RUNTIME_CHOICES:
+            self.runtime_combo.addItem(label if value == "auto" or value in installed else f"{label} (not installed)",
+                                       value)
+            if value != "auto" and value not in installed:
+                self.runtime_combo.model().item(self.runtime_combo.count() - 1).setEnabled(False)
+        current = getattr(settings, "runtime", "auto") or "auto"
+        self.runtime_combo.setCurrentIndex(max(0, self.runtime_combo.findData(current)))
+        form.addRow("Run on", self.runtime_combo)
         self.choose_button = QPushButton("Choose checkpoint…", self)
         self.bundled_button = QPushButton("Use bundled model", self)
         buttons = QHBoxLayout()
@@ -42,6 +61,7 @@ class EnginePanel(QWidget):
         layout.addStretch(1)
         self.choose_button.clicked.connect(self._on_choose_clicked)
         self.bundled_button.clicked.connect(self._on_bundled_clicked)
+        self.runtime_combo.activated.connect(self._on_runtime_activated)
         bridge.status_changed.connect(self._sync_from_model)
         bridge.embedding_ready.connect(self._on_bridge_embedding_ready)
         self._sync_from_model()
@@ -93,3 +113,18 @@ class EnginePanel(QWidget):
 
     def _on_bundled_clicked(self) -> None:
         self.use_checkpoint(None)
+
+    def _on_runtime_activated(self, index: int) -> None:
+        self.use_runtime(self.runtime_combo.itemData(index))
+
+    def use_runtime(self, runtime: str) -> None:
+        """Remember the runtime in settings and reload the engine on it ("auto": the stored choice)."""
+        if runtime == (getattr(self.settings, "runtime", "auto") or "auto") and self.bridge.ready:
+            return
+        self.settings.runtime = runtime
+        try:
+            self.settings.save()
+        except OSError:
+            pass  # the choice still applies to this session
+        self.runtime_combo.setCurrentIndex(max(0, self.runtime_combo.findData(runtime)))
+        self.bridge.reload(runtime=runtime)
