@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     parser.add_argument("--runtime", default="auto",
                         help="auto (what the app uses: the fastest that passes its check), torch (the fp32 "
-                             "reference), onnxruntime or openvino")
+                             "reference), onnxruntime, openvino, or an exact variant such as openvino-bf16mix")
     parser.add_argument("--series-uid", help="DICOM SeriesInstanceUID when IMAGE is a folder with several series")
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")

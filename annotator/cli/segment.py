@@ -46,7 +46,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preprocessing of a ViT checkpoint: SAM's or MedSAM's (default: recognised by "
                              "SHA-256, else 'medsam' when the file name says so)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
-    parser.add_argument("--runtime", default=None, help="auto, torch, onnxruntime, openvino (default: settings)")
+    parser.add_argument("--runtime", default=None, help="auto (the fastest that passes its accuracy check here), torch, onnxruntime, openvino, "
+                             "or an exact variant such as openvino-bf16mix (default: settings)")
     parser.add_argument("--window", metavar="C,W|PRESET",
                         help="intensity window as centre,width (e.g. 40,400) or a CT preset "
                              f"({', '.join(p.replace(' ', '-') for p in CT_PRESETS)}); default: by modality")
