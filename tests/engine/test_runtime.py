@@ -3,12 +3,12 @@ torch, the compiled-model cache is hit, verified and rebuilt, and selection hono
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_testing import HAS_OV, needs_ort, needs_ov, private_dirs  # noqa: F401 - autouse fixture
 
 from annotator.engine.runtime import cpu, malloc
 from annotator.engine.runtime.base import ModelSpec
@@ -20,17 +20,6 @@ from annotator.engine.runtime.select import (
     relative_error_scores,
     select_runner,
 )
-
-HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-HAS_OV = importlib.util.find_spec("openvino") is not None
-needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not installed (the `fast` extra)")
-needs_ov = pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `fast` extra)")
-
-
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def _segment_anything():
@@ -102,6 +91,8 @@ def test_bf16_support_follows_cpu_flags():
     # OpenVINO bf16 failed the real-CT accuracy guard (mean Dice 0.989 < 0.99): only when asked
     assert "openvino-bf16" not in variants
     if HAS_OV:
+        # bf16 after an fp32 stem passed it (0.9935) and comes first where the CPU has bf16
+        assert (variants[0] == "openvino-bf16mix") == cpu.cpu_supports_bf16()
         asked = candidate_variants("cpu", openvino_bf16=True)
         assert ("openvino-bf16" in asked) == cpu.cpu_supports_bf16()
 

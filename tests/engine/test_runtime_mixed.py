@@ -3,25 +3,17 @@ compose to the whole, the cut is refused when it is not clean, and OpenVINO runs
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_testing import needs_ort, needs_ov, private_dirs  # noqa: F401 - autouse fixture
 
 from annotator.engine.runtime import cpu
 from annotator.engine.runtime.base import ModelSpec
 from annotator.engine.runtime.cache import CompiledModelCache
 
-HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-HAS_OV = importlib.util.find_spec("openvino") is not None and HAS_ORT
-pytestmark = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed (the `fast` extra)")
-
-
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
+pytestmark = needs_ort
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +104,7 @@ def test_split_refuses_a_cut_crossed_by_two_tensors(tmp_path):
         split_onnx(whole, ("stem",), tmp_path / "h.onnx", tmp_path / "t.onnx")
 
 
-@pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `fast` extra)")
+@needs_ov
 def test_openvino_bf16mix_runs_the_stem_in_fp32_the_rest_in_bf16_and_is_cached(tiny_vit, tmp_path):
     from annotator.engine.runtime.select import build_runner
 
@@ -136,7 +128,7 @@ def test_openvino_bf16mix_runs_the_stem_in_fp32_the_rest_in_bf16_and_is_cached(t
     np.testing.assert_array_equal(again(x)[0], out)
 
 
-@pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `fast` extra)")
+@needs_ov
 def test_bf16mix_needs_a_declared_stem(tiny_vit, tmp_path, monkeypatch):
     from annotator.engine.runtime import select
 
@@ -160,7 +152,7 @@ def test_lite_medsam_declares_its_fp32_stem():
     assert set(FP32_STEM) <= names
 
 
-@pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `fast` extra)")
+@needs_ov
 def test_corrupt_bf16mix_blob_is_rebuilt_not_trusted(tiny_vit, tmp_path):
     from annotator.engine.runtime.openvino_runner import TAIL_BLOB
     from annotator.engine.runtime.select import build_runner

@@ -4,23 +4,14 @@ torch's masks, the choice is stored and reused, and embeddings of different runt
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
+from runtime_testing import needs_ort, needs_ov, private_dirs  # noqa: F401 - autouse fixture
 from sam_testing import build_tiny_sam, save_tiny_checkpoint
 
 from annotator.engine.runtime.cache import CompiledModelCache
 
-HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-HAS_OV = importlib.util.find_spec("openvino") is not None and HAS_ORT
-pytestmark = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed (the `fast` extra)")
-
-
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
+pytestmark = needs_ort
 
 
 def _engine(flavour: str = "sam", seed: int = 0):
@@ -126,7 +117,7 @@ def test_sam_encoder_declares_a_clean_fp32_stem(tmp_path):
     assert cut.startswith("/blocks.0/")
 
 
-@pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `fast` extra)")
+@needs_ov
 def test_openvino_runs_the_sam_encoder(tmp_path):
     from annotator.engine.runtime.sam import accelerate_sam
 

@@ -14,7 +14,7 @@ import numpy as np
 from annotator.engine.runtime.base import ModelSpec
 from annotator.engine.runtime.cache import CompiledModelCache
 from annotator.engine.runtime.select import Selection, SelfCheck, select_runner
-from annotator.engine.runtime.selfcheck import mask_dice, phantom_slices
+from annotator.engine.runtime.selfcheck import mask_agreement_check, phantom_slices
 
 log = logging.getLogger(__name__)
 ENCODER_PART = "lite-medsam.encoder"
@@ -47,12 +47,8 @@ def encoder_self_check(engine, count: int = 3) -> SelfCheck:
                                    input_size=prepared[index][1], model_id=engine.model_id)
         return [engine.predict(embedding, box_xyxy=box, multimask=False).best_mask for box in boxes]
 
-    def scores(index: int, reference: tuple[np.ndarray, ...], candidate: tuple[np.ndarray, ...]) -> list[float]:
-        return [mask_dice(r, c) for r, c in zip(masks(index, reference[0]), masks(index, candidate[0]),
-                                                strict=True)]
-
-    return SelfCheck(inputs=[(model_input,) for model_input, _ in prepared], scores=scores,
-                     identity=f"phantom-boxes-{count}-v1")
+    return mask_agreement_check([(model_input,) for model_input, _ in prepared], masks,
+                                identity=f"phantom-boxes-{count}-v1")
 
 
 def accelerate_lite_medsam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,

@@ -15,7 +15,7 @@ import numpy as np
 from annotator.engine.runtime.base import ModelSpec
 from annotator.engine.runtime.cache import CompiledModelCache
 from annotator.engine.runtime.select import Selection, SelfCheck, select_runner
-from annotator.engine.runtime.selfcheck import mask_dice, phantom_slices
+from annotator.engine.runtime.selfcheck import mask_agreement_check, phantom_slices
 
 log = logging.getLogger(__name__)
 # Kept fp32 under "bf16mix": the patch embedding and the first transformer block (with the
@@ -53,12 +53,8 @@ def encoder_self_check(engine, count: int = 2) -> SelfCheck:
                                    input_size=prepared[index][1], model_id=engine.model_id)
         return [engine.predict(embedding, box_xyxy=box, multimask=False).masks[0] for box in boxes]
 
-    def scores(index: int, reference: tuple[np.ndarray, ...], candidate: tuple[np.ndarray, ...]) -> list[float]:
-        return [mask_dice(r, c) for r, c in zip(masks(index, reference[0]), masks(index, candidate[0]),
-                                                strict=True)]
-
-    return SelfCheck(inputs=[(x,) for x, _ in prepared], scores=scores,
-                     identity=f"sam-{engine.flavour}-phantom-boxes-{count}-v1")
+    return mask_agreement_check([(x,) for x, _ in prepared], masks,
+                                identity=f"sam-{engine.flavour}-phantom-boxes-{count}-v1")
 
 
 def accelerate_sam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,

@@ -18,6 +18,18 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
+def mask_agreement_check(inputs, masks_of, identity: str):
+    """A SelfCheck scoring a runtime by the Dice between the masks masks_of(input_index, features)
+    decodes from its features and from torch fp32's (one score per prompt of that input)."""
+    from annotator.engine.runtime.select import SelfCheck
+
+    def scores(index: int, reference: tuple[np.ndarray, ...], candidate: tuple[np.ndarray, ...]) -> list[float]:
+        return [mask_dice(r, c) for r, c in zip(masks_of(index, reference[0]), masks_of(index, candidate[0]),
+                                                strict=True)]
+
+    return SelfCheck(inputs=inputs, scores=scores, identity=identity)
+
+
 def _ellipse(shape_hw: tuple[int, int], centre_yx, radii_yx, angle_rad: float = 0.0) -> np.ndarray:
     yy, xx = np.mgrid[: shape_hw[0], : shape_hw[1]].astype(np.float64)
     dy, dx = yy - centre_yx[0], xx - centre_yx[1]
