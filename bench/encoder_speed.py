@@ -106,6 +106,31 @@ def round_robin(timers: dict, reps: int) -> dict[str, float]:
     return {name: round(statistics.median(v), 1) for name, v in times.items()}
 
 
+def time_variants(kind: str, variants: list[str], spec, cache, x: np.ndarray, reps: int,
+                  input_path: str | None = None) -> tuple[dict, dict[str, float], dict]:
+    """Build each variant (RSS added, build time), then time them round-robin beside torch fp32 as
+    shipped and malloc-tuned, each in its own worker process. Returns (runners, medians, memory)."""
+    from annotator.engine.runtime.select import build_runner
+
+    shipped = ShippedWorker(kind, input_path)
+    tuned = ShippedWorker(kind, input_path, tuned=True)
+    runners, memory = {}, {}
+    for variant in variants:
+        before = rss_mb()
+        start = time.perf_counter()
+        runners[variant] = build_runner(variant, spec, cache)
+        runners[variant](x)
+        memory[variant] = {"rss_added_mb": round(rss_mb() - before, 1),
+                           "build_s": round(time.perf_counter() - start, 2)}
+    timers = {"torch-fp32-as-shipped": shipped.run, "torch-fp32-malloc-tuned-own-process": tuned.run}
+    timers.update({v: (lambda r=r: r(x)) for v, r in runners.items()})
+    medians = round_robin(timers, reps)
+    shipped.close()
+    tuned.close()
+    memory["torch-fp32-as-shipped"] = {"peak_rss_mb": round(shipped.peak_rss_mb, 1)}
+    return runners, medians, memory
+
+
 def protocol_case():
     from annotator.evaluate import protocol
     from annotator.io import load_volume, read_labels_onto
@@ -135,7 +160,7 @@ def bench_lite(reps: int, cache) -> dict:
     from annotator.engine.lite_medsam import preprocess
     from annotator.engine.lite_medsam.engine import LiteMedSamEngine
     from annotator.engine.runtime.lite_medsam import encoder_spec
-    from annotator.engine.runtime.select import build_runner, candidate_variants
+    from annotator.engine.runtime.select import candidate_variants
     from annotator.evaluate.protocol import dice
 
     slices_u8, prompts = protocol_case()
@@ -143,23 +168,8 @@ def bench_lite(reps: int, cache) -> dict:
     x, _ = preprocess.model_input(slices_u8[prompts[0][0]])
     with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as fh:
         np.save(fh, x)
-    shipped = ShippedWorker("lite", fh.name)
-    tuned = ShippedWorker("lite", fh.name, tuned=True)
-    spec = encoder_spec(engine)
-    runners, memory = {}, {}
-    for variant in LITE_VARIANTS:
-        before = rss_mb()
-        start = time.perf_counter()
-        runners[variant] = build_runner(variant, spec, cache)
-        runners[variant](x)
-        memory[variant] = {"rss_added_mb": round(rss_mb() - before, 1),
-                           "build_s": round(time.perf_counter() - start, 2)}
-    timers = {"torch-fp32-as-shipped": shipped.run, "torch-fp32-malloc-tuned-own-process": tuned.run}
-    timers.update({v: (lambda r=r: r(x)) for v, r in runners.items()})
-    medians = round_robin(timers, reps)
-    shipped.close()
-    tuned.close()
-    memory["torch-fp32-as-shipped"] = {"peak_rss_mb": round(shipped.peak_rss_mb, 1)}
+    runners, medians, memory = time_variants("lite", LITE_VARIANTS, encoder_spec(engine), cache, x, reps,
+                                             fh.name)
 
     reference = box_masks(engine, slices_u8, prompts)
     truth_dice = [dice(r, t) for r, (_, _, t) in zip(reference, prompts, strict=True)]
@@ -185,7 +195,7 @@ def bench_vitb(reps: int, cache, with_ort: bool) -> dict:
     from annotator.engine._torchvision_compat import ensure_torchvision
     from annotator.engine.runtime.base import ModelSpec
     from annotator.engine.runtime.sam import FP32_STEM
-    from annotator.engine.runtime.select import build_runner, candidate_variants
+    from annotator.engine.runtime.select import candidate_variants
 
     ensure_torchvision()
     from segment_anything import sam_model_registry
@@ -196,23 +206,8 @@ def bench_vitb(reps: int, cache, with_ort: bool) -> dict:
     spec = ModelSpec(module=encoder, part="sam-vit-b-random.encoder", model_sha256="random-seed-0",
                      example_inputs=(x,), input_names=("image",), output_names=("features",),
                      fp32_scopes=FP32_STEM)
-    shipped = ShippedWorker("vitb")
-    tuned = ShippedWorker("vitb", tuned=True)
     variants = VITB_VARIANTS + (["onnxruntime-fp32"] if with_ort else [])
-    runners, memory = {}, {}
-    for variant in variants:
-        before = rss_mb()
-        start = time.perf_counter()
-        runners[variant] = build_runner(variant, spec, cache)
-        runners[variant](x)
-        memory[variant] = {"rss_added_mb": round(rss_mb() - before, 1),
-                           "build_s": round(time.perf_counter() - start, 2)}
-    timers = {"torch-fp32-as-shipped": shipped.run, "torch-fp32-malloc-tuned-own-process": tuned.run}
-    timers.update({v: (lambda r=r: r(x)) for v, r in runners.items()})
-    medians = round_robin(timers, reps)
-    shipped.close()
-    tuned.close()
-    memory["torch-fp32-as-shipped"] = {"peak_rss_mb": round(shipped.peak_rss_mb, 1)}
+    runners, medians, memory = time_variants("vitb", variants, spec, cache, x, reps)
     reference = runners["torch-fp32"](x)[0]
     errors = {v: round(float(np.linalg.norm(r(x)[0] - reference) / np.linalg.norm(reference)), 5)
               for v, r in runners.items()}

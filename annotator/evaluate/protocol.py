@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotator.core.overlap import dice  # noqa: F401 - the protocol's metric, used as protocol.dice
+
 MIN_ITEM_PIXELS = 64
 CT_WINDOW = (-160.0, 240.0)
 MR_PERCENTILES = (0.5, 99.5)
@@ -93,13 +95,6 @@ def tight_box_xyxy(mask_hw: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(mask_hw.any(axis=1))
     cols = np.flatnonzero(mask_hw.any(axis=0))
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.int64)
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """2|P & G| / (|P| + |G|); 1.0 when both are empty."""
-    p, g = np.asarray(pred, bool), np.asarray(truth, bool)
-    total = int(p.sum()) + int(g.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(p & g)) / total
 
 
 def _bordered_edt(mask_hw: np.ndarray) -> np.ndarray:

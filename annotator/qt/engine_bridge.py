@@ -492,7 +492,6 @@ def _create_engine(name: str, checkpoint: str | None, runtime: str):  # noqa: AN
     if getattr(engine, "runtime_pending", False):
         from annotator.engine.runtime.prepare import start_background_preparation
 
-        kind = "sam" if type(engine).__name__ == "SamEngine" else "lite-medsam"
-        engine.background_check = start_background_preparation(engine=kind, checkpoint=checkpoint)
+        engine.background_check = start_background_preparation(engine=name, checkpoint=checkpoint)
         log.info("fast runtime check running in the background; used from the next start")
     return engine

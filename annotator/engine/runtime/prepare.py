@@ -16,10 +16,11 @@ import sys
 log = logging.getLogger(__name__)
 
 
-def start_background_preparation(runtime: str = "auto", engine: str = "lite-medsam",
+def start_background_preparation(runtime: str = "auto", engine: str = "auto",
                                  checkpoint: str | None = None) -> subprocess.Popen[bytes] | None:
-    """Start the check for `engine` (and its checkpoint; None: the bundled LiteMedSAM) in a
-    separate low-priority process; None if it could not be started."""
+    """Start the check for the engine create_engine(engine, checkpoint) gives ("auto": by the
+    checkpoint's layout, the bundled LiteMedSAM without one) in a separate low-priority process;
+    None if it could not be started."""
     def lower_priority() -> None:
         os.nice(10)
 
@@ -36,7 +37,7 @@ def start_background_preparation(runtime: str = "auto", engine: str = "lite-meds
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Arguments: [runtime [engine [checkpoint]]] (default: auto, lite-medsam, bundled weights).
+    """Arguments: [runtime [engine [checkpoint]]] (default: auto, auto, bundled weights).
 
     Loads the engine with that runtime on the CPU: checks, exports, stores the choice."""
     argv = sys.argv[1:] if argv is None else argv
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from annotator.engine.factory import create_engine
 
     runtime, name, checkpoint = (list(argv) + [None] * 3)[:3]
-    engine = create_engine(name or "lite-medsam", checkpoint=checkpoint, runtime=runtime or "auto", device="cpu")
+    engine = create_engine(name or "auto", checkpoint=checkpoint, runtime=runtime or "auto", device="cpu")
     log.info("%s runtime prepared: %s", getattr(engine, "model_id", name), engine.runtime)
     return 0
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotator.core.overlap import dice
 from annotator.engine.runtime.base import ModelRunner, ModelSpec, runner_name
 from annotator.engine.runtime.cache import CompiledModelCache
-from annotator.engine.runtime.selfcheck import mask_dice
 
 log = logging.getLogger(__name__)
 # Point label meanings in the graph (SamOnnxModel's convention): -1 padding point, 0 negative,
@@ -210,7 +210,7 @@ def check_prompt_runner(candidate, reference, cases: list[dict]
             logits, iou = candidate.predict(**case, multimask=multimask)
             worst_diff = max(worst_diff, float(np.abs(logits - ref_logits).max()),
                              float(np.abs(iou - ref_iou).max()))
-            worst_dice = min(worst_dice, mask_dice(logits > 0, ref_logits > 0))
+            worst_dice = min(worst_dice, dice(logits > 0, ref_logits > 0))
     return worst_dice >= 0.999 and worst_diff <= 1e-2, worst_dice, worst_diff
 
 
@@ -270,13 +270,13 @@ def select_prompt_runner(prompt_encoder, mask_decoder, *, part: str, model_sha25
     for variant in variants:
         try:
             candidate = PromptRunner(build_runner(variant, spec, cache), mask_hw)
-            passed, dice, diff = check_prompt_runner(candidate, reference, cases)
+            passed, min_dice, diff = check_prompt_runner(candidate, reference, cases)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot run this graph is skipped
             log.warning("%s: %s unavailable (%s: %s)", part, variant, type(exc).__name__, exc)
             continue
         if not passed:
             log.warning("%s: %s disagrees with torch (min Dice %.4f, max diff %.2g); not used",
-                        part, variant, dice, diff)
+                        part, variant, min_dice, diff)
             continue
         times = []
         for _ in range(5):

@@ -8,16 +8,14 @@ embeddings never mix), and the prompt path goes on the fastest runtime whose mas
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
+from annotator.engine.runtime.accelerate import accelerate
 from annotator.engine.runtime.base import ModelSpec
 from annotator.engine.runtime.cache import CompiledModelCache
-from annotator.engine.runtime.select import Selection, SelfCheck, select_runner
+from annotator.engine.runtime.select import Selection, SelfCheck
 from annotator.engine.runtime.selfcheck import mask_agreement_check, phantom_slices
 
-log = logging.getLogger(__name__)
 # Kept fp32 under "bf16mix": the patch embedding and the first transformer block (with the
 # position embedding between them), by analogy with LiteMedSAM's stem, where bf16 in the first
 # layers cost the box masks most (see onnx_split.py). No real SAM weights can be measured here.
@@ -60,43 +58,10 @@ def encoder_self_check(engine, count: int = 2) -> SelfCheck:
 def accelerate_sam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
                    check: SelfCheck | None = None, stored_only: bool = False,
                    require_faster: bool = True) -> Selection | None:
-    """Select the encoder runner for a CPU SamEngine and install it with a fast prompt path.
-
-    stored_only=True installs a choice an earlier check stored on this machine, or returns None
-    and leaves the engine on torch. GPU engines stay on torch (fp16 autocast, see SamEngine).
-    """
-    from annotator.engine.api import EngineError
-    from annotator.engine.runtime.malloc import tune_malloc
-
+    """Select the encoder runner for a CPU SamEngine and install it with a fast prompt path (see
+    accelerate.accelerate). GPU engines stay on torch (fp16 autocast, see SamEngine): None."""
     if engine.device != "cpu":
         return None
-    tune_malloc()
-    try:
-        selection = select_runner(encoder_spec(engine), runtime=runtime,
-                                  check=check or encoder_self_check(engine),
-                                  cache=cache, device="cpu", stored_only=stored_only,
-                                  require_faster=require_faster)
-    except ValueError as exc:  # unknown or uninstalled runtime asked for by name
-        raise EngineError(f"{engine.model_id}: {exc}") from exc
-    if selection is None:
-        return None
-    runner = selection.runner
-    if selection.name != "torch-fp32":
-        engine.set_encoder(lambda x: runner(x)[0], selection.name)
-    log.info("%s encoder on %s%s", engine.model_id, selection.name,
-             " (stored choice)" if selection.from_cache else "")
-    if runtime not in ("torch", "torch-fp32"):
-        engine.set_prompt_runner(prompt_runner(engine, "auto" if "-" in runtime else runtime, cache))
-    return selection
-
-
-def prompt_runner(engine, runtime: str = "auto", cache: CompiledModelCache | None = None):
-    """The fastest prompt-path runner for `engine` whose masks equal torch's (see prompt_path.py)."""
-    from annotator.engine.runtime.prompt_path import select_prompt_runner
-
-    module = engine.torch_module
-    size = module.prompt_encoder.image_embedding_size
-    return select_prompt_runner(module.prompt_encoder, module.mask_decoder, part=f"{engine.model_id}.prompt",
-                                model_sha256=engine.model_sha256,
-                                embedding_shape=(1, module.prompt_encoder.embed_dim, *size),
-                                runtime=runtime, cache=cache)
+    return accelerate(engine, encoder_spec(engine), check or encoder_self_check(engine), runtime,
+                      prompt_part=f"{engine.model_id}.prompt", cache=cache, stored_only=stored_only,
+                      require_faster=require_faster)

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks; two empty masks agree perfectly."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+from annotator.core.overlap import dice
 
 
 def mask_agreement_check(inputs, masks_of, identity: str):
@@ -24,7 +19,7 @@ def mask_agreement_check(inputs, masks_of, identity: str):
     from annotator.engine.runtime.select import SelfCheck
 
     def scores(index: int, reference: tuple[np.ndarray, ...], candidate: tuple[np.ndarray, ...]) -> list[float]:
-        return [mask_dice(r, c) for r, c in zip(masks_of(index, reference[0]), masks_of(index, candidate[0]),
+        return [dice(r, c) for r, c in zip(masks_of(index, reference[0]), masks_of(index, candidate[0]),
                                                 strict=True)]
 
     return SelfCheck(inputs=inputs, scores=scores, identity=identity)
