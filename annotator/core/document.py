@@ -5,6 +5,7 @@ Views bind to its psygnal signals and call its methods; they never hold authorit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,7 @@ from psygnal import Signal
 
 from annotator.core.geometry import Window, default_window, in_plane_axes, slice_2d, slice_region
 from annotator.core.history import History
+from annotator.core.keys import KeyMark
 from annotator.core.labels import LabelEdit, LabelMap, LabelTable, Region, bounding_region
 from annotator.core.prompts import BoxPrompt, PointPrompt, PromptSet
 from annotator.core.volume import Volume
@@ -33,6 +35,7 @@ class Preview:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     chosen: int = 0
     low_res_logits: np.ndarray | None = None
+    window: Window | None = None  # the model input window the masks were made in
 
     @property
     def mask(self) -> np.ndarray:
@@ -218,6 +221,7 @@ class AnnotationDocument:
             edit = self.labels.apply(region, new, f"delete {self.labels.table[label_id].name}")
             self.history.push(edit)
         self.labels.table.remove(label_id)
+        self.history.keys.forget_label(label_id)
         if self.active_label == label_id:
             ids = self.labels.table.ids()
             self.active_label = ids[0] if ids else 0
@@ -271,11 +275,14 @@ class AnnotationDocument:
         if self.preview is None or self.preview.candidate_count < 2:
             return
         chosen = (self.preview.chosen + step) % self.preview.candidate_count
-        self.set_preview(Preview(self.preview.axis, self.preview.index, self.preview.masks,
-                                 self.preview.scores, chosen, self.preview.low_res_logits))
+        self.set_preview(dataclasses.replace(self.preview, chosen=chosen))
 
     def accept_preview(self) -> LabelEdit | None:
-        """Write the preview into the active label on its slice (one undo step); clears prompts."""
+        """Write the preview into the active label on its slice (one undo step); clears prompts.
+
+        On a key slice (one the user decided before) the mask is added to what is there, so a
+        structure can be segmented piece by piece. On any other slice, what propagation put there
+        is only a proposal: the accepted mask replaces it (a correction)."""
         preview = self.preview
         if preview is None:
             return None
@@ -284,8 +291,13 @@ class AnnotationDocument:
         region = slice_region(self.labels.shape_zyx, preview.axis, preview.index)
         mask3 = np.expand_dims(preview.mask, preview.axis)
         name = self.labels.table[self.active_label].name
-        edit = self.labels.paint(region, mask3, self.active_label, description=f"segment {name}")
-        self.history.push(edit)
+        if preview.index in self.key_marks(self.active_label, preview.axis):
+            edit = self.labels.paint(region, mask3, self.active_label, description=f"segment {name}")
+        else:
+            edit = self.labels.replace_label(region, mask3, self.active_label, description=f"segment {name}")
+        window = preview.window.key() if preview.window is not None else None
+        mark = KeyMark(self.active_label, preview.axis, preview.index, window)
+        self.history.push(_with_marks(edit, (mark,)) if edit is not None else self._marks_only(mark, name))
         self.clear_prompts(preview.axis, preview.index)
         self.set_preview(None)
         return edit
@@ -306,6 +318,8 @@ class AnnotationDocument:
         """Paint a (H, W) raw-slice mask with label_id (0 erases) as one undoable edit."""
         region = slice_region(self.labels.shape_zyx, axis, index)
         edit = self.labels.paint(region, np.expand_dims(mask_hw, axis), label_id, description=description)
+        if edit is not None and label_id:
+            edit = _with_marks(edit, (KeyMark(label_id, axis, index),))
         self.history.push(edit)
         return edit
 
@@ -364,12 +378,31 @@ class AnnotationDocument:
         region[r_axis], region[c_axis] = box[1], box[2]
         before = np.expand_dims(before_slice[box[1], box[2]], axis).copy()
         after = np.expand_dims(after_slice[box[1], box[2]], axis).copy()
-        edit = LabelEdit(tuple(region), before, after, description)  # type: ignore[arg-type]
+        # Every label the stroke changed on this slice is decided there now (a key).
+        touched = sorted({int(v) for v in np.unique(np.concatenate([before[before != after], after[before != after]]))} - {0})
+        marks = tuple(KeyMark(label_id, axis, index) for label_id in touched)
+        edit = LabelEdit(tuple(region), before, after, description, marks)  # type: ignore[arg-type]
         self.history.push(edit)
         return edit
+
+    def key_marks(self, label_id: int, axis: int) -> dict[int, KeyMark]:
+        """The key slices of a label along an axis (the slices propagation must not rewrite)."""
+        return self.history.keys.of(label_id, axis)
+
+    def _marks_only(self, mark: KeyMark, name: str) -> LabelEdit:
+        """An edit that changes no voxel but makes a slice a key (the user accepted exactly what
+        was there), so undo takes the key back too."""
+        region = slice_region(self.labels.shape_zyx, mark.axis, mark.index)
+        cell = tuple(slice(r.start, r.start + 1) for r in region)
+        same = self.labels.array[cell].copy()
+        return LabelEdit(cell, same, same.copy(), f"keep {name}", (mark,))
 
     def undo(self) -> LabelEdit | None:
         return self.history.undo()
 
     def redo(self) -> LabelEdit | None:
         return self.history.redo()
+
+
+def _with_marks(edit: LabelEdit, marks: tuple[KeyMark, ...]) -> LabelEdit:
+    return dataclasses.replace(edit, key_marks=edit.key_marks + marks)

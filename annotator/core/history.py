@@ -1,9 +1,11 @@
-"""Undo/redo of LabelMap edits; each entry keeps only the changed region (before and after)."""
+"""Undo/redo of LabelMap edits; each entry keeps only the changed region (before and after), and
+the key slices it set (core.keys), which undo and redo with it."""
 
 from __future__ import annotations
 
 from psygnal import Signal
 
+from annotator.core.keys import KeyMark, KeySlices
 from annotator.core.labels import LabelEdit, LabelMap
 
 
@@ -15,14 +17,18 @@ class History:
     def __init__(self, labels: LabelMap, max_bytes: int = 1 << 30) -> None:
         self.labels = labels
         self.max_bytes = max_bytes
+        self.keys = KeySlices()
         self._done: list[LabelEdit] = []
         self._undone: list[LabelEdit] = []
+        # per done/undone edit (by position): what its key marks replaced, for undo
+        self._done_keys: list[dict[tuple[int, int, int], KeyMark | None]] = []
 
     def push(self, edit: LabelEdit | None) -> None:
         """Record an edit that has already been applied to the label map (None is ignored)."""
         if edit is None:
             return
         self._done.append(edit)
+        self._done_keys.append(self.keys.apply(edit.key_marks))
         self._undone.clear()
         self._trim()
         self.changed.emit()
@@ -32,6 +38,7 @@ class History:
             return None
         edit = self._done.pop()
         self.labels.revert(edit)
+        self.keys.restore(self._done_keys.pop())
         self._undone.append(edit)
         self.changed.emit()
         return edit
@@ -42,6 +49,7 @@ class History:
         edit = self._undone.pop()
         self.labels.reapply(edit)
         self._done.append(edit)
+        self._done_keys.append(self.keys.apply(edit.key_marks))
         self.changed.emit()
         return edit
 
@@ -61,7 +69,9 @@ class History:
         return [e.description for e in reversed(self._undone)]
 
     def clear(self) -> None:
+        """Forget the undo stack; the key marks stay (they describe the label map as it is)."""
         self._done.clear()
+        self._done_keys.clear()
         self._undone.clear()
         self.changed.emit()
 
@@ -69,4 +79,5 @@ class History:
         total = sum(e.before.nbytes + e.after.nbytes for e in self._done)
         while len(self._done) > 1 and total > self.max_bytes:
             old = self._done.pop(0)
+            self._done_keys.pop(0)  # its marks stay set: only the ability to undo them is gone
             total -= old.before.nbytes + old.after.nbytes

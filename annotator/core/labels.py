@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from psygnal import Signal
 
+from annotator.core.keys import KeyMark
+
 # Distinct, legible colours for the first labels (ITK-SNAP-like); later ids cycle through hues.
 _DEFAULT_COLOURS = [
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -131,12 +133,14 @@ Region = tuple[slice, slice, slice]
 
 @dataclass(frozen=True)
 class LabelEdit:
-    """A change to a LabelMap: the voxels of `region` before and after. Undo = write `before` back."""
+    """A change to a LabelMap: the voxels of `region` before and after. Undo = write `before` back.
+    `key_marks`: the slices this edit made keys (core.keys), set and unset with it by History."""
 
     region: Region
     before: np.ndarray
     after: np.ndarray
     description: str = "edit"
+    key_marks: tuple[KeyMark, ...] = ()
 
     @property
     def changed_voxels(self) -> int:

@@ -149,3 +149,71 @@ def test_volume_ml_uses_spacing():
     doc = _doc()
     doc.paint_slice_mask(0, 0, np.ones((20, 30), bool), 1, "paint")
     assert doc.label_volume_ml(1) == pytest.approx(600 * 2.0 / 1000)
+
+
+def test_accepted_masks_brush_and_erase_make_key_slices_that_undo_with_their_edit():
+    doc = _doc()
+    label = doc.active_label
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:10, 5:12] = True
+    doc.set_preview(Preview(0, 2, mask[None], window=Window(-600, 1500)))
+    doc.accept_preview()
+    assert set(doc.key_marks(label, 0)) == {2}
+    assert doc.key_marks(label, 0)[2].window == Window(-600, 1500).key()
+    assert doc.key_marks(label, 1) == {}  # keys belong to one axis
+    # A brush stroke on slice 4 makes it a key (no window: it was drawn, not segmented).
+    doc.begin_stroke(0, 4, "brush")
+    doc.stroke_dab((10, 10), 3, erase=False)
+    doc.end_stroke()
+    assert set(doc.key_marks(label, 0)) == {2, 4}
+    assert doc.key_marks(label, 0)[4].window is None
+    # Erasing everything of the label on slice 4 keeps it a key: "absent here".
+    doc.begin_stroke(0, 4, "eraser")
+    doc.stroke_dab((10, 10), 6, erase=True)
+    doc.end_stroke()
+    assert not (doc.labels.array[4] == label).any()
+    assert 4 in doc.key_marks(label, 0)
+    # Undo takes the keys back with their edits; redo restores them.
+    doc.undo()
+    doc.undo()
+    assert set(doc.key_marks(label, 0)) == {2}
+    doc.undo()
+    assert doc.key_marks(label, 0) == {}
+    doc.redo()
+    assert set(doc.key_marks(label, 0)) == {2}
+    # Accepting exactly what is already there still marks the slice (an edit with no voxel change).
+    doc.set_preview(Preview(0, 2, mask[None]))
+    doc.accept_preview()
+    assert doc.history.descriptions()[-1].startswith("keep")
+    assert doc.key_marks(label, 0)[2].window is None
+
+
+def test_a_stroke_marks_every_label_it_changed():
+    doc = _doc()
+    first = doc.active_label
+    doc.labels.array[3, 0:10, 0:10] = first
+    second = doc.add_label("other")
+    doc.labels.array[3, 10:20, 0:10] = second
+    doc.begin_stroke(0, 3, "eraser")
+    doc.stroke_dab((10, 5), 3, erase=True)
+    doc.end_stroke()
+    assert 3 in doc.key_marks(first, 0)
+    assert 3 in doc.key_marks(second, 0)
+    doc.delete_label(second)
+    assert doc.key_marks(second, 0) == {}
+
+
+def test_accepting_on_a_propagated_slice_replaces_it_and_on_a_key_slice_adds_to_it():
+    doc = _doc()
+    label = doc.active_label
+    doc.labels.array[3, 0:5, 0:5] = label  # what propagation proposed on slice 3 (not a key)
+    piece = np.zeros((20, 30), dtype=bool)
+    piece[10:15, 10:15] = True
+    doc.set_preview(Preview(0, 3, piece[None]))
+    doc.accept_preview()
+    np.testing.assert_array_equal(doc.labels.array[3] == label, piece)  # the proposal is replaced
+    other = np.zeros_like(piece)
+    other[10:15, 20:25] = True
+    doc.set_preview(Preview(0, 3, other[None]))
+    doc.accept_preview()
+    np.testing.assert_array_equal(doc.labels.array[3] == label, piece | other)  # a key grows piece by piece
