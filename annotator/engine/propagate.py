@@ -1,89 +1,119 @@
-"""3-D propagation: from one accepted mask on a key slice, segment the neighbouring slices one after
-another (each prompted by the previous slice's mask), stop on its own where the structure ends, and
-land the whole result as one undoable LabelEdit. Qt-free; runs on any thread.
+"""3-D propagation between key slices: from the slices the user segmented (keys), segment the others
+one after another, each prompted by its neighbour's mask, stop where the structure ends, never touch
+a key, and land the whole result as one undoable LabelEdit. Qt-free; runs on any thread.
 
-Why not LiteMedSAM's own scheme (next box = previous mask's box + 3 px in model space, stop below 5 %
-of the key area): the model returns a non-empty mask for almost any box, so that scheme runs past
-organ ends, and its masks shrink slice after slice (a box drawn tight around an under-segmented mask
-gives a smaller mask still). Here the next box is the previous one widened in proportion to its
-size, and a slice is accepted only if it still looks like the same structure:
-- not empty, and at least `min_area_ratio` of the previous slice's area (organ ends shrink fast),
-- most of it overlaps the previous slice's mask (`min_overlap`): no jump to a neighbour,
-- its mean grey level stays within `max_intensity_z` standard deviations of the key slice's mask
-  (leaving an organ means segmenting other tissue),
-- the model's own IoU estimate is at least `min_score`.
+Keys: every slice the user segmented or corrected for a label (an accepted box or clicks, a brush
+or eraser stroke) is a key; an emptied key says "the structure is absent here". Outside the
+outermost keys the mask is carried outwards until a stop rule fires; between two keys it is carried
+from both sides and the two masks are blended by shape (signed-distance) interpolation weighted by
+the distance to each key, so a correction pulls its neighbourhood towards it.
+
+One step, from the previous slice's mask `prev` to the next slice (each rule measured with
+`annotator evaluate --propagate` on the labelled CT and CTA; see BENCHMARKS.md):
+- The box is `prev`'s bounding box widened by a few pixels of the model's 256-pixel input frame
+  (LiteMedSAM was trained on boxes with a few pixels of slack); a small and a larger margin are
+  tried and the mask that agrees best with `prev` (IoU) is kept. A fixed share of the size (the
+  earlier rule) let large organs grow slice after slice.
+- Only the parts touching `prev` are kept, and only within `growth_slope` slice spacings of it:
+  a surface cannot move much further in-plane than the slices are apart, so a leak into a
+  neighbour is cut where it starts instead of being carried on.
+- Stop when the mask is empty, shrinks below `min_area_ratio` of `prev`, mostly leaves `prev`,
+  the model's own IoU estimate is low, or its median intensity (raw image units, so the input
+  window does not matter) leaves the structure's running intensity by more than `max_intensity_z`
+  robust standard deviations. The running value follows slow change (contrast fading along a
+  vessel); comparing with the key slice alone stopped vessels after a few centimetres.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from annotator.core.geometry import slice_region
-from annotator.core.labels import LabelEdit, LabelMap, bounding_region
+from annotator.core.geometry import Window, slice_2d, slice_region
+from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
 from annotator.engine.api import MaskPrediction
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]  # (slices done, slices at most)
+MODEL_FRAME = 256.0  # box margins are given in pixels of the model's input frame
 
 
 class SlicePredictor(Protocol):
     """What propagation needs from an engine, per slice of one volume along one axis."""
 
-    def predict(self, index: int, *, box_xyxy: np.ndarray, mask_input: np.ndarray | None = None) -> MaskPrediction:
-        """Single-mask prediction on slice `index` (its embedding computed at most once, ever)."""
+    def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
+        """Single-mask prediction on slice `index` embedded under `window` (embedded at most once, ever)."""
         ...
 
-    def image(self, index: int) -> np.ndarray:
-        """The (H, W) uint8 windowed slice the encoder saw (for the grey-level check)."""
+    def raw(self, index: int) -> np.ndarray:
+        """The raw (H, W) slice in image units (HU for CT), for the intensity rule."""
         ...
 
-    def prefetch(self, index: int, step: int, count: int) -> None:
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
         """Start embedding slices index, index + step, ... (count of them) in the background."""
         ...
 
 
 @dataclass(frozen=True)
-class PropagationParams:
-    """Defaults measured on the shared abdominal CT with `annotator evaluate --propagate`."""
+class Key:
+    """A slice the user decided: its mask ((H, W) bool; empty = absent here) and the model input window
+    its mask was made in (propagation from this key uses it)."""
 
-    box_margin_frac: float = 0.15    # widen the previous mask's box by this share of its size per side
-    box_margin_min_px: float = 3.0   # ... and by at least this many pixels
-    min_area_ratio: float = 0.35     # stop when a slice keeps less than this of the previous area
-    max_area_ratio: float = 2.5      # stop when it more than this: it leaked into a neighbour
+    index: int
+    mask: np.ndarray = field(repr=False)
+    window: Window
+
+
+@dataclass(frozen=True)
+class PropagationParams:
+    """Defaults measured with `annotator evaluate --propagate` (module docstring)."""
+
+    box_margins_256: tuple[float, ...] = (3.0, 8.0)  # candidate box margins, model-frame pixels
+    growth_slope: float = 1.0        # in-plane growth per slice, in slice spacings
+    min_area_ratio: float = 0.3      # stop when a slice keeps less than this of the previous area
     min_overlap: float = 0.5         # share of the new mask inside the previous one
-    max_intensity_z: float = 2.5     # grey-level drift from the key mask, in its standard deviations
     min_score: float = 0.5           # the model's IoU estimate
+    max_intensity_z: float = 3.0     # median intensity vs the running value, in robust sds
+    intensity_min_sd_frac: float = 0.025  # floor of that sd, as a share of the key's window width
+    intensity_adapt: float = 0.3     # how fast the running intensity follows accepted slices
     min_pixels: int = 4              # a mask smaller than this counts as empty
-    use_mask_input: bool = False     # feed the previous logits (LiteMedSAM was not trained on them)
+    between_keys: str = "blend"      # "blend" (model from both keys, shape-blended) or "interpolate"
     prefetch: int = 2                # slices embedded ahead of the current one
 
 
 @dataclass
 class PropagationResult:
-    """Masks per slice index (the key slice included), why each direction stopped, and whether the
+    """Masks per slice index (keys included), the key indices, why each run stopped, and whether the
     run was cancelled (then nothing may be written)."""
 
     masks: dict[int, np.ndarray] = field(default_factory=dict)
+    keys: frozenset[int] = frozenset()
     stops: dict[str, str] = field(default_factory=dict)
     cancelled: bool = False
 
     @property
     def slice_range(self) -> tuple[int, int] | None:
-        if not self.masks:
+        nonempty = [i for i, m in self.masks.items() if m.any()]
+        if not nonempty:
             return None
-        return min(self.masks), max(self.masks)
+        return min(nonempty), max(nonempty)
 
 
 class PropagationCancelled(Exception):  # noqa: N818 - an outcome, like KeyboardInterrupt
-    """Raised by propagate_into_labels when the cancel event was set; the label map is untouched."""
+    """Raised by propagate_label when the cancel event was set; the label map is untouched."""
 
+
+class _Cancelled(Exception):  # noqa: N818 - internal unwinding of a cancelled run
+    pass
+
+
+# ---- one step -----------------------------------------------------------------------------------
 
 def _box_of(mask: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(mask.any(axis=1))
@@ -91,14 +121,16 @@ def _box_of(mask: np.ndarray) -> np.ndarray:
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
 
 
-def next_box(previous_mask: np.ndarray, params: PropagationParams) -> np.ndarray:
-    """The previous mask's box widened on every side (clipped to the slice)."""
+def next_boxes(previous_mask: np.ndarray, params: PropagationParams) -> list[np.ndarray]:
+    """The previous mask's box widened by each candidate margin (model-frame pixels), clipped."""
     box = _box_of(previous_mask)
     h, w = previous_mask.shape
-    mx = max(params.box_margin_min_px, params.box_margin_frac * (box[2] - box[0] + 1))
-    my = max(params.box_margin_min_px, params.box_margin_frac * (box[3] - box[1] + 1))
-    out = box + np.array([-mx, -my, mx, my])
-    return np.clip(out, [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1])
+    scale = max(h, w) / MODEL_FRAME
+    out = []
+    for margin in params.box_margins_256:
+        m = max(1.0, margin * scale)
+        out.append(np.clip(box + np.array([-m, -m, m, m]), [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1]))
+    return out
 
 
 def _keep_overlapping(mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -115,190 +147,352 @@ def _keep_overlapping(mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
     return np.isin(labelled, touching)
 
 
-def check_slice(mask: np.ndarray, previous: np.ndarray, score: float, grey: np.ndarray | None,
-                key_stats: tuple[float, float] | None, params: PropagationParams) -> str | None:
-    """None if `mask` continues the structure, else the reason to stop there."""
+def _within_reach(previous: np.ndarray, reach_px: float) -> np.ndarray:
+    from scipy.ndimage import distance_transform_edt
+
+    return distance_transform_edt(~previous) <= reach_px
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b)) / union if union else 0.0
+
+
+class _IntensityModel:
+    """Running robust intensity of the structure (raw image units)."""
+
+    def __init__(self, raw_hw: np.ndarray, mask: np.ndarray, window: Window, params: PropagationParams) -> None:
+        values = raw_hw[mask].astype(np.float64)
+        self.value = float(np.median(values))
+        mad = float(np.median(np.abs(values - self.value)))
+        self.sd = max(1.4826 * mad, params.intensity_min_sd_frac * float(window.width), 1e-6)
+        self.adapt = params.intensity_adapt
+
+    def drift(self, raw_hw: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+        median = float(np.median(raw_hw[mask]))
+        return abs(median - self.value) / self.sd, median
+
+    def follow(self, median: float) -> None:
+        self.value = (1.0 - self.adapt) * self.value + self.adapt * median
+
+
+def _step(predictor: SlicePredictor, index: int, window: Window, previous: np.ndarray,
+          params: PropagationParams, reach_px: float) -> tuple[np.ndarray, float]:
+    """The mask on slice `index` from the previous slice's mask, and the model's score for it."""
+    reach = _within_reach(previous, reach_px)
+    best: tuple[float, np.ndarray, float] | None = None
+    for box in next_boxes(previous, params):
+        pred = predictor.predict(index, window, box_xyxy=box)
+        mask = _keep_overlapping(pred.best_mask.astype(bool), previous) & reach
+        agreement = _iou(mask, previous)
+        if best is None or agreement > best[0]:
+            best = (agreement, mask, float(pred.scores[pred.best_index]))
+    if best is None:
+        raise ValueError("params.box_margins_256 is empty")
+    return best[1], best[2]
+
+
+def check_slice(mask: np.ndarray, previous: np.ndarray, score: float, params: PropagationParams) -> str | None:
+    """None if `mask` may continue the structure by shape and score, else the reason to stop."""
     area = int(mask.sum())
     if area < params.min_pixels:
         return "empty"
     prev_area = max(1, int(previous.sum()))
     if area < params.min_area_ratio * prev_area:
         return f"area fell to {area / prev_area:.2f} of the previous slice"
-    if area > params.max_area_ratio * prev_area:
-        return f"area grew to {area / prev_area:.2f} of the previous slice"
     overlap = float(np.count_nonzero(mask & previous)) / area
     if overlap < params.min_overlap:
         return f"only {overlap:.2f} overlaps the previous slice"
     if score < params.min_score:
         return f"model confidence {score:.2f}"
-    if grey is not None and key_stats is not None:
-        mean, std = key_stats
-        drift = abs(float(grey[mask].mean()) - mean) / max(std, 4.0)
-        if drift > params.max_intensity_z:
-            return f"grey level drifted {drift:.1f} sd from the key slice"
     return None
 
 
-def propagate(predictor: SlicePredictor, key_index: int, key_mask: np.ndarray, n_slices: int, *,
-              direction: str = "both", index_range: tuple[int, int] | None = None,
-              params: PropagationParams = PropagationParams(), key_logits: np.ndarray | None = None,
-              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> PropagationResult:
-    """Masks slice by slice from `key_mask` on `key_index` (see the module docstring).
+# ---- runs ---------------------------------------------------------------------------------------
 
-    direction: "both", "up" (+1) or "down" (-1); index_range: inclusive (first, last) slice limits.
-    A set `cancel` event stops the run at the next slice and marks the result cancelled.
+@dataclass
+class _Run:
+    predictor: SlicePredictor
+    params: PropagationParams
+    reach_px: float
+    total: int
+    progress: ProgressFn | None
+    cancel: threading.Event | None
+    done: int = 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+
+    def chain(self, key: Key, step: int, end: int) -> tuple[dict[int, np.ndarray], str]:
+        """Masks from `key` towards `end` (inclusive), one slice per step, until a rule stops it."""
+        masks: dict[int, np.ndarray] = {}
+        if not key.mask.any():
+            return masks, "key is empty"
+        if (end - key.index) * step <= 0:
+            return masks, "volume edge"
+        intensity = _IntensityModel(self.predictor.raw(key.index), key.mask, key.window, self.params)
+        previous, index = key.mask, key.index
+        while index != end:
+            if self.cancel is not None and self.cancel.is_set():
+                raise _Cancelled
+            index += step
+            if self.params.prefetch > 0:
+                remaining = abs(end - index)
+                if remaining:
+                    self.predictor.prefetch(index + step, step, min(self.params.prefetch, remaining), key.window)
+            mask, score = _step(self.predictor, index, key.window, previous, self.params, self.reach_px)
+            self.tick()
+            reason = check_slice(mask, previous, score, self.params)
+            if reason is None:
+                drift, median = intensity.drift(self.predictor.raw(index), mask)
+                if drift > self.params.max_intensity_z:
+                    reason = f"intensity left the structure's ({drift:.1f} sd)"
+                else:
+                    intensity.follow(median)
+            if reason is not None:
+                return masks, f"{reason} at slice {index}"
+            masks[index] = mask
+            previous = mask
+        return masks, "volume edge"
+
+
+def _blend_gap(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
+               spacing_rc: tuple[float, float]) -> dict[int, np.ndarray]:
+    """Masks of the slices strictly between two keys from the run up from `lower` and down from
+    `upper`: blended by shape where both reached a slice, weighted towards the nearer key."""
+    from annotator.postprocess.interpolate import blend_masks
+
+    out: dict[int, np.ndarray] = {}
+    gap = upper.index - lower.index
+    for index in range(lower.index + 1, upper.index):
+        a, b = up.get(index), down.get(index)
+        if a is not None and b is not None:
+            out[index] = blend_masks(a, b, (index - lower.index) / gap, spacing_rc)
+        elif a is not None:
+            out[index] = a
+        elif b is not None:
+            out[index] = b
+    return out
+
+
+def _interpolate_gap(lower: Key, upper: Key, spacing_rc: tuple[float, float]) -> dict[int, np.ndarray]:
+    from annotator.postprocess.interpolate import fill_between
+
+    slices = fill_between(lower.mask, upper.mask, upper.index - lower.index - 1, spacing_rc)
+    return {lower.index + 1 + i: m for i, m in enumerate(slices)}
+
+
+def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: int, *, direction: str = "both",
+              index_range: tuple[int, int] | None = None, params: PropagationParams = PropagationParams(),
+              slice_spacing_px: float = 1.0, spacing_rc: tuple[float, float] = (1.0, 1.0),
+              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> PropagationResult:
+    """Masks for the slices around and between `keys` (see the module docstring).
+
+    direction: "both", "up" (+1) or "down" (-1) beyond the outermost keys; index_range: inclusive
+    (first, last) slice limits; slice_spacing_px: slice spacing over the in-plane pixel size (how far
+    a surface may move in-plane per slice); spacing_rc: in-plane pixel size (shape blending). A set
+    `cancel` event stops the run at the next slice and marks the result cancelled.
     """
-    key_mask = np.asarray(key_mask, dtype=bool)
-    if not key_mask.any():
-        raise ValueError("the key slice's mask is empty: nothing to propagate")
+    keys = [keys] if isinstance(keys, Key) else sorted(keys, key=lambda k: k.index)
+    if not keys:
+        raise ValueError("no key slice to propagate from")
+    if len({k.index for k in keys}) != len(keys):
+        raise ValueError("two keys on the same slice")
+    if not any(k.mask.any() for k in keys):
+        raise ValueError("every key slice is empty: nothing to propagate")
     if direction not in ("both", "up", "down"):
         raise ValueError(f"direction must be 'both', 'up' or 'down', got {direction!r}")
+    if params.between_keys not in ("blend", "interpolate"):
+        raise ValueError(f"between_keys must be 'blend' or 'interpolate', got {params.between_keys!r}")
     first, last = (0, n_slices - 1) if index_range is None else (max(0, index_range[0]), min(n_slices - 1, index_range[1]))
-    if not first <= key_index <= last:
-        raise ValueError(f"key slice {key_index} is outside the range {first}..{last}")
-    steps = {"both": (1, -1), "up": (1,), "down": (-1,)}[direction]
-    total = sum((last - key_index) if s > 0 else (key_index - first) for s in steps)
-    result = PropagationResult(masks={key_index: key_mask.copy()})
-    key_grey = predictor.image(key_index)
-    key_values = key_grey[key_mask].astype(np.float64) if key_grey is not None else None
-    key_stats = (float(key_values.mean()), float(key_values.std())) if key_values is not None else None
-    done = 0
-    for step in steps:
-        previous, logits = key_mask, key_logits
-        end = last if step > 0 else first
-        index = key_index
-        reason = "volume edge" if index == end else ""
-        while index != end:
-            if cancel is not None and cancel.is_set():
-                result.cancelled = True
-                result.stops[_name(step)] = "cancelled"
-                return result
-            index += step
-            if params.prefetch > 0:
-                remaining = abs(end - index)
-                predictor.prefetch(index + step, step, min(params.prefetch, remaining))
-            pred = predictor.predict(index, box_xyxy=next_box(previous, params),
-                                     mask_input=logits if params.use_mask_input else None)
-            best = pred.best_index
-            mask = _keep_overlapping(pred.masks[best].astype(bool), previous)
-            reason = check_slice(mask, previous, float(pred.scores[best]), predictor.image(index), key_stats, params)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-            if reason is not None:
-                reason = f"{reason} at slice {index}"
-                break
-            result.masks[index] = mask
-            previous, logits = mask, pred.low_res_logits[best: best + 1]
-            reason = "volume edge" if index == end else ""
-        result.stops[_name(step)] = reason or "volume edge"
+    for key in keys:
+        if not first <= key.index <= last:
+            raise ValueError(f"key slice {key.index} is outside the range {first}..{last}")
+    low, high = keys[0], keys[-1]
+    go_up, go_down = direction in ("both", "up"), direction in ("both", "down")
+    total = (last - high.index if go_up and high.mask.any() else 0) + \
+        (low.index - first if go_down and low.mask.any() else 0)
+    for lower, upper in zip(keys, keys[1:], strict=False):
+        total += (upper.index - lower.index - 1) * (int(lower.mask.any()) + int(upper.mask.any()))
+    run = _Run(predictor, params, max(1.0, params.growth_slope * slice_spacing_px), max(total, 1), progress, cancel)
+    result = PropagationResult(masks={k.index: k.mask.copy() for k in keys}, keys=frozenset(k.index for k in keys))
+    try:
+        if go_up:
+            masks, result.stops["+"] = run.chain(high, +1, last)
+            result.masks.update(masks)
+        if go_down:
+            masks, result.stops["-"] = run.chain(low, -1, first)
+            result.masks.update(masks)
+        for lower, upper in zip(keys, keys[1:], strict=False):
+            if upper.index - lower.index < 2:
+                continue
+            name = f"{lower.index}..{upper.index}"
+            if params.between_keys == "interpolate":
+                result.masks.update(_interpolate_gap(lower, upper, spacing_rc))
+                result.stops[name] = "interpolated"
+                continue
+            up, up_stop = run.chain(lower, +1, upper.index - 1)
+            down, down_stop = run.chain(upper, -1, lower.index + 1)
+            result.masks.update(_blend_gap(lower, upper, up, down, spacing_rc))
+            result.stops[name] = f"up: {up_stop}; down: {down_stop}"
+    except _Cancelled:
+        result.cancelled = True
+        result.stops["cancelled"] = "cancelled"
+        return result
     if progress is not None:
-        progress(total, total)
+        progress(run.total, run.total)
     return result
 
 
-def _name(step: int) -> str:
-    return "+" if step > 0 else "-"
-
-
 def result_volume_mask(result: PropagationResult, shape_zyx: tuple[int, int, int], axis: int) -> np.ndarray:
-    """The propagated masks as one (z, y, x) bool volume."""
+    """The propagated masks (keys included) as one (z, y, x) bool volume."""
     out = np.zeros(shape_zyx, dtype=bool)
     for index, mask in result.masks.items():
-        out[slice_region(shape_zyx, axis, index)] = mask.reshape(out[slice_region(shape_zyx, axis, index)].shape)
+        region = slice_region(shape_zyx, axis, index)
+        out[region] = mask.reshape(out[region].shape)
     return out
+
+
+# ---- writing into the label map ---------------------------------------------------------------------
+
+def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, label_id: int) -> list[int]:
+    """Non-key slices whose `label_id` voxels the result replaces: every slice from the lowest to
+    the highest it reached, plus the label's contiguous run of slices just beyond (a re-propagation
+    that stops earlier than the last one removes the last one's tail; separate pieces further away
+    are kept)."""
+    n = labels.shape_zyx[axis]
+    other = tuple(a for a in range(3) if a != axis)
+    present = np.any(labels.array == label_id, axis=other)
+    reached = sorted(result.masks)
+    lo, hi = reached[0], reached[-1]
+    while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in result.keys:
+        lo -= 1
+    while hi + 1 < n and present[hi + 1] and (hi + 1) not in result.keys:
+        hi += 1
+    return [i for i in range(lo, hi + 1) if i not in result.keys]
 
 
 def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, *,
                      overwrite: bool = False, description: str = "propagate") -> LabelEdit | None:
-    """Write the propagated masks into `labels` as ONE edit (one undo step). Voxels of other labels
-    are kept unless `overwrite`; locked labels never change. Refuses a cancelled result."""
+    """Write the propagated masks into `labels` as ONE edit (one undo step). Key slices are never
+    written; on the other slices the result replaces `label_id` (see _replacement_slices). Voxels of
+    other labels are kept unless `overwrite`; locked labels never change. Refuses a cancelled result."""
     if result.cancelled:
         raise PropagationCancelled("propagation was cancelled; the label map was not changed")
     if not result.masks:
         return None
-    volume_mask = result_volume_mask(result, labels.shape_zyx, axis)
-    # Only the box around the new voxels and the label's old voxels on those slices: the edit
-    # (and its undo entry) stays small, and re-running propagation replaces, not adds to, the label.
-    lo, hi = result.slice_range
-    on_slices = np.zeros_like(volume_mask)
-    span = [slice(None)] * 3
-    span[axis] = slice(lo, hi + 1)
-    on_slices[tuple(span)] = labels.array[tuple(span)] == label_id
-    region = bounding_region(volume_mask | on_slices)
+    slices = _replacement_slices(labels, result, axis, label_id)
+    if not slices:
+        return None
+    shape = labels.shape_zyx
+    new_mask = np.zeros(shape, dtype=bool)
+    writable = np.zeros(shape, dtype=bool)
+    for index in slices:
+        region = slice_region(shape, axis, index)
+        writable[region] = True
+        if index in result.masks:
+            new_mask[region] = result.masks[index].reshape(new_mask[region].shape)
+    old = (labels.array == label_id) & writable
+    region = bounding_region(new_mask | old)
     if region is None:
         return None
-    return labels.replace_label(region, volume_mask[region], label_id, description=description) if overwrite \
-        else _paint_keep_others(labels, region, volume_mask[region], label_id, description)
+    if overwrite:
+        target = new_mask[region] | ((labels.array[region] == label_id) & ~writable[region])
+        return labels.replace_label(region, target, label_id, description=description)
+    return _paint_keep_others(labels, region, new_mask[region], writable[region], label_id, description)
 
 
-def _paint_keep_others(labels: LabelMap, region, mask: np.ndarray, label_id: int, description: str) -> LabelEdit | None:
-    """label_id becomes exactly `mask` within region, except voxels that belong to another label."""
+def _paint_keep_others(labels: LabelMap, region: Region, mask: np.ndarray, writable: np.ndarray, label_id: int,
+                       description: str) -> LabelEdit | None:
+    """label_id becomes `mask` on the writable voxels of region, except voxels of another label."""
     current = labels.array[region]
     keep_other = (current != 0) & (current != label_id)
-    return labels.replace_label(region, mask & ~keep_other, label_id, description=description)
+    target = (mask & ~keep_other) | ((current == label_id) & ~writable)
+    return labels.replace_label(region, target, label_id, description=description)
 
+
+# ---- through the executor ---------------------------------------------------------------------------
 
 class ExecutorSlices:
     """SlicePredictor through the EngineExecutor: every embedding goes through its EmbeddingService
     (memory + disk cache, so a slice is embedded at most once, ever) on the one engine thread, and
     prefetch queues the next slices there at low priority while this thread waits on predictions."""
 
-    def __init__(self, executor, view) -> None:
+    def __init__(self, executor, view) -> None:  # noqa: ANN001 - executor.EngineExecutor, executor.SliceRef
         self.executor = executor
-        self.view = view  # executor.SliceRef of the key slice: volume, axis, window
+        self.view = view  # executor.SliceRef of any slice of the volume and axis
 
-    def predict(self, index: int, *, box_xyxy: np.ndarray, mask_input: np.ndarray | None = None) -> MaskPrediction:
+    def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
         from annotator.engine.api import EngineError
-        from annotator.engine.executor import PredictRequest
+        from annotator.engine.executor import PredictRequest, SliceRef
 
-        request = PredictRequest(self.view.at(index), box_xyxy=np.asarray(box_xyxy, dtype=np.float64),
-                                 mask_input=mask_input, multimask=False)
+        ref = SliceRef(self.view.volume, self.view.axis, int(index), window)
+        request = PredictRequest(ref, box_xyxy=np.asarray(box_xyxy, dtype=np.float64), multimask=False)
         result = self.executor.predict(request).result()
         if not result.ok or result.prediction is None:
             raise EngineError(f"prediction on slice {index} failed: {result.error or result.status}")
         return result.prediction
 
-    def image(self, index: int) -> np.ndarray:
-        from annotator.engine.slices import slice_rgb_u8
+    def raw(self, index: int) -> np.ndarray:
+        return slice_2d(self.view.volume.array, self.view.axis, int(index))
 
-        return slice_rgb_u8(self.view.volume, self.view.axis, index, self.view.window)[..., 0]
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        from annotator.engine.executor import SliceRef
 
-    def prefetch(self, index: int, step: int, count: int) -> None:
         if count <= 0:
             return
         n = int(self.view.volume.array.shape[self.view.axis])
         if 0 <= index < n:
             # Queued as index, index+1, index-1, ...: the slices behind are cached already (free).
-            self.executor.prefetch(self.view.at(index), radius=count)
+            self.executor.prefetch(SliceRef(self.view.volume, self.view.axis, int(index), window), radius=count)
 
 
-def propagate_label(executor, view, labels: LabelMap, label_id: int, *, key_mask: np.ndarray | None = None,
-                    direction: str = "both", index_range: tuple[int, int] | None = None,
-                    params: PropagationParams = PropagationParams(), overwrite: bool = False,
-                    progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                    ) -> tuple[LabelEdit | None, PropagationResult]:
-    """Propagate `label_id` from the key slice `view` (its mask: `key_mask`, or the label's voxels on
-    that slice) and write the result into `labels` as one LabelEdit (push it onto the History).
+def spacing_for_axis(volume, axis: int) -> tuple[float, tuple[float, float]]:  # noqa: ANN001 - core Volume
+    """(slice spacing over the smaller in-plane pixel size, in-plane (row, col) spacing in mm)."""
+    from annotator.core.geometry import in_plane_axes
+
+    spacing = tuple(float(s) for s in volume.spacing_zyx_mm)
+    r_axis, c_axis = in_plane_axes(axis)
+    in_plane = (spacing[r_axis], spacing[c_axis])
+    return spacing[axis] / max(min(in_plane), 1e-6), in_plane
+
+
+def propagate_volume(predictor: SlicePredictor, volume, axis: int, keys: Key | Sequence[Key], **kwargs):  # noqa: ANN001, ANN201
+    """propagate() with the slice count and spacings taken from `volume` along `axis`."""
+    ratio, spacing_rc = spacing_for_axis(volume, axis)
+    return propagate(predictor, keys, int(volume.shape_zyx[axis]), slice_spacing_px=ratio,
+                     spacing_rc=spacing_rc, **kwargs)
+
+
+def propagate_label(executor, view, labels: LabelMap, label_id: int, *, keys: Sequence[Key] | None = None,  # noqa: ANN001
+                    key_mask: np.ndarray | None = None, direction: str = "both",
+                    index_range: tuple[int, int] | None = None, params: PropagationParams = PropagationParams(),
+                    overwrite: bool = False, progress: ProgressFn | None = None,
+                    cancel: threading.Event | None = None) -> tuple[LabelEdit | None, PropagationResult]:
+    """Propagate `label_id` from its key slices and write the result into `labels` as one LabelEdit
+    (push it onto the History). Without `keys`, the slice of `view` is the one key (its mask:
+    `key_mask`, or the label's voxels there) in `view.window`.
 
     Raises PropagationCancelled, with `labels` untouched, when `cancel` is set during the run.
     """
-    from annotator.core.geometry import slice_2d
-
-    if key_mask is None:
-        key_mask = slice_2d(labels.array, view.axis, view.index) == label_id
-    if not np.any(key_mask):
-        raise ValueError(f"label {label_id} has no voxels on slice {view.index} to propagate from")
-    n = int(view.volume.array.shape[view.axis])
+    if keys is None:
+        if key_mask is None:
+            key_mask = slice_2d(labels.array, view.axis, view.index) == label_id
+        if not np.any(key_mask):
+            raise ValueError(f"label {label_id} has no voxels on slice {view.index} to propagate from")
+        keys = [Key(int(view.index), np.asarray(key_mask, dtype=bool), view.window)]
     try:
-        result = propagate(ExecutorSlices(executor, view), int(view.index), key_mask, n, direction=direction,
-                           index_range=index_range, params=params, progress=progress, cancel=cancel)
+        result = propagate_volume(ExecutorSlices(executor, view), view.volume, view.axis, keys,
+                                  direction=direction, index_range=index_range, params=params,
+                                  progress=progress, cancel=cancel)
     finally:
         executor.cancel_prefetch()
     if result.cancelled:
         raise PropagationCancelled("propagation was cancelled; the label map was not changed")
+    span = result.slice_range or (view.index, view.index)
     edit = propagation_edit(labels, result, view.axis, label_id, overwrite=overwrite,
-                            description=f"propagate label {label_id} over slices "
-                                        f"{result.slice_range[0]}-{result.slice_range[1]}")
+                            description=f"propagate label {label_id} over slices {span[0]}-{span[1]}")
     log.info("propagated label %d over slices %s (stops: %s)", label_id, result.slice_range, result.stops)
     return edit, result

@@ -1,12 +1,12 @@
-"""The click strategy: box models get local corrections, point models get points; checked with
-small fake models whose right answers are known."""
+"""The click strategy: box models' clicks refine the mask on the image, point models get points;
+checked with small fake models and images whose right answers are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from annotator.engine.api import MaskPrediction
+from annotator.engine.api import EngineError, MaskPrediction
 from annotator.engine.click_strategy import (
     Click,
     ClickOutcome,
@@ -47,47 +47,59 @@ def _dice(a, b):
     return 2 * np.count_nonzero(a & b) / (a.sum() + b.sum())
 
 
-def test_positive_click_outside_grows_the_box_and_adds_the_missed_part():
+def _bright(truth: np.ndarray, inside: int = 170, outside: int = 60, seed: int = 0) -> np.ndarray:
+    """A noisy slice image on which `truth` is the bright structure."""
+    rng = np.random.default_rng(seed)
+    image = np.where(truth, inside, outside) + rng.normal(0, 6, truth.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_positive_click_outside_adds_the_missed_part_the_image_shows():
     truth = np.zeros((40, 40), dtype=bool)
-    truth[10:20, 5:30] = True
+    truth[10:20, 5:23] = True
     model = BoxModel(truth)
+    image = _bright(truth)
     start = segment(model, "box", truth.shape, box_xyxy=np.array([5, 10, 17, 19]))  # box misses the right part
-    assert _dice(start.mask, truth) < 0.7
-    after = add_click(model, "box", start, Click(26, 15, True))
-    assert after.last_action == "grow-box"
-    assert after.mask[15, 26]
+    assert _dice(start.mask, truth) < 0.85
+    after = add_click(model, "box", start, Click(21, 15, True), image_hw=image)
+    assert after.last_action == "refine"
+    assert after.mask[15, 21]
     assert _dice(after.mask, truth) > 0.95
-    assert model.calls[-1]["box_xyxy"][2] >= 26  # the box was grown to take the click in
+    assert len(model.calls) == 1  # a box model's click refines on the image: no extra model call
 
 
 def test_negative_click_removes_the_wrong_part_and_keeps_the_rest():
     truth = np.zeros((40, 40), dtype=bool)
     truth[10:30, 10:20] = True
     model = BoxModel(truth, fills_box=True)
-    start = segment(model, "box", truth.shape, box_xyxy=np.array([10, 10, 22, 29]))  # 3 columns too wide
-    after = add_click(model, "box", start, Click(21, 20, False))
-    assert not after.mask[20, 21]
-    assert _dice(after.mask, truth) > _dice(start.mask, truth)
-    assert after.mask[truth].all()  # nothing of the structure was removed
+    image = _bright(truth)
+    start = segment(model, "box", truth.shape, box_xyxy=np.array([10, 10, 23, 29]))  # 4 columns too wide
+    after = add_click(model, "box", start, Click(22, 20, False), image_hw=image)
+    assert not after.mask[20, 22]
+    assert _dice(after.mask, truth) > _dice(start.mask, truth) + 0.05
+    assert not after.mask[16:25, 20:24].any()  # the wrong columns go where the click points
+    assert after.mask[truth].mean() > 0.97  # the structure itself stays
 
 
-def test_region_fallback_uses_grey_levels_and_clicks_stay_satisfied():
+def test_every_click_stays_on_its_side_even_on_a_flat_image():
     truth = np.zeros((30, 30), dtype=bool)
     truth[5:25, 5:25] = True
-    image = np.full((30, 30), 40, dtype=np.uint8)
-    image[truth] = 150
-    start = ClickOutcome(np.zeros_like(truth), None)
+    flat = np.full(truth.shape, 90, dtype=np.uint8)
+    start = ClickOutcome(truth.copy(), np.array([5.0, 5.0, 24.0, 24.0]))
+    clicks = (Click(15, 15, False), Click(2, 2, True), Click(14, 15, True))
+    out = start
+    for click in clicks:
+        out = add_click(lambda **_: pytest.fail("no model call expected"), "box", out, click, image_hw=flat)
+    assert not out.mask[15, 15]
+    assert out.mask[2, 2]
+    assert out.mask[15, 14]
 
-    def blind(**prompts):  # a model that returns nothing: the click must still do something sensible
-        return _prediction(np.zeros_like(truth), 0.1)
 
-    after = add_click(blind, "box", start, Click(15, 15, True), image_hw=image)
-    assert after.last_action == "add-region"
-    assert after.mask[15, 15]
-    assert after.mask.sum() > 20
-    assert not (after.mask & ~truth).any()  # grey-level bound: stays on the bright structure
-    after2 = add_click(blind, "box", after, Click(15, 15, False), image_hw=image)
-    assert not after2.mask[15, 15]
+def test_a_box_model_click_without_the_slice_image_is_refused():
+    truth = np.zeros((10, 10), dtype=bool)
+    truth[2:8, 2:8] = True
+    with pytest.raises(EngineError, match="image"):
+        add_click(BoxModel(truth), "box", ClickOutcome(truth, None), Click(1, 1, True))
 
 
 def test_point_models_get_all_clicks_as_points_with_the_previous_logits():

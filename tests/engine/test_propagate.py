@@ -1,5 +1,7 @@
-"""3-D propagation: stopping at structure ends, one undoable edit, cancel leaving the labels as they
-were (synthetic), and on the shared CT: liver/kidneys from one box, each slice embedded at most once."""
+"""3-D propagation: stopping at structure ends, leaks cut at the reach of a slice, keys (never
+rewritten; an empty key ends the structure; runs from both sides blended), one undoable edit,
+cancel leaving the labels as they were (synthetic), and on the shared CT: liver/kidneys from one
+box, each slice embedded at most once."""
 
 from __future__ import annotations
 
@@ -9,15 +11,19 @@ import lite_medsam_support as support
 import numpy as np
 import pytest
 
+from annotator.core.geometry import Window
 from annotator.core.history import History
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.engine.api import MaskPrediction
 from annotator.engine.propagate import (
+    Key,
     PropagationCancelled,
     PropagationParams,
     propagate,
     propagation_edit,
 )
+
+W = Window(40, 400)
 
 
 class TubeModel:
@@ -27,44 +33,90 @@ class TubeModel:
 
     FIRST, LAST, N = 5, 15, 20
 
-    def __init__(self) -> None:
+    def __init__(self, blob: np.ndarray | None = None) -> None:
         self.predicted: list[int] = []
         self.prefetched: list[tuple[int, int, int]] = []
         rr, cc = np.ogrid[:40, :40]
         self.disk = (rr - 20) ** 2 + (cc - 20) ** 2 <= 36
+        self.blob = self.disk if blob is None else blob
 
-    def image(self, index: int) -> np.ndarray:
-        img = np.full((40, 40), 30, dtype=np.uint8)
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
         if self.FIRST <= index <= self.LAST:
-            img[self.disk] = 160
+            img[self.disk] = 60.0
         return img
 
-    def predict(self, index: int, *, box_xyxy, mask_input=None) -> MaskPrediction:
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
         self.predicted.append(index)
-        mask = self.disk.copy()  # inside the organ: the disk; past its ends: the same place, other tissue
-        return MaskPrediction(mask[None], np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
+        return MaskPrediction(self.blob[None].copy(), np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
 
-    def prefetch(self, index: int, step: int, count: int) -> None:
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
         self.prefetched.append((index, step, count))
+
+
+def key(model: TubeModel, index: int, empty: bool = False) -> Key:
+    return Key(index, np.zeros_like(model.disk) if empty else model.disk.copy(), W)
 
 
 def test_stops_where_the_structure_ends_in_both_directions():
     model = TubeModel()
-    result = propagate(model, 10, model.disk, TubeModel.N)
+    result = propagate(model, key(model, 10), TubeModel.N)
     assert sorted(result.masks) == list(range(TubeModel.FIRST, TubeModel.LAST + 1))
-    assert "grey level" in result.stops["+"]
-    assert "grey level" in result.stops["-"]
+    assert "intensity" in result.stops["+"]
+    assert "intensity" in result.stops["-"]
     assert model.prefetched
     assert all(step in (1, -1) for _, step, _ in model.prefetched)
 
 
 def test_direction_and_range_limits():
     model = TubeModel()
-    up = propagate(model, 10, model.disk, TubeModel.N, direction="up")
+    up = propagate(model, key(model, 10), TubeModel.N, direction="up")
     assert sorted(up.masks) == list(range(10, TubeModel.LAST + 1))
-    ranged = propagate(TubeModel(), 10, model.disk, TubeModel.N, index_range=(8, 12))
+    ranged = propagate(TubeModel(), key(model, 10), TubeModel.N, index_range=(8, 12))
     assert sorted(ranged.masks) == list(range(8, 13))
     assert ranged.stops == {"+": "volume edge", "-": "volume edge"}
+
+
+def test_a_leak_is_cut_at_the_reach_of_the_previous_slice():
+    """A model that returns a blob twice the structure's size: each slice may grow by at most the
+    in-plane reach of one slice spacing (2 px here), so the leak never runs on."""
+    rr, cc = np.ogrid[:40, :40]
+    model = TubeModel(blob=(rr - 20) ** 2 + (cc - 20) ** 2 <= 144)
+    result = propagate(model, key(model, 10), TubeModel.N, direction="up", slice_spacing_px=2.0,
+                       params=PropagationParams(max_intensity_z=1e9))
+    areas = [int(result.masks[i].sum()) for i in range(10, 14)]
+    assert all(b > a for a, b in zip(areas, areas[1:], strict=False))  # it grows ...
+    grown = result.masks[11] & ~model.disk
+    from scipy.ndimage import distance_transform_edt
+
+    assert distance_transform_edt(~model.disk)[grown].max() <= 2.0  # ... by at most the reach per slice
+
+
+def test_between_two_keys_both_are_used_and_an_empty_key_ends_the_structure():
+    model = TubeModel()
+    shifted = np.roll(model.disk, 4, axis=1)
+    keys = [key(model, 8), Key(12, shifted, W), key(model, 14, empty=True)]
+    result = propagate(model, keys, TubeModel.N, params=PropagationParams(max_intensity_z=1e9))
+    assert result.keys == {8, 12, 14}
+    assert not result.masks[14].any()
+    assert 13 in result.masks  # carried up from 12 towards the empty key ...
+    assert all(i not in result.masks for i in range(15, TubeModel.N))  # ... and never past it
+    np.testing.assert_array_equal(result.masks[12], shifted)  # keys are kept as given
+    # Slices 9..11 blend the two keys' runs: nearer key 8 -> more like the disk at 9, the shift at 11.
+    centre_col = [float(np.nonzero(result.masks[i])[1].mean()) for i in (9, 10, 11)]
+    assert centre_col[0] < centre_col[1] < centre_col[2]
+    assert "8..12" in result.stops
+
+
+def test_interpolation_between_keys_needs_no_model():
+    model = TubeModel()
+    keys = [key(model, 5), Key(9, np.roll(model.disk, 8, axis=1), W)]
+    result = propagate(model, keys, TubeModel.N, direction="up",
+                       params=PropagationParams(between_keys="interpolate", max_intensity_z=1e9))
+    assert result.stops["5..9"] == "interpolated"
+    assert [i for i in model.predicted if 5 < i < 9] == []
+    centre_col = [float(np.nonzero(result.masks[i])[1].mean()) for i in (6, 7, 8)]
+    assert centre_col == pytest.approx([22.0, 24.0, 26.0], abs=0.6)
 
 
 def _label_map():
@@ -77,18 +129,34 @@ def _label_map():
     return labels
 
 
-def test_result_lands_as_one_undo_step_and_undo_restores_exactly():
+def test_result_lands_as_one_undo_step_never_rewrites_a_key_and_undo_restores_exactly():
     model = TubeModel()
     labels = _label_map()
     before = labels.array.copy()
     history = History(labels)
-    result = propagate(model, 10, model.disk, TubeModel.N)
+    result = propagate(model, key(model, 10), TubeModel.N)
     history.push(propagation_edit(labels, result, 0, 4))
     assert history.descriptions() == ["propagate"]
-    assert (labels.array[TubeModel.FIRST: TubeModel.LAST + 1][:, model.disk] == 4).all()
+    others = [i for i in range(TubeModel.FIRST, TubeModel.LAST + 1) if i != 10]
+    assert (labels.array[others][:, model.disk] == 4).all()
+    np.testing.assert_array_equal(labels.array[10], before[10])  # the key slice is the user's
     assert (labels.array[:, 0:3, 0:3] == 9).all()
     history.undo()
     np.testing.assert_array_equal(labels.array, before)
+
+
+def test_a_shorter_rerun_removes_the_earlier_runs_tail_and_keeps_far_pieces():
+    model = TubeModel()
+    labels = _label_map()
+    labels.array[0, 30:33, 30:33] = 4  # a separate piece far away: not this run's business
+    first = propagate(model, key(model, 10), TubeModel.N)
+    propagation_edit(labels, first, 0, 4)
+    assert (labels.array[15] == 4).any()
+    shorter = propagate(model, [key(model, 10), key(model, 12, empty=True)], TubeModel.N, direction="down")
+    labels.array[12][labels.array[12] == 4] = 0  # the user erased slice 12 (the empty key)
+    propagation_edit(labels, shorter, 0, 4)
+    assert not (labels.array[13:] == 4).any()  # the tail beyond the new end is gone
+    assert (labels.array[0, 30:33, 30:33] == 4).all()
 
 
 def test_cancel_leaves_the_label_map_untouched():
@@ -101,7 +169,7 @@ def test_cancel_leaves_the_label_map_untouched():
         if done == 3:
             cancel.set()
 
-    result = propagate(model, 10, model.disk, TubeModel.N, progress=progress, cancel=cancel)
+    result = propagate(model, key(model, 10), TubeModel.N, progress=progress, cancel=cancel)
     assert result.cancelled
     with pytest.raises(PropagationCancelled):
         propagation_edit(labels, result, 0, 4)

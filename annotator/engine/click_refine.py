@@ -1,0 +1,144 @@
+"""Clicks beyond the model: where a box-trained model cannot follow a click (thin, low-contrast or
+touching structures), the mask is refined by a random walker on the image (scikit-image), seeded
+by every click so far, the mask's confident core and the clear background around it; the change
+is taken only near the new click (within 3x its distance to the mask's edge, at least 6 px), so a
+click fixes what it points at and leaves a good mask elsewhere alone.
+
+Measured with `annotator evaluate` (organs, mean Dice after the box and 1..5 clicks in the app's
+input window): shared CT 0.710 -> 0.755 0.784 0.801 0.831 0.840, CTA 0.819 -> 0.871 0.887 0.899
+0.914 0.917, rising at every click on both; the box-growing/cutting strategy before it reached
+0.775 and 0.889. A positive click that may only add (and a negative one only remove) scored
+0.787 on the CT. Taking the random walker's whole mask scored 0.856 / 0.915 after five clicks but
+lowered good masks at the first click (spleen 0.93 -> 0.83), a smaller seeded core (0.3, 0.5 of
+the depth) scored lower on both scans (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FOREGROUND, BACKGROUND = 1, 2
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    beta: float = 130.0             # random walker edge weight (image scaled to 0..1)
+    core_share: float = 0.7         # mask pixels deeper than this share of its maximum depth seed "inside"
+    min_core_px: float = 1.5        # ... and never shallower than this
+    background_share: float = 0.5   # outside pixels further than this x sqrt(area) seed "outside"
+    min_background_px: float = 2.0
+    margin_px: int = 4              # the refined region: the box and the clicks, plus this margin
+    reach_min_px: float = 6.0       # the new click changes the mask within this radius of it ...
+    reach_per_error: float = 3.0    # ... or this many times its distance to the mask's edge
+    click_radius_px: float = 1.0    # each click seeds a disk of this radius
+    clear_radius_px: float = 3.0    # ... and clears opposite seeds within this radius (clearing as far
+                                    # as the click is from the mask's edge scored lower: CT organs
+                                    # 0.775 against 0.856 after five clicks)
+    max_side_px: int = 160          # larger regions are refined at reduced resolution
+
+
+def _region(shape: tuple[int, int], box_xyxy: np.ndarray | None, points_rc: Sequence[tuple[int, int]],
+            margin: int) -> tuple[slice, slice]:
+    h, w = shape
+    rows = [r for r, _ in points_rc]
+    cols = [c for _, c in points_rc]
+    if box_xyxy is not None:
+        x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+        rows += [y0, y1]
+        cols += [x0, x1]
+    r0, r1 = int(max(0, np.floor(min(rows)) - margin)), int(min(h - 1, np.ceil(max(rows)) + margin))
+    c0, c1 = int(max(0, np.floor(min(cols)) - margin)), int(min(w - 1, np.ceil(max(cols)) + margin))
+    return slice(r0, r1 + 1), slice(c0, c1 + 1)
+
+
+def seeds_for(mask: np.ndarray, clicks_rc: Sequence[tuple[int, int, bool]], params: RefineParams) -> np.ndarray:
+    """int32 seeds (0 unknown, 1 inside, 2 outside) for a mask crop and clicks in crop pixels."""
+    from scipy.ndimage import distance_transform_edt
+
+    seeds = np.zeros(mask.shape, dtype=np.int32)
+    if mask.any():
+        depth = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        seeds[depth >= max(params.min_core_px, params.core_share * float(depth.max()))] = FOREGROUND
+        distance_out = distance_transform_edt(~mask)
+        far = max(params.min_background_px, params.background_share * float(np.sqrt(mask.sum())))
+        seeds[distance_out >= far] = BACKGROUND
+    seeds[0, :] = seeds[-1, :] = BACKGROUND
+    seeds[:, 0] = seeds[:, -1] = BACKGROUND
+    rr, cc = np.ogrid[: mask.shape[0], : mask.shape[1]]
+    for row, col, positive in clicks_rc:
+        near = (rr - row) ** 2 + (cc - col) ** 2
+        opposite = BACKGROUND if positive else FOREGROUND
+        seeds[(near <= params.clear_radius_px ** 2) & (seeds == opposite)] = 0
+        seeds[near <= params.click_radius_px ** 2] = FOREGROUND if positive else BACKGROUND
+    return seeds
+
+
+def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: Sequence[tuple[int, int, bool]],
+                       box_xyxy: np.ndarray | None = None, params: RefineParams = RefineParams()) -> np.ndarray:
+    """The mask after the newest click (the last of `clicks_rc`, all (row, col, positive) in slice
+    pixels): a random walker over the box and clicks, taken near that click only (module
+    docstring). Every click ends on its side."""
+    from skimage.segmentation import random_walker
+
+    mask = np.asarray(mask_hw, dtype=bool)
+    if not clicks_rc:
+        return mask.copy()
+    rows, cols = _region(mask.shape, box_xyxy, [(r, c) for r, c, _ in clicks_rc], params.margin_px)
+    crop_mask = mask[rows, cols]
+    image = np.asarray(image_hw_u8, dtype=np.float64)[rows, cols] / 255.0
+    local = [(r - rows.start, c - cols.start, p) for r, c, p in clicks_rc]
+    scale = min(1.0, params.max_side_px / max(crop_mask.shape))
+    if scale < 1.0:
+        image, crop_mask, local = _shrink(image, crop_mask, local, scale)
+    seeds = seeds_for(crop_mask, local, params)
+    out = mask.copy()
+    if (seeds == FOREGROUND).any() and (seeds == BACKGROUND).any():
+        with warnings.catch_warnings():
+            # Its "probability outside [0, 1] within tolerance" note is expected on flat images.
+            warnings.simplefilter("ignore", UserWarning)
+            prob = random_walker(image, seeds, beta=params.beta, mode="cg_j", tol=1e-3,
+                                 return_full_prob=True)[FOREGROUND - 1]
+        if scale < 1.0:
+            prob = _grow(prob, (rows.stop - rows.start, cols.stop - cols.start))
+        out[rows, cols] = prob > 0.5
+        out = np.where(_reach(mask, clicks_rc[-1], params), out, mask)
+    for row, col, positive in clicks_rc:
+        out[row, col] = positive
+    return out
+
+
+def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams) -> np.ndarray:
+    """Where the newest click may change the mask: a disk around it, larger the further the click
+    is from the mask's edge (how wrong the mask is there)."""
+    from scipy.ndimage import distance_transform_edt
+
+    row, col, positive = click
+    if positive:
+        error = float(distance_transform_edt(~mask)[row, col]) if mask.any() else np.inf
+    else:
+        error = float(distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][row, col])
+    radius = max(params.reach_min_px, params.reach_per_error * error)
+    rr, cc = np.ogrid[: mask.shape[0], : mask.shape[1]]
+    return (rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2
+
+
+def _shrink(image: np.ndarray, mask: np.ndarray, clicks: list[tuple[int, int, bool]], scale: float):  # noqa: ANN202
+    import cv2
+
+    h, w = mask.shape
+    size = (max(2, int(round(w * scale))), max(2, int(round(h * scale))))
+    small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+    sy, sx = size[1] / h, size[0] / w
+    small_clicks = [(min(size[1] - 1, int(r * sy)), min(size[0] - 1, int(c * sx)), p) for r, c, p in clicks]
+    return small_image, small_mask, small_clicks
+
+
+def _grow(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(prob.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

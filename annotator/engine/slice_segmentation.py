@@ -1,0 +1,83 @@
+"""One slice's prompts to one mask, the way the app does it: the box is segmented under each
+candidate input window and the best-fitting window kept (input_window), then the clicks are
+applied in that window (click_strategy). The window, `annotator segment` and `annotator evaluate`'s
+`app` rows all call this, so what the evaluation measures is what the user gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotator.core.geometry import Window
+from annotator.engine import click_strategy
+from annotator.engine.api import EngineError
+from annotator.engine.click_strategy import Click, ClickOutcome, ClickParams, PredictFn
+from annotator.engine.input_window import choose_window
+
+# predict_in(window) -> PredictFn on the slice embedded under that window
+PredictIn = Callable[[Window], PredictFn]
+# image_in(window) -> the (H, W) uint8 slice as the encoder saw it under that window
+ImageIn = Callable[[Window], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SliceOutcome:
+    """The mask of one object on one slice, and the input window it was made in."""
+
+    outcome: ClickOutcome
+    window: Window
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.outcome.mask
+
+
+def first_prompt(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int], candidates: Sequence[Window], *,
+                 box_xyxy: np.ndarray | None = None, first_click: Click | None = None,
+                 image_in: ImageIn | None = None, params: ClickParams | None = None) -> SliceOutcome:
+    """The mask after the first prompt: a box (window chosen among `candidates`) or a lone click
+    (in the first candidate, the default window)."""
+    params = params or ClickParams()
+    if box_xyxy is not None:
+        box = np.asarray(box_xyxy, dtype=np.float64)
+        choice = choose_window(lambda w: predict_in(w)(box_xyxy=box, multimask=False), box, candidates)
+        pred = choice.prediction
+        outcome = ClickOutcome(pred.best_mask.astype(bool), box, (),
+                               pred.low_res_logits[pred.best_index: pred.best_index + 1], len(candidates))
+        return SliceOutcome(outcome, choice.window)
+    if first_click is None:
+        raise EngineError("nothing to segment: give a box or a click")
+    window = candidates[0]
+    image = image_in(window) if image_in is not None else None
+    outcome = click_strategy.start_from_click(predict_in(window), prompt_kind, first_click, shape, image, params)
+    return SliceOutcome(outcome, window)
+
+
+def add_click(predict_in: PredictIn, prompt_kind: str, current: SliceOutcome, click: Click,
+              image_in: ImageIn | None = None, params: ClickParams | None = None) -> SliceOutcome:
+    """One more click, in the window the first prompt chose."""
+    params = params or ClickParams()
+    window = current.window
+    image = image_in(window) if image_in is not None else None
+    outcome = click_strategy.add_click(predict_in(window), prompt_kind, current.outcome, click, image, params)
+    return SliceOutcome(outcome, window)
+
+
+def segment_slice(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int], candidates: Sequence[Window], *,
+                  box_xyxy: np.ndarray | None = None, clicks: tuple[Click, ...] = (),
+                  image_in: ImageIn | None = None, params: ClickParams | None = None) -> SliceOutcome:
+    """The mask for a box and/or clicks given in order (what the window shows after each prompt)."""
+    if box_xyxy is None and not clicks:
+        raise EngineError("nothing to segment: give a box or a click")
+    if box_xyxy is not None:
+        current = first_prompt(predict_in, prompt_kind, shape, candidates, box_xyxy=box_xyxy, params=params)
+        rest = clicks
+    else:
+        current = first_prompt(predict_in, prompt_kind, shape, candidates, first_click=clicks[0],
+                               image_in=image_in, params=params)
+        rest = clicks[1:]
+    for click in rest:
+        current = add_click(predict_in, prompt_kind, current, click, image_in, params)
+    return current
