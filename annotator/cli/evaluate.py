@@ -28,7 +28,14 @@ def add_parser(subparsers: Any) -> None:
                         help="engine name (lite-medsam, sam, classical, auto) or a checkpoint file")
     parser.add_argument("--plane", choices=("axial", "coronal", "sagittal"), default="axial")
     parser.add_argument("--max-clicks", type=int, default=5, metavar="K", help="corrective clicks per item (default 5)")
-    parser.add_argument("--propagate", action="store_true", help="also propagate each organ in 3-D from its box")
+    parser.add_argument("--propagate", action="store_true",
+                        help="also propagate each organ in 3-D from its box, then correct it --corrections times")
+    parser.add_argument("--corrections", type=int, default=5, metavar="K",
+                        help="with --propagate: corrective boxes on the worst slice, each followed by "
+                             "re-propagation between the keys (default 5)")
+    parser.add_argument("--embedding-cache", action="store_true",
+                        help="reuse (and fill) the app's on-disk embedding cache: re-runs skip the encoder, "
+                             "so the encoder counts and times show only what was encoded this time")
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     parser.add_argument("--runtime", default="auto",
                         help="auto (what the app uses: the fastest that passes its check), torch (the fp32 "
@@ -85,14 +92,17 @@ def format_table(report: dict) -> str:
     lines = []
     k = len(report["items"][0]["plain"]["dice"]) - 1 if report["items"] else 0
     propagate = any("propagate" in it for it in report["items"])
-    head = f"{'label':>5}  {'name':<28} {'slice':>5} {'pixels':>6}  {'box':>5}  {'plain':>5}  {'refine':>6}  {'app':>5}"
-    lines.append(head + ("  {:>6}".format("3D") if propagate else ""))
+    corrections = report.get("protocol", {}).get("corrections", 0)
+    head = (f"{'label':>5}  {'name':<28} {'slice':>5} {'pixels':>6}  {'box':>5}  {'plain':>5}  {'refine':>6}  "
+            f"{'app1':>5}  {'app':>5}")
+    lines.append(head + (f"  {'3D':>6}  {f'3D+{corrections}':>6}" if propagate else ""))
     for it in report["items"]:
         row = (f"{it['label']:>5}  {it['name'][:28]:<28} {it['slice']:>5} {it['pixels']:>6}  "
                f"{it['plain']['dice'][0]:5.3f}  {it['plain']['dice'][-1]:5.3f}  {it['refine']['dice'][-1]:6.3f}  "
-               f"{it['app']['dice'][-1]:5.3f}")
+               f"{it['app']['dice'][0]:5.3f}  {it['app']['dice'][-1]:5.3f}")
         if propagate:
-            row += f"  {it['propagate']['dice_3d']:6.3f}" if "propagate" in it else "       "
+            row += (f"  {it['propagate']['dice_3d']:6.3f}  {it['propagate']['corrections'][-1]:6.3f}"
+                    if "propagate" in it else "")
         lines.append(row)
     lines.append("")
     lines.append(f"after the box and {k} clicks (mean Dice; NoC85 / NoC90):")
@@ -102,9 +112,14 @@ def format_table(report: dict) -> str:
         parts = [f"{group:<6} n={s['n_items']:<3} box {s['mean_dice_box']:.3f}"]
         for v in ("plain", "refine", "app"):
             parts.append(f"{v} {s[v]['mean_dice_final']:.3f} ({s[v]['noc85']:.2f}/{s[v]['noc90']:.2f})")
-        if "propagate" in s and s["propagate"]["mean_dice_3d"] is not None:
-            parts.append(f"3D {s['propagate']['mean_dice_3d']:.3f} (n={s['propagate']['n_items']})")
-        lines.append("  ".join(parts))
+        lines.append("  ".join(parts) + f"  app first prompt {s['app']['mean_dice_per_step'][0]:.3f}")
+        p = s.get("propagate") or {}
+        if p.get("mean_dice_3d") is not None:
+            steps = " ".join(f"{v:.3f}" for v in p["corrections"])
+            within = p.get("stops_within_3_slices")
+            lines.append(f"{'':<6} 3D n={p['n_items']:<3} from one box {p['mean_dice_3d']:.3f}; after 0..{len(p['corrections']) - 1} "
+                         f"corrections {steps}; NoC85/90 3D {p['noc85_3d']:.2f}/{p['noc90_3d']:.2f}"
+                         + (f"; stops within 3 slices of the label's end: {within:.0%}" if within is not None else ""))
     s = report["summary"]["all"]
     if s.get("n_items"):
         model = report.get("model", {})
@@ -122,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_clicks < 0:
         raise InputError(None, f"--max-clicks must be 0 or more, got {args.max_clicks}")
+    if args.corrections < 0:
+        raise InputError(None, f"--corrections must be 0 or more, got {args.corrections}")
     if args.json and Path(args.json).exists() and not args.overwrite:
         raise InputError(args.json, "already exists (use --overwrite to replace it)")
     volume = load_volume(args.image, series_uid=args.series_uid)
@@ -129,11 +146,16 @@ def run(args: argparse.Namespace) -> int:
     fallback = {lab.id: lab.name for lab in label_map.table}
     names = _label_names(args.labels_table, fallback)
     engine = _engine(args.model, args.device, args.runtime)
+    cache = None
+    if args.embedding_cache:
+        from annotator.engine.cache import EmbeddingCache
+
+        cache = EmbeddingCache.from_settings()
     progress = _progress_bar()
     try:
-        report = evaluate_volume(volume.array, label_map.array, names, engine, modality=volume.modality,
-                                 plane=args.plane, max_clicks=args.max_clicks, propagate=args.propagate,
-                                 progress=progress)
+        report = evaluate_volume(volume, label_map.array, names, engine, plane=args.plane,
+                                 max_clicks=args.max_clicks, propagate=args.propagate,
+                                 corrections=args.corrections, progress=progress, cache=cache)
     finally:
         progress.close()
     report["inputs"] = {"image": str(args.image), "labels": str(args.labels), "labels_table": args.labels_table}

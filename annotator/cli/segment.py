@@ -49,8 +49,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default=None, help="auto (the fastest that passes its accuracy check here), torch, onnxruntime, openvino, "
                              "or an exact variant such as openvino-bf16mix (default: settings)")
     parser.add_argument("--window", metavar="C,W|PRESET",
-                        help="intensity window as centre,width (e.g. 40,400) or a CT preset "
-                             f"({', '.join(p.replace(' ', '-') for p in CT_PRESETS)}); default: by modality")
+                        help="model input window as centre,width (e.g. 40,400) or a CT preset "
+                             f"({', '.join(p.replace(' ', '-') for p in CT_PRESETS)}); default: segment chooses "
+                             "one per box as the window does, precompute embeds the default one (by modality)")
     parser.add_argument("--series-uid", help="DICOM SeriesInstanceUID when VOLUME is a folder with several series")
     parser.add_argument("--no-disk-cache", action="store_true",
                         help="do not read or write the on-disk embedding cache")
@@ -121,11 +122,11 @@ class ObjectPrompts:
 
 @dataclass
 class ObjectResult:
-    """Masks of one object on its key slices ((H, W) bool, raw slice orientation)."""
+    """Masks of one object on its prompted slices ((H, W) bool, raw slice orientation)."""
 
     prompts: ObjectPrompts
     masks: dict[int, np.ndarray]
-    scores: dict[int, float]
+    windows: dict[int, Window]  # the model input window of each prompted slice
 
 
 def _positions_to_index_zyx(positions: np.ndarray, frame: str, volume: Volume) -> np.ndarray:
@@ -235,24 +236,42 @@ def _parse_object(path: Path, number: int, item: Any, default_frame: str, volume
 
 # ---- segmentation -------------------------------------------------------------------------------
 
-def segment_objects(service: Any, volume: Volume, objects: list[ObjectPrompts], window: Window,
+def segment_objects(service: Any, volume: Volume, objects: list[ObjectPrompts], window: Window | None,
                     progress: Any = None) -> list[ObjectResult]:
-    """Embed (or reuse) each prompted slice and predict; the best-scoring mask per slice."""
+    """Each prompted slice as the window segments it (engine.slice_segmentation): the model input
+    window chosen for a box among the candidates (or `window` when given), clicks by the model's
+    click strategy. Every slice is embedded at most once per window (the service's cache)."""
+    from annotator.core.geometry import slice_2d
+    from annotator.engine import click_strategy, slice_segmentation
+    from annotator.engine.input_window import candidate_windows, default_model_window
+    from annotator.engine.slices import slice_rgb_u8
+
+    engine = service.engine
+    prompt_kind = getattr(engine, "prompt_kind", "points")
     results = []
     for obj in objects:
         result = ObjectResult(obj, {}, {})
         for index, prompts in sorted(obj.prompts_by_slice.items()):
-            embedding = service.embedding(volume, obj.axis, index, window)
-            single_click = len(prompts.points) == 1 and prompts.box is None
-            prediction = service.engine.predict(
-                embedding,
-                points_xy=prompts.points_xy() if prompts.points else None,
-                point_labels=prompts.point_labels() if prompts.points else None,
-                box_xyxy=prompts.box.xyxy() if prompts.box is not None else None,
-                multimask=single_click,
-            )
-            result.masks[index] = prediction.best_mask
-            result.scores[index] = float(prediction.scores[prediction.best_index])
+            def predict_in(w: Window, index: int = index, axis: int = obj.axis):  # noqa: ANN202
+                embedding = service.embedding(volume, axis, index, w)
+                return lambda **kwargs: engine.predict(embedding, **kwargs)
+
+            def image_in(w: Window, index: int = index, axis: int = obj.axis) -> np.ndarray:
+                return slice_rgb_u8(volume, axis, index, w)[..., 0]
+
+            raw = slice_2d(volume.array, obj.axis, index)
+            box = prompts.box.xyxy() if prompts.box is not None else None
+            if window is not None:
+                candidates = [window]
+            elif box is not None:
+                candidates = candidate_windows(volume, raw, box)
+            else:
+                candidates = [default_model_window(volume)]
+            clicks = tuple(click_strategy.Click(p.x, p.y, p.positive) for p in prompts.points)
+            outcome = slice_segmentation.segment_slice(predict_in, prompt_kind, raw.shape, candidates,
+                                                       box_xyxy=box, clicks=clicks, image_in=image_in)
+            result.masks[index] = outcome.mask.astype(bool)
+            result.windows[index] = outcome.window
             if progress is not None:
                 progress(1)
         results.append(result)
@@ -298,23 +317,26 @@ def add_propagate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="never go beyond these slice indices (inclusive)")
 
 
-def propagate_results(service: Any, volume: Volume, results: list[ObjectResult], window: Window,
+def propagate_results(service: Any, volume: Volume, results: list[ObjectResult],
                       direction: str = "both", index_range: tuple[int, int] | None = None) -> None:
-    """Extend each object's masks from its largest prompted slice (engine.propagate, through the
-    executor so every slice is embedded at most once and the next ones are prefetched)."""
+    """Extend each object through the volume from its prompted slices, which are its keys (as the
+    window's P: engine.propagate, through the executor so every slice is embedded at most once and
+    the next ones are prefetched)."""
     from annotator.engine.executor import EngineExecutor, SliceRef
-    from annotator.engine.propagate import ExecutorSlices, propagate
+    from annotator.engine.propagate import ExecutorSlices, Key, propagate_volume
 
     with EngineExecutor(service) as executor:
         for result in results:
-            nonempty = {i: m for i, m in result.masks.items() if m.any()}
-            if not nonempty:
+            if not any(m.any() for m in result.masks.values()):
                 continue
             axis = result.prompts.axis
-            key = max(nonempty, key=lambda i: int(nonempty[i].sum()))
-            view = SliceRef(volume, axis, key, window)
-            propagated = propagate(ExecutorSlices(executor, view), key, nonempty[key],
-                                   volume.shape_zyx[axis], direction=direction, index_range=index_range)
+            keys = [Key(i, m, result.windows[i]) for i, m in sorted(result.masks.items())]
+            view = SliceRef(volume, axis, keys[0].index, keys[0].window)
+            try:
+                propagated = propagate_volume(ExecutorSlices(executor, view), volume, axis, keys,
+                                              direction=direction, index_range=index_range)
+            finally:
+                executor.cancel_prefetch()
             for index, mask in propagated.masks.items():
                 result.masks.setdefault(index, mask)  # prompted slices keep their own masks
             log.info("label %d propagated over slices %s (%s)", result.prompts.label, propagated.slice_range,
@@ -344,21 +366,21 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(target, "already exists (use --overwrite to replace it)")
     volume = load_input_volume(args.volume, args.series_uid)
     objects = parse_prompts(args.prompts, volume)
-    window = parse_window(args.window, volume)
+    window = parse_window(args.window, volume) if args.window else None
     engine = engine_from_args(args)
     service = service_from_args(args, engine)
     start = time.perf_counter()
     results = segment_objects(service, volume, objects, window)
     if getattr(args, "propagate", False):
-        propagate_results(service, volume, results, window, args.propagate_direction,
-                          _parse_range(args.propagate_range))
+        propagate_results(service, volume, results, args.propagate_direction, _parse_range(args.propagate_range))
     labels = paint_results(volume, results)
     dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
     write_volume(volume.with_array(labels.astype(dtype), modality=""), output, overwrite=args.overwrite)
     atomic_write_text(sidecar, json.dumps({
         "labels": {str(r.prompts.label): r.prompts.name for r in results},
         "engine": getattr(engine, "model_id", ""), "model_sha256": getattr(engine, "model_sha256", ""),
-        "window": {"center": window.center, "width": window.width},
+        "input_windows": {str(r.prompts.label): {str(i): list(w.key()) for i, w in sorted(r.windows.items())}
+                          for r in results},
     }, indent=2), overwrite=args.overwrite)
     for r in results:
         voxels = int(sum(int(m.sum()) for m in r.masks.values()))

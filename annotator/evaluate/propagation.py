@@ -1,28 +1,35 @@
-"""`annotator evaluate --propagate`: per organ, the step-0 box on its largest slice, then 3-D
-propagation through the volume with the engine's propagation code, scored by 3-D Dice."""
+"""`annotator evaluate --propagate`: per organ, the app's first prompt (a box, input window chosen) on
+its largest slice, 3-D propagation through the volume, then the corrective loop a clinician runs:
+up to K times, a box on the slice with the largest error (or erasing it where the structure is
+absent) becomes a key and propagation runs again between the keys. Scored by 3-D Dice after each
+step; the same engine.propagate code the window runs."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from annotator.core.geometry import Window
+from annotator.engine import slice_segmentation
 from annotator.engine.api import MaskPrediction
-from annotator.engine.propagate import PropagationParams, propagate, result_volume_mask
+from annotator.engine.click_strategy import Click, ClickOutcome
+from annotator.engine.propagate import Key, PropagationParams, propagate_volume, result_volume_mask
+from annotator.engine.slice_segmentation import SliceOutcome
 from annotator.evaluate import protocol
 
 
 class MeterSlices:
-    """SlicePredictor over the evaluation's windowed slices (each embedded at most once)."""
+    """SlicePredictor over the evaluation's slice images (each embedded at most once)."""
 
-    def __init__(self, meter) -> None:
+    def __init__(self, meter) -> None:  # noqa: ANN001 - runner.EngineMeter
         self.meter = meter
 
-    def predict(self, index: int, *, box_xyxy: np.ndarray, mask_input: np.ndarray | None = None) -> MaskPrediction:
-        return self.meter.predictor(index)(box_xyxy=box_xyxy, mask_input=mask_input, multimask=False)
+    def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
+        return self.meter.predict_in(index)(window)(box_xyxy=box_xyxy, multimask=False)
 
-    def image(self, index: int) -> np.ndarray:
-        return self.meter.image(index)
+    def raw(self, index: int) -> np.ndarray:
+        return self.meter.raw(index)
 
-    def prefetch(self, index: int, step: int, count: int) -> None:
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
         return None  # the evaluation runs on one thread; embeddings are made when first needed
 
 
@@ -32,23 +39,108 @@ def _z_range(mask_3d: np.ndarray, axis: int) -> list[int] | None:
     return [int(hits[0]), int(hits[-1])] if hits.size else None
 
 
-def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,
-                         params: PropagationParams | None = None) -> dict:
-    """3-D Dice of propagating the step-0 box mask of `item` through the volume."""
+def _stop_errors(predicted: np.ndarray, truth_3d: np.ndarray, axis: int) -> dict[str, int | None]:
+    """Slices between where the prediction ends and where the label ends, per direction."""
+    got, want = _z_range(predicted, axis), _z_range(truth_3d, axis)
+    if got is None or want is None:
+        return {"+": None, "-": None}
+    return {"+": abs(got[1] - want[1]), "-": abs(got[0] - want[0])}
+
+
+def _slice_errors(predicted: np.ndarray, truth_3d: np.ndarray, axis: int) -> np.ndarray:
+    other = tuple(a for a in range(3) if a != axis)
+    return np.count_nonzero(predicted ^ truth_3d, axis=other)
+
+
+# A propagated mask this good is corrected with clicks; a worse one (or none) is redrawn with a box.
+CLICK_CORRECTION_MIN_DICE = 0.5
+# One correction: the prompts a user spends on one slice before pressing P again, stopping early
+# once the slice looks right.
+CORRECTION_MAX_PROMPTS = 4
+CORRECTION_GOOD_DICE = 0.9
+
+
+def correction_key(meter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],  # noqa: ANN001
+                   prompt_kind: str, current: np.ndarray) -> tuple[Key, dict]:
+    """The simulated user's correction of slice `index`, which then becomes a key:
+    - the structure is absent there: the slice is emptied (an empty key, "it ends before here");
+    - else, with the app's prompts on that slice: a tight box when the propagated mask there is
+      missing or mostly wrong (Dice < 0.5), then the protocol's corrective clicks through the
+      app's click strategy, until the slice reaches Dice 0.9 or 4 prompts were spent. The user
+      keeps the best mask seen, the propagated one included: nobody accepts a mask worse than
+      what was there (a box redrawn on a mostly right slice often is: kidney slices 0.82 -> 0.71).
+    Returns the key and what was done ({"action", "prompts", "key_dice_2d"})."""
+    from annotator.evaluate.runner import app_first_prompt
+
+    truth = protocol.plane_slice(truth_3d, axis, index)
+    nearest = min(keys.values(), key=lambda k: abs(k.index - index))
+    if not truth.any():
+        return Key(index, np.zeros(truth.shape, dtype=bool), nearest.window), \
+            {"action": "erase", "prompts": 1, "key_dice_2d": 1.0}
+    prompts = 0
+    if protocol.dice(current, truth) < CLICK_CORRECTION_MIN_DICE:
+        state = app_first_prompt(meter, index, protocol.tight_box_xyxy(truth).astype(np.float64), prompt_kind)
+        prompts, action = 1, "box"
+    else:
+        state = SliceOutcome(ClickOutcome(current.copy(), protocol.tight_box_xyxy(current).astype(np.float64)),
+                             nearest.window)
+        action = "clicks"
+    best = (protocol.dice(current, truth), current, nearest.window)
+    while True:
+        score = protocol.dice(state.mask, truth)
+        if score > best[0]:
+            best = (score, state.mask, state.window)
+        click = protocol.next_click(state.mask, truth)
+        if score >= CORRECTION_GOOD_DICE or prompts >= CORRECTION_MAX_PROMPTS or click is None:
+            break
+        x, y, positive = click
+        state = slice_segmentation.add_click(meter.predict_in(index), prompt_kind, state, Click(x, y, positive),
+                                             meter.image_in(index))
+        prompts += 1
+    return Key(index, np.asarray(best[1], dtype=bool), best[2]), \
+        {"action": action, "prompts": prompts, "key_dice_2d": best[0]}
+
+
+def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,  # noqa: ANN001
+                         params: PropagationParams | None = None, corrections: int = 5) -> dict:
+    """3-D Dice of propagating the app's first box mask of `item`, and after each correction."""
+    from annotator.evaluate.runner import app_first_prompt
+
+    params = params or PropagationParams()
+    prompt_kind = getattr(meter.engine, "prompt_kind", "points")
     truth_3d = labels_zyx == item.label
     truth = protocol.plane_slice(truth_3d, axis, item.slice_index)
-    box = protocol.tight_box_xyxy(truth).astype(np.float64)
+    first = app_first_prompt(meter, item.slice_index, protocol.tight_box_xyxy(truth).astype(np.float64), prompt_kind)
+    keys = {item.slice_index: Key(item.slice_index, first.mask.astype(bool), first.window)}
+    entry: dict = {"key_slice": item.slice_index, "key_dice_2d": protocol.dice(first.mask, truth),
+                   "window": list(first.window.key()), "z_range_label": _z_range(truth_3d, axis)}
     slices = MeterSlices(meter)
-    first = slices.predict(item.slice_index, box_xyxy=box)
-    key_mask = first.best_mask.astype(bool)
-    entry = {"key_slice": item.slice_index, "key_dice_2d": protocol.dice(key_mask, truth),
-             "z_range_label": _z_range(truth_3d, axis)}
-    if not key_mask.any():
-        entry.update(dice_3d=0.0, z_range_predicted=None, stops={"+": "empty key mask", "-": "empty key mask"})
-        return entry
-    result = propagate(slices, item.slice_index, key_mask, labels_zyx.shape[axis], params=params or PropagationParams(),
-                       key_logits=first.low_res_logits[first.best_index: first.best_index + 1])
-    predicted = result_volume_mask(result, labels_zyx.shape, axis)
+
+    def run() -> tuple[np.ndarray, dict]:
+        if not any(k.mask.any() for k in keys.values()):
+            return np.zeros_like(truth_3d), {"+": "empty key", "-": "empty key"}
+        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params)
+        return result_volume_mask(result, truth_3d.shape, axis), result.stops
+
+    predicted, stops = run()
     entry.update(dice_3d=protocol.dice(predicted, truth_3d), z_range_predicted=_z_range(predicted, axis),
-                 voxels_label=int(truth_3d.sum()), voxels_predicted=int(predicted.sum()), stops=result.stops)
+                 voxels_label=int(truth_3d.sum()), voxels_predicted=int(predicted.sum()), stops=stops,
+                 stop_error_slices=_stop_errors(predicted, truth_3d, axis))
+    dices = [entry["dice_3d"]]
+    corrected: list[dict] = []
+    for _ in range(corrections):
+        errors = _slice_errors(predicted, truth_3d, axis)
+        errors[list(keys)] = -1  # a key already says what the user wants there
+        index = int(np.argmax(errors))
+        if errors[index] <= 0:
+            dices.append(dices[-1])
+            continue
+        current = protocol.plane_slice(predicted, axis, index)
+        keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current)
+        predicted, stops = run()
+        dices.append(protocol.dice(predicted, truth_3d))
+        corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
+    entry["corrections"] = dices
+    entry["corrected_slices"] = corrected
+    entry["final_stops"] = stops
     return entry

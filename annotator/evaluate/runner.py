@@ -1,8 +1,9 @@
 """Run the evaluation protocol on one labelled volume with one engine and build the report dict
-(the JSON schema of issue 7: {"summary": {"all": S, "organs": S}, "items": [...]})."""
+({"summary": {"all": S, "organs": S}, "items": [...]}; the fields are listed in docs/evaluate.md)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -11,8 +12,12 @@ from functools import partial
 
 import numpy as np
 
-from annotator.engine import click_strategy
-from annotator.engine.api import ImageEmbedding, MaskPrediction, PromptEngine
+from annotator.core.geometry import Window, apply_window
+from annotator.core.volume import Volume
+from annotator.engine import click_strategy, slice_segmentation
+from annotator.engine.api import EmbeddingKey, ImageEmbedding, MaskPrediction, PromptEngine
+from annotator.engine.cache import EmbeddingCache
+from annotator.engine.input_window import candidate_windows
 from annotator.evaluate import protocol
 
 log = logging.getLogger(__name__)
@@ -24,28 +29,62 @@ EvalProgress = Callable[[int, int, str], None]
 
 @dataclass
 class EngineMeter:
-    """Embeddings of the evaluation's slices (each encoded at most once) and timings of every call."""
+    """Embeddings of the evaluation's slice images (each distinct 8-bit image encoded at most once:
+    the reference window and the app's windows share a slice's embedding when they give the same
+    image) and timings of every call. `cache`, when given, is an EmbeddingCache keyed by the image
+    content (re-runs then skip the encoder; the counts show only what was encoded)."""
 
     engine: PromptEngine
-    slices_u8: np.ndarray            # windowed (z, y, x) uint8 volume
+    volume: Volume
     axis: int
-    embeddings: dict[int, ImageEmbedding] = field(default_factory=dict)
-    encoder_ms: dict[int, float] = field(default_factory=dict)
+    reference_u8: np.ndarray          # the protocol's windowed (z, y, x) uint8 volume
+    cache: EmbeddingCache | None = None
+    embeddings: dict[bytes, ImageEmbedding] = field(default_factory=dict)
+    encoder_ms: dict[bytes, float] = field(default_factory=dict)
     decoder_ms: list[float] = field(default_factory=list)
 
-    def image(self, index: int) -> np.ndarray:
-        return protocol.plane_slice(self.slices_u8, self.axis, index)
+    def reference_image(self, index: int) -> np.ndarray:
+        return protocol.plane_slice(self.reference_u8, self.axis, index)
 
-    def embedding(self, index: int) -> ImageEmbedding:
-        if index not in self.embeddings:
-            gray = self.image(index)
-            start = time.perf_counter()
-            self.embeddings[index] = self.engine.embed(np.repeat(gray[:, :, None], 3, axis=2))
-            self.encoder_ms[index] = (time.perf_counter() - start) * 1000.0
-        return self.embeddings[index]
+    def raw(self, index: int) -> np.ndarray:
+        return protocol.plane_slice(self.volume.array, self.axis, index)
 
-    def predictor(self, index: int) -> Callable[..., MaskPrediction]:
-        return partial(self._predict, self.embedding(index))
+    def window_image(self, index: int, window: Window) -> np.ndarray:
+        return apply_window(self.raw(index), window)
+
+    def embedding(self, gray: np.ndarray) -> ImageEmbedding:
+        digest = hashlib.sha256(np.ascontiguousarray(gray).tobytes() + str(gray.shape).encode()).digest()
+        if digest not in self.embeddings:
+            key = self._cache_key(digest)
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is None:
+                start = time.perf_counter()
+                hit = self.engine.embed(np.repeat(gray[:, :, None], 3, axis=2))
+                self.encoder_ms[digest] = (time.perf_counter() - start) * 1000.0
+                if self.cache is not None:
+                    self.cache.put(key, hit)
+            self.embeddings[digest] = hit
+        return self.embeddings[digest]
+
+    def _cache_key(self, digest: bytes) -> EmbeddingKey:
+        return EmbeddingKey(content_id="u8-" + digest.hex(), plane="image", slice_index=0, window=(0.0, 255.0),
+                            model_id=self.engine.model_id, model_sha256=self.engine.model_sha256,
+                            preprocess_version=int(self.engine.preprocess_version),
+                            runtime=getattr(self.engine, "runtime", "torch-fp32"))
+
+    def predictor(self, gray: np.ndarray) -> Callable[..., MaskPrediction]:
+        """engine.predict bound to the embedding of this 8-bit slice image."""
+        return partial(self._predict, self.embedding(gray))
+
+    def reference_predictor(self, index: int) -> Callable[..., MaskPrediction]:
+        return self.predictor(self.reference_image(index))
+
+    def predict_in(self, index: int) -> Callable[[Window], Callable[..., MaskPrediction]]:
+        """slice_segmentation.PredictIn for slice `index`: the app's windows."""
+        return lambda window: self.predictor(self.window_image(index, window))
+
+    def image_in(self, index: int) -> Callable[[Window], np.ndarray]:
+        return lambda window: self.window_image(index, window)
 
     def _predict(self, embedding: ImageEmbedding, **prompts) -> MaskPrediction:
         prompts.setdefault("multimask", False)
@@ -55,12 +94,13 @@ class EngineMeter:
         return pred
 
 
-def _run_variant(predict, truth: np.ndarray, box: np.ndarray, first: MaskPrediction, variant: str,
-                 max_clicks: int, image_hw: np.ndarray, prompt_kind: str) -> dict:
-    """Dice after the box and after each simulated click for one variant."""
+def _run_reference_variant(predict, truth: np.ndarray, box: np.ndarray, first: MaskPrediction, variant: str,
+                           max_clicks: int) -> dict:
+    """`plain` / `refine`: the box, then every click so far sent to the model as SAM points (with
+    the previous low-res logits for `refine`), in the protocol's fixed window: LiteMedSAM's own
+    pipeline, kept exactly so parity with it stays provable."""
     mask = first.best_mask.astype(bool)
     logits = first.low_res_logits[first.best_index: first.best_index + 1]
-    outcome = click_strategy.ClickOutcome(mask, box.astype(np.float64), (), logits, 1)
     dices = [protocol.dice(mask, truth)]
     clicks: list[list[int]] = []
     for _ in range(max_clicks):
@@ -70,19 +110,45 @@ def _run_variant(predict, truth: np.ndarray, box: np.ndarray, first: MaskPredict
             continue
         x, y, positive = click
         clicks.append([x, y, int(positive)])
-        if variant == "app":
-            outcome = click_strategy.add_click(predict, prompt_kind, outcome,
-                                               click_strategy.Click(x, y, positive), image_hw)
-            mask = outcome.mask
-        else:
-            pts = np.array([[c[0], c[1]] for c in clicks], dtype=np.float64)
-            labels = np.array([c[2] for c in clicks], dtype=np.int64)
-            pred = predict(box_xyxy=box, points_xy=pts, point_labels=labels,
-                           mask_input=logits if variant == "refine" else None)
-            mask = pred.best_mask.astype(bool)
-            logits = pred.low_res_logits[pred.best_index: pred.best_index + 1]
+        pts = np.array([[c[0], c[1]] for c in clicks], dtype=np.float64)
+        labels = np.array([c[2] for c in clicks], dtype=np.int64)
+        pred = predict(box_xyxy=box, points_xy=pts, point_labels=labels,
+                       mask_input=logits if variant == "refine" else None)
+        mask = pred.best_mask.astype(bool)
+        logits = pred.low_res_logits[pred.best_index: pred.best_index + 1]
         dices.append(protocol.dice(mask, truth))
     return {"dice": dices, "clicks_xy_label": clicks}
+
+
+def app_candidates(meter: EngineMeter, index: int, box: np.ndarray) -> list[Window]:
+    return candidate_windows(meter.volume, meter.raw(index), box)
+
+
+def app_first_prompt(meter: EngineMeter, index: int, box: np.ndarray, prompt_kind: str) -> slice_segmentation.SliceOutcome:
+    """What the app does with a box on slice `index`: window chosen per prompt, then the model."""
+    return slice_segmentation.first_prompt(meter.predict_in(index), prompt_kind, meter.raw(index).shape,
+                                           app_candidates(meter, index, box), box_xyxy=box)
+
+
+def _run_app_variant(meter: EngineMeter, index: int, truth: np.ndarray, box: np.ndarray, max_clicks: int,
+                     prompt_kind: str) -> dict:
+    """`app`: the app's first prompt (input window chosen for the box), then the click strategy in
+    that window, as the window runs them (engine.slice_segmentation)."""
+    current = app_first_prompt(meter, index, box, prompt_kind)
+    dices = [protocol.dice(current.mask, truth)]
+    clicks: list[list[int]] = []
+    for _ in range(max_clicks):
+        click = protocol.next_click(current.mask, truth)
+        if click is None:
+            dices.append(dices[-1])
+            continue
+        x, y, positive = click
+        clicks.append([x, y, int(positive)])
+        current = slice_segmentation.add_click(meter.predict_in(index), prompt_kind, current,
+                                               click_strategy.Click(x, y, positive), meter.image_in(index))
+        dices.append(protocol.dice(current.mask, truth))
+    return {"dice": dices, "clicks_xy_label": clicks, "window": list(current.window.key()),
+            "windows_tried": [list(w.key()) for w in app_candidates(meter, index, box)]}
 
 
 def _variant_summary(items: list[dict], variant: str, max_clicks: int) -> dict:
@@ -95,40 +161,57 @@ def _variant_summary(items: list[dict], variant: str, max_clicks: int) -> dict:
     }
 
 
+def _propagation_summary(items: list[dict], calls: dict | None) -> dict:
+    entries = [it["propagate"] for it in items if "propagate" in it]
+    if not entries:
+        return {"n_items": 0, "mean_dice_3d": None, **(calls or {})}
+    steps = np.array([e["corrections"] for e in entries], dtype=np.float64)
+    stop_errors = [d for e in entries for d in e["stop_error_slices"].values() if d is not None]
+    k = steps.shape[1] - 1
+    return {
+        "n_items": len(entries),
+        "mean_dice_3d": float(steps[:, 0].mean()),
+        "corrections": [float(v) for v in steps.mean(axis=0)],
+        "noc85_3d": float(np.mean([protocol.clicks_to_reach(e["corrections"], 0.85, k) for e in entries])),
+        "noc90_3d": float(np.mean([protocol.clicks_to_reach(e["corrections"], 0.90, k) for e in entries])),
+        "stops_within_3_slices": float(np.mean([d <= 3 for d in stop_errors])) if stop_errors else None,
+        "stop_error_slices": sorted(stop_errors),
+        **(calls or {}),
+    }
+
+
 def summarise(items: list[dict], max_clicks: int, propagate: bool, propagate_calls: dict | None = None) -> dict:
     """S of the JSON schema for a group of items."""
     if not items:
         return {"n_items": 0}
-    slices = {it["slice"]: it["encoder_ms"] for it in items}
+    decoder_calls = sum(it["decoder_calls"] for it in items)
     summary = {
         "n_items": len(items),
         "mean_dice_box": float(np.mean([it["plain"]["dice"][0] for it in items])),
         **{v: _variant_summary(items, v, max_clicks) for v in VARIANTS},
-        "mean_encoder_ms": float(np.mean(list(slices.values()))),
-        "mean_decoder_ms": float(sum(it["decoder_ms"] for it in items) / max(1, sum(it["decoder_calls"] for it in items))),
-        "encoder_calls": len(slices),
-        "decoder_calls": int(sum(it["decoder_calls"] for it in items)),
+        "mean_encoder_ms": float(sum(it["encoder_ms"] for it in items) / max(1, sum(it["encoder_calls"] for it in items))),
+        "mean_decoder_ms": float(sum(it["decoder_ms"] for it in items) / max(1, decoder_calls)),
+        "encoder_calls": int(sum(it["encoder_calls"] for it in items)),
+        "decoder_calls": int(decoder_calls),
     }
     if propagate:
-        with_3d = [it["propagate"]["dice_3d"] for it in items if "propagate" in it]
-        summary["propagate"] = {"n_items": len(with_3d),
-                                "mean_dice_3d": float(np.mean(with_3d)) if with_3d else None,
-                                **(propagate_calls or {})}
+        summary["propagate"] = _propagation_summary(items, propagate_calls)
+        summary["corrections"] = summary["propagate"].get("corrections")
     return summary
 
 
-def evaluate_volume(array_zyx: np.ndarray, labels_zyx: np.ndarray, names: dict[int, str], engine: PromptEngine, *,
-                    modality: str = "", plane: str = "axial", max_clicks: int = 5, propagate: bool = False,
-                    progress: EvalProgress | None = None, meter: EngineMeter | None = None) -> dict:
+def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str], engine: PromptEngine, *,
+                    plane: str = "axial", max_clicks: int = 5, propagate: bool = False, corrections: int = 5,
+                    progress: EvalProgress | None = None, cache: EmbeddingCache | None = None) -> dict:
     """The full report for one labelled volume (see module docstring)."""
+    array_zyx = volume.array
     if array_zyx.shape != labels_zyx.shape:
         raise ValueError(f"image grid {array_zyx.shape} and label grid {labels_zyx.shape} differ")
     if plane not in protocol.PLANE_AXIS:
         raise ValueError(f"plane must be one of {sorted(protocol.PLANE_AXIS)}, got {plane!r}")
     axis = protocol.PLANE_AXIS[plane]
-    slices_u8, window = protocol.windowed_volume_u8(array_zyx, modality)
-    if meter is None:
-        meter = EngineMeter(engine, slices_u8, axis)
+    slices_u8, window = protocol.windowed_volume_u8(array_zyx, volume.modality)
+    meter = EngineMeter(engine, volume, axis, slices_u8, cache)
     items, skipped = protocol.select_items(labels_zyx, names, plane)
     prompt_kind = getattr(engine, "prompt_kind", "points")
     total = len(items) + (sum(1 for it in items if it.organ) if propagate else 0)
@@ -139,17 +222,21 @@ def evaluate_volume(array_zyx: np.ndarray, labels_zyx: np.ndarray, names: dict[i
         truth = protocol.plane_slice(labels_zyx, axis, item.slice_index) == item.label
         box = protocol.tight_box_xyxy(truth)
         calls_before, ms_before = len(meter.decoder_ms), sum(meter.decoder_ms)
-        predict = meter.predictor(item.slice_index)
+        encoder_before = set(meter.encoder_ms)
+        predict = meter.reference_predictor(item.slice_index)
         first = predict(box_xyxy=box.astype(np.float64))
-        image = meter.image(item.slice_index)
         report = {
             "label": item.label, "name": item.name, "plane": plane, "slice": item.slice_index,
             "pixels": item.pixels, "organ": item.organ, "box_xyxy": [int(v) for v in box],
             "slice_shape": list(truth.shape),
         }
-        for variant in VARIANTS:
-            report[variant] = _run_variant(predict, truth, box, first, variant, max_clicks, image, prompt_kind)
-        report["encoder_ms"] = meter.encoder_ms.get(item.slice_index, 0.0)
+        for variant in ("plain", "refine"):
+            report[variant] = _run_reference_variant(predict, truth, box, first, variant, max_clicks)
+        report["app"] = _run_app_variant(meter, item.slice_index, truth, box.astype(np.float64), max_clicks,
+                                         prompt_kind)
+        new = [d for d in meter.encoder_ms if d not in encoder_before]
+        report["encoder_calls"] = len(new)
+        report["encoder_ms"] = float(sum(meter.encoder_ms[d] for d in new))  # total of this item's new ones
         report["decoder_ms"] = sum(meter.decoder_ms) - ms_before
         report["decoder_calls"] = len(meter.decoder_ms) - calls_before
         reports.append(report)
@@ -165,9 +252,9 @@ def evaluate_volume(array_zyx: np.ndarray, labels_zyx: np.ndarray, names: dict[i
             if progress is not None:
                 progress(done, total, f"propagate {item.name}")
             done += 1
-            report["propagate"] = evaluate_propagation(meter, labels_zyx, item, axis)
-        # Slices embedded for propagation only (the items' slices were embedded already), all
-        # propagation runs sharing them.
+            report["propagate"] = evaluate_propagation(meter, labels_zyx, item, axis, corrections=corrections)
+        # Slice images embedded for propagation only (the items' slices were embedded already), all
+        # runs sharing them.
         propagate_calls = {"encoder_calls": len(meter.encoder_ms) - encoder_before,
                            "decoder_calls": len(meter.decoder_ms) - decoder_before}
     if progress is not None:
@@ -178,7 +265,7 @@ def evaluate_volume(array_zyx: np.ndarray, labels_zyx: np.ndarray, names: dict[i
                     "organs": summarise(organs, max_clicks, propagate, propagate_calls)},
         "items": reports,
         "skipped": skipped,
-        "protocol": {"plane": plane, "axis": axis, "max_clicks": max_clicks,
+        "protocol": {"plane": plane, "axis": axis, "max_clicks": max_clicks, "corrections": corrections,
                      "min_pixels": protocol.MIN_ITEM_PIXELS, "window": list(window)},
         "model": {"model_id": engine.model_id, "model_sha256": engine.model_sha256,
                   "runtime": getattr(engine, "runtime", ""), "device": getattr(engine, "device", ""),

@@ -38,9 +38,9 @@ class PromptJob:
     volume: Volume
     axis: int
     index: int
-    window: Window
     prompts: PromptSet
     prompt_kind: str
+    default_window: Window  # the model input window without a box (engine.input_window)
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,7 @@ class PropagationJob:
     generation: int
     volume: Volume
     axis: int
-    index: int
-    window: Window
-    key_mask: np.ndarray
+    keys: tuple  # engine.propagate.Key per key slice of the label
     label_id: int
 
 
@@ -60,10 +58,10 @@ def _following_slices(bridge: EngineBridge, executor, view):  # noqa: ANN001, AN
     from annotator.engine.propagate import ExecutorSlices
 
     class FollowingSlices(ExecutorSlices):
-        def predict(self, index: int, **kwargs):  # noqa: ANN003, ANN202
+        def predict(self, index: int, window, **kwargs):  # noqa: ANN001, ANN003, ANN202
             if not bridge._closed:
                 bridge._delivered.emit(("propagation-slice", view.axis, int(index)))
-            return super().predict(index, **kwargs)
+            return super().predict(index, window, **kwargs)
 
     return FollowingSlices(executor, view)
 
@@ -105,6 +103,7 @@ class EngineBridge(QObject):
         self._prompt_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-prompts")
         self._closed = False
         self._pending_predict: tuple[int, int] | None = None
+        self._model_window: tuple[Volume, Window] | None = None
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(CLICK_DEBOUNCE_MS)
@@ -115,7 +114,6 @@ class EngineBridge(QObject):
         self._settle.timeout.connect(self._on_settle_timeout)
         self._delivered.connect(self._on_delivered, Qt.ConnectionType.QueuedConnection)
         doc.volume_changed.connect(self._on_doc_view_changed)
-        doc.window_changed.connect(self._on_doc_view_changed)
         doc.cursor_changed.connect(self._on_doc_view_changed)
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -220,11 +218,21 @@ class EngineBridge(QObject):
         if not self._closed:
             self._settle.start()  # embed once scrolling pauses, not for every slice flown past
 
+    def model_window(self) -> Window:
+        """The model input window without a box (engine.input_window.default_model_window): what
+        the visible slice is embedded in ahead of any prompt. The display window stays the user's."""
+        from annotator.engine.input_window import default_model_window
+
+        volume = self.doc.volume
+        if self._model_window is None or self._model_window[0] is not volume:
+            self._model_window = (volume, default_model_window(volume))
+        return self._model_window[1]
+
     def _slice_ref(self, axis: int, index: int | None = None):  # noqa: ANN202
         from annotator.engine.executor import SliceRef
 
         return SliceRef(self.doc.volume, axis, self.doc.slice_index(axis) if index is None else index,
-                        self.doc.window)
+                        self.model_window())
 
     def _on_settle_timeout(self) -> None:
         if not self.ready or not self.doc.has_volume or self.propagating:
@@ -280,9 +288,9 @@ class EngineBridge(QObject):
             return
         generation = next(self._generation)
         self._latest[(axis, index)] = generation
-        job = PromptJob(generation, self.doc.volume, axis, index, self.doc.window, prompts,
-                        getattr(self.engine, "prompt_kind", "box"))
-        if not self.service.is_cached(job.volume, axis, index, job.window):
+        job = PromptJob(generation, self.doc.volume, axis, index, prompts, getattr(self.engine, "prompt_kind", "box"),
+                        self.model_window())
+        if not self.service.is_cached(job.volume, axis, index, job.default_window):
             self.busy_text_changed.emit(axis, f"Embedding slice {index + 1}… (prompts kept)")
         else:
             self.busy_text_changed.emit(axis, "Segmenting…")
@@ -304,44 +312,51 @@ class EngineBridge(QObject):
         raise _Superseded(result.status)
 
     def _run_prompt_job(self, job: PromptJob) -> None:
-        """Helper thread: the click strategy, each model call a request to the executor."""
-        from annotator.engine import click_strategy
+        """Helper thread: the input window and click strategy (engine.slice_segmentation, as
+        `annotator evaluate` runs them), each model call a request to the executor."""
+        from annotator.engine import click_strategy, slice_segmentation
         from annotator.engine.executor import PredictRequest, SliceRef
+        from annotator.engine.input_window import candidate_windows
         from annotator.engine.slices import slice_rgb_u8
 
-        ref = SliceRef(job.volume, job.axis, job.index, job.window)
+        def predict_in(window: Window):  # noqa: ANN202
+            ref = SliceRef(job.volume, job.axis, job.index, window)
+            return lambda **kwargs: self._wait_prediction(PredictRequest(ref, **kwargs))
 
-        def predict(**kwargs):  # noqa: ANN003, ANN202
-            return self._wait_prediction(PredictRequest(ref, **kwargs))
+        def image_in(window: Window) -> np.ndarray:
+            return slice_rgb_u8(job.volume, job.axis, job.index, window)[..., 0]
 
         try:
-            shape = slice_2d(job.volume.array, job.axis, job.index).shape
+            raw = slice_2d(job.volume.array, job.axis, job.index)
             points = job.prompts.points
-            if job.prompt_kind != "box" and job.prompts.box is None and len(points) == 1:
+            box = job.prompts.box.xyxy() if job.prompts.box is not None else None
+            if job.prompt_kind != "box" and box is None and len(points) == 1:
                 # A lone click on a point model: keep all candidates so Tab can cycle them.
-                pred = predict(points_xy=job.prompts.points_xy(), point_labels=job.prompts.point_labels(),
-                               multimask=True)
+                pred = predict_in(job.default_window)(points_xy=job.prompts.points_xy(),
+                                                      point_labels=job.prompts.point_labels(), multimask=True)
                 order = np.argsort(-pred.scores)
                 masks, scores = pred.masks[order].astype(bool), pred.scores[order]
+                window = job.default_window
             else:
-                image = slice_rgb_u8(job.volume, job.axis, job.index, job.window)[..., 0]
                 clicks = tuple(click_strategy.Click(p.x, p.y, p.positive) for p in points)
-                box = job.prompts.box.xyxy() if job.prompts.box is not None else None
-                outcome = click_strategy.segment(predict, job.prompt_kind, shape, box_xyxy=box, clicks=clicks,
-                                                 image_hw=image)
-                masks, scores = outcome.mask[None].astype(bool), np.array([1.0])
-            payload = ("preview", job, masks, scores, None)
+                candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
+                outcome = slice_segmentation.segment_slice(predict_in, job.prompt_kind, raw.shape, candidates,
+                                                           box_xyxy=box, clicks=clicks, image_in=image_in)
+                masks, scores, window = outcome.mask[None].astype(bool), np.array([1.0]), outcome.window
+            payload = ("preview", job, masks, scores, window, None)
         except _Superseded:
             return
         except Exception as exc:  # noqa: BLE001 - reported to the user through the error signal
             log.warning("segmentation failed: %s", exc, exc_info=True)
-            payload = ("preview", job, None, None, f"{type(exc).__name__}: {exc}")
+            payload = ("preview", job, None, None, None, f"{type(exc).__name__}: {exc}")
         if not self._closed:
             self._delivered.emit(payload)
 
     # ---- propagation ------------------------------------------------------------------------
     def propagate(self, axis: int) -> None:
-        """From the active label's mask on this slice (accepting a preview first) through the volume."""
+        """Propagate the active label along `axis` from its key slices (accepting a preview on this
+        slice first): every slice the user segmented, brushed or erased for it. Without keys on
+        this axis, the label's mask on this slice is the one key."""
         if not self.ready:
             raise RuntimeError("the segmentation engine is not ready")
         if self.propagating:
@@ -352,39 +367,62 @@ class EngineBridge(QObject):
             doc.accept_preview()
         if not doc.active_label:
             raise ValueError("choose a label to propagate")
-        key_mask = doc.label_slice(axis, index) == doc.active_label
-        if not key_mask.any():
+        keys = self.propagation_keys(axis, doc.active_label)
+        if not any(k.mask.any() for k in keys):
             raise ValueError(f"label {doc.labels.table[doc.active_label].name!r} has no voxels on this slice: "
                              "segment it here first, then propagate")
         self._cancel_propagation = threading.Event()
         self.propagating = True
         self.executor.cancel_prefetch()
-        job = PropagationJob(next(self._generation), doc.volume, axis, index, doc.window, key_mask.copy(),
-                             doc.active_label)
+        job = PropagationJob(next(self._generation), doc.volume, axis, tuple(keys), doc.active_label)
         self.propagation_progress.emit(0, 1)
         self._prompt_pool.submit(self._run_propagation, job, self._cancel_propagation)
+
+    def propagation_keys(self, axis: int, label_id: int) -> list:
+        """engine.propagate.Key per key slice of `label_id` along `axis`, masks read from the label
+        map now; a slice brushed or erased (no window of its own) uses its nearest segmented key's
+        window, else the default model window."""
+        from annotator.engine.propagate import Key
+
+        doc = self.doc
+        marks = doc.key_marks(label_id, axis)
+        if not marks:
+            index = doc.slice_index(axis)
+            return [Key(index, doc.label_slice(axis, index) == label_id, self.model_window())]
+        windowed = {i: Window.from_bounds(*m.window) for i, m in marks.items() if m.window is not None}
+        keys = []
+        for index in sorted(marks):
+            if index in windowed:
+                window = windowed[index]
+            elif windowed:
+                window = windowed[min(windowed, key=lambda i: abs(i - index))]
+            else:
+                window = self.model_window()
+            keys.append(Key(index, doc.label_slice(axis, index) == label_id, window))
+        return keys
 
     def cancel_propagation(self) -> None:
         self._cancel_propagation.set()
 
     def _run_propagation(self, job: PropagationJob, cancel: threading.Event) -> None:
         from annotator.engine.executor import SliceRef
-        from annotator.engine.propagate import propagate
+        from annotator.engine.propagate import propagate_volume
 
         executor = self.executor
         if executor is None:
             if not self._closed:
                 self._delivered.emit(("propagation", job, None, "the engine stopped"))
             return
-        predictor = _following_slices(self, executor, SliceRef(job.volume, job.axis, job.index, job.window))
+        first = job.keys[0]
+        predictor = _following_slices(self, executor, SliceRef(job.volume, job.axis, first.index, first.window))
 
         def progress(done: int, total: int) -> None:
             if not self._closed:
                 self._delivered.emit(("propagation-progress", done, total))
 
         try:
-            result = propagate(predictor, job.index, job.key_mask, job.volume.shape_zyx[job.axis],
-                               progress=progress, cancel=cancel)
+            result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
+                                      cancel=cancel)
             payload = ("propagation", job, result, None)
         except Exception as exc:  # noqa: BLE001 - reported to the user (or a cancel when stopping)
             if cancel.is_set() or self._closed:
@@ -443,7 +481,7 @@ class EngineBridge(QObject):
         elif result.kind == "predict" and result.warnings:
             self.error.emit("; ".join(result.warnings))
 
-    def _on_preview(self, job: PromptJob, masks, scores, error) -> None:  # noqa: ANN001
+    def _on_preview(self, job: PromptJob, masks, scores, window, error) -> None:  # noqa: ANN001
         if self._latest.get((job.axis, job.index)) != job.generation:
             return  # a newer request for this slice exists, or Esc discarded it
         self.busy_text_changed.emit(job.axis, "")
@@ -452,7 +490,7 @@ class EngineBridge(QObject):
             return
         if self.doc.volume is not job.volume or self.doc.prompts(job.axis, job.index) != job.prompts:
             return  # the image or the prompts changed meanwhile; their own job is coming
-        self.doc.set_preview(Preview(job.axis, job.index, masks, scores))
+        self.doc.set_preview(Preview(job.axis, job.index, masks, scores, window=window))
         self.prediction_ready.emit()
 
     def _on_propagation_done(self, job: PropagationJob, result, error) -> None:  # noqa: ANN001
@@ -471,7 +509,7 @@ class EngineBridge(QObject):
         name = self.doc.labels.table[job.label_id].name if job.label_id in self.doc.labels.table else "label"
         edit = propagation_edit(self.doc.labels, result, job.axis, job.label_id, description=f"propagate {name}")
         self.doc.apply_edit(edit)
-        lo, hi = result.slice_range or (job.index, job.index)
+        lo, hi = result.slice_range or (job.keys[0].index, job.keys[0].index)
         self.doc.status.emit(f"Propagated {name} over slices {lo + 1}–{hi + 1} "
                              f"(stopped: {', '.join(f'{k} {v}' for k, v in result.stops.items())})")
         self.propagation_finished.emit("")

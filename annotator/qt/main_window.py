@@ -400,6 +400,11 @@ class MainWindow(QMainWindow):
             dialog.canceled.disconnect(self._on_progress_canceled)
             dialog.close()
             dialog.deleteLater()
+            # Hand the activation back, so Enter/P/Esc work at once without a click into the
+            # window (a closed dialog leaves no active window on some platforms).
+            self.activateWindow()
+            if self.windowHandle() is not None:
+                self.windowHandle().requestActivate()
         if reason == "cancelled":
             self.statusBar().showMessage("Propagation cancelled; the labels were not changed.", 5000)
 
