@@ -101,6 +101,24 @@ def correction_key(meter, truth_3d: np.ndarray, axis: int, index: int, keys: dic
         {"action": action, "prompts": prompts, "key_dice_2d": best[0]}
 
 
+def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, index: int,
+                    keys: dict[int, Key]) -> int:
+    """A run past the structure's end is corrected where it should have stopped: the worst slice
+    beyond the labelled range moves to the first predicted slice past that end (a user scrolls to
+    where the structure ends and erases there, not somewhere in the middle of the overrun)."""
+    labelled = _z_range(truth_3d, axis)
+    if labelled is None or labelled[0] <= index <= labelled[1]:
+        return index
+    other = tuple(a for a in range(3) if a != axis)
+    present = predicted.any(axis=other)
+    step = 1 if index > labelled[1] else -1
+    start = labelled[1] + 1 if step > 0 else labelled[0] - 1
+    for candidate in range(start, index + step, step):
+        if present[candidate] and candidate not in keys:
+            return candidate
+    return index
+
+
 def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,  # noqa: ANN001
                          params: PropagationParams | None = None, corrections: int = 5) -> dict:
     """3-D Dice of propagating the app's first box mask of `item`, and after each correction."""
@@ -135,6 +153,7 @@ def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axi
         if errors[index] <= 0:
             dices.append(dices[-1])
             continue
+        index = _where_to_erase(predicted, truth_3d, axis, index, keys)
         current = protocol.plane_slice(predicted, axis, index)
         keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current)
         predicted, stops = run()

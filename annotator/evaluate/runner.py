@@ -18,6 +18,7 @@ from annotator.engine import click_strategy, slice_segmentation
 from annotator.engine.api import EmbeddingKey, ImageEmbedding, MaskPrediction, PromptEngine
 from annotator.engine.cache import EmbeddingCache
 from annotator.engine.input_window import candidate_windows
+from annotator.engine.propagate import PropagationParams
 from annotator.evaluate import protocol
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,8 @@ def summarise(items: list[dict], max_clicks: int, propagate: bool, propagate_cal
 
 def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str], engine: PromptEngine, *,
                     plane: str = "axial", max_clicks: int = 5, propagate: bool = False, corrections: int = 5,
-                    progress: EvalProgress | None = None, cache: EmbeddingCache | None = None) -> dict:
+                    progress: EvalProgress | None = None, cache: EmbeddingCache | None = None,
+                    propagation_params: PropagationParams | None = None) -> dict:
     """The full report for one labelled volume (see module docstring)."""
     array_zyx = volume.array
     if array_zyx.shape != labels_zyx.shape:
@@ -252,7 +254,8 @@ def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str
             if progress is not None:
                 progress(done, total, f"propagate {item.name}")
             done += 1
-            report["propagate"] = evaluate_propagation(meter, labels_zyx, item, axis, corrections=corrections)
+            report["propagate"] = evaluate_propagation(meter, labels_zyx, item, axis, params=propagation_params,
+                                                       corrections=corrections)
         # Slice images embedded for propagation only (the items' slices were embedded already), all
         # runs sharing them.
         propagate_calls = {"encoder_calls": len(meter.encoder_ms) - encoder_before,
