@@ -5,12 +5,11 @@ is taken only near the new click (within 3x its distance to the mask's edge, at 
 click fixes what it points at and leaves a good mask elsewhere alone.
 
 Measured with `annotator evaluate` (organs, mean Dice after the box and 1..5 clicks in the app's
-input window): shared CT 0.710 -> 0.755 0.784 0.801 0.831 0.840, CTA 0.819 -> 0.871 0.887 0.899
-0.914 0.917, rising at every click on both; the box-growing/cutting strategy before it reached
-0.775 and 0.889. A positive click that may only add (and a negative one only remove) scored
-0.787 on the CT. Taking the random walker's whole mask scored 0.856 / 0.915 after five clicks but
-lowered good masks at the first click (spleen 0.93 -> 0.83), a smaller seeded core (0.3, 0.5 of
-the depth) scored lower on both scans (BENCHMARKS.md).
+input window): shared CT 0.710 -> 0.751 0.782 0.798 0.827 0.824, CTA 0.819 -> 0.870 0.887 0.899
+0.916 0.919; the box-growing/cutting strategy before it reached 0.750 and 0.885. Variants that
+scored lower are listed in BENCHMARKS.md (issue 19 section): the random walker's whole mask
+lowered good masks at the first click (spleen 0.93 -> 0.83), a positive click that may only add
+reached 0.787 on the CT, other seeded cores 0.67-0.83.
 """
 
 from __future__ import annotations

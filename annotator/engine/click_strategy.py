@@ -8,8 +8,8 @@ points (measured on the shared CT: mean Dice 0.646 after the box, 0.514 after fi
 them the clicks refine the mask on the image itself (engine.click_refine: a random walker seeded
 by every click, the mask's confident core and the background around it); each click stays on the
 side the user put it on. The earlier strategy (re-prompting the model with a box grown to a
-positive click or cut at a negative one) reached 0.775 on the shared CT's organs after five
-clicks, the refinement 0.856 (BENCHMARKS.md). A lone first click on a box model tries a few
+positive click or cut at a negative one) reached 0.750 on the shared CT's organs after five
+clicks, the refinement 0.824 (BENCHMARKS.md). A lone first click on a box model tries a few
 boxes around it.
 """
 
