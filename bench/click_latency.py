@@ -64,9 +64,9 @@ def main() -> int:
     from annotator.core.geometry import Window
     from annotator.core.prompts import PointPrompt, PromptSet
     from annotator.core.volume import Volume
-    from annotator.engine.cache import EmbeddingCache
+    from annotator.engine.embedding_cache import EmbeddingCache
     from annotator.engine.executor import EngineExecutor, PredictRequest, SliceRef
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
     from annotator.engine.service import EmbeddingService
     from annotator.engine.slices import slice_rgb_u8
 

@@ -35,7 +35,7 @@ def main() -> int:
     import segment_anything
 
     from annotator.engine.device import describe_device, pick_device
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -159,7 +159,7 @@ def box_masks(engine, slices_u8, prompts) -> list[np.ndarray]:
 def bench_lite(reps: int, cache) -> dict:
     from annotator.engine.lite_medsam import preprocess
     from annotator.engine.lite_medsam.engine import LiteMedSamEngine
-    from annotator.engine.runtime.lite_medsam import encoder_spec
+    from annotator.engine.runtime.lite_medsam_runtime import encoder_spec
     from annotator.engine.runtime.select import candidate_variants
     from annotator.evaluate.protocol import dice
 
@@ -194,7 +194,7 @@ def bench_vitb(reps: int, cache, with_ort: bool) -> dict:
 
     from annotator.engine._torchvision_compat import ensure_torchvision
     from annotator.engine.runtime.base import ModelSpec
-    from annotator.engine.runtime.sam import FP32_STEM
+    from annotator.engine.runtime.sam_runtime import FP32_STEM
     from annotator.engine.runtime.select import candidate_variants
 
     ensure_torchvision()
@@ -299,7 +299,7 @@ def main() -> int:
     parser.add_argument("--skip-lite", action="store_true", help="only the ViT-B section")
     args = parser.parse_args()
 
-    from annotator.engine.runtime.cache import CompiledModelCache
+    from annotator.engine.runtime.compiled_cache import CompiledModelCache
     from annotator.engine.runtime.cpu import cpu_model_name, cpu_supports_bf16
 
     with tempfile.TemporaryDirectory(prefix="annotator-bench-") as tmp:

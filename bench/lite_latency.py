@@ -38,7 +38,7 @@ def main() -> int:
     import torch
 
     from annotator.core.geometry import Window
-    from annotator.engine.cache import EmbeddingCache
+    from annotator.engine.embedding_cache import EmbeddingCache
     from annotator.engine.executor import EngineExecutor, PredictRequest, SliceRef
     from annotator.engine.lite_medsam import preprocess
     from annotator.engine.lite_medsam.engine import LiteMedSamEngine

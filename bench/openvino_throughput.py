@@ -27,8 +27,8 @@ def main() -> int:
     import openvino as ov
 
     from annotator.engine.lite_medsam.engine import LiteMedSamEngine
-    from annotator.engine.runtime.cache import CompiledModelCache
-    from annotator.engine.runtime.lite_medsam import encoder_spec
+    from annotator.engine.runtime.compiled_cache import CompiledModelCache
+    from annotator.engine.runtime.lite_medsam_runtime import encoder_spec
     from annotator.engine.runtime.onnx_runner import cached_onnx_path
 
     engine = LiteMedSamEngine.load(runtime="torch", device="cpu")

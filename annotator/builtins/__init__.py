@@ -24,7 +24,7 @@ manifest = PluginManifest(
     ),
     engines=(
         EngineContribution("lite-medsam", "LiteMedSAM (bundled)", "annotator.engine.lite_medsam.engine:LiteMedSamEngine"),
-        EngineContribution("sam", "SAM / MedSAM checkpoint", "annotator.engine.sam:SamEngine"),
+        EngineContribution("sam", "SAM / MedSAM checkpoint", "annotator.engine.sam_engine:SamEngine"),
         EngineContribution("classical", "Classical (no weights)", "annotator.engine.classical:ClassicalEngine"),
     ),
     postprocessors=(

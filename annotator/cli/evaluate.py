@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     engine = _engine(args.model, args.device, args.runtime)
     cache = None
     if args.embedding_cache:
-        from annotator.engine.cache import EmbeddingCache
+        from annotator.engine.embedding_cache import EmbeddingCache
 
         cache = EmbeddingCache.from_settings()
     progress = _progress_bar()

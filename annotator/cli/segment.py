@@ -75,7 +75,7 @@ def engine_from_args(args: argparse.Namespace) -> Any:
 
 
 def service_from_args(args: argparse.Namespace, engine: Any) -> Any:
-    from annotator.engine.cache import EmbeddingCache
+    from annotator.engine.embedding_cache import EmbeddingCache
     from annotator.engine.service import EmbeddingService
     from annotator.settings import Settings, embedding_cache_dir
 

@@ -52,7 +52,7 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
     if name == "sam":
         if checkpoint is None:
             raise EngineError("the 'sam' engine needs a checkpoint (a SAM ViT-B/L/H or MedSAM .pth file)")
-        from annotator.engine.sam import SamEngine
+        from annotator.engine.sam_engine import SamEngine
 
         return SamEngine.load(checkpoint, device=device, flavour=sam_flavour, runtime=runtime)
     if name == "lite-medsam":

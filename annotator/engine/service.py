@@ -9,7 +9,7 @@ import threading
 from annotator.core.geometry import Window, array_axis_plane
 from annotator.core.volume import Volume
 from annotator.engine.api import EmbeddingKey, ImageEmbedding, ProgressFn, PromptEngine
-from annotator.engine.cache import EmbeddingCache
+from annotator.engine.embedding_cache import EmbeddingCache
 from annotator.engine.slices import slice_rgb_u8
 
 

@@ -16,7 +16,7 @@ from annotator.core.geometry import Window, apply_window
 from annotator.core.volume import Volume
 from annotator.engine import click_strategy, slice_segmentation
 from annotator.engine.api import EmbeddingKey, ImageEmbedding, MaskPrediction, PromptEngine
-from annotator.engine.cache import EmbeddingCache
+from annotator.engine.embedding_cache import EmbeddingCache
 from annotator.engine.input_window import candidate_windows
 from annotator.engine.propagate import PropagationParams
 from annotator.evaluate import protocol

@@ -151,7 +151,7 @@ class EngineBridge(QObject):
         self._delivered.emit(("engine", None if exc else future.result(), exc))
 
     def _build(self, engine) -> None:  # noqa: ANN001
-        from annotator.engine.cache import EmbeddingCache
+        from annotator.engine.embedding_cache import EmbeddingCache
         from annotator.engine.executor import EngineExecutor
         from annotator.engine.service import EmbeddingService
 

@@ -135,7 +135,7 @@ def test_wrong_shape_gives_clear_error(tmp_path):
 def test_engine_load_from_checkpoint_predicts_like_the_model(tiny_ckpt):
     from segment_anything import SamPredictor
 
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     engine = SamEngine.load(tiny_ckpt, device="cpu")
     assert engine.device == "cpu"

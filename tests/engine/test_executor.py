@@ -13,7 +13,7 @@ from annotator.core.geometry import Window
 from annotator.core.prompts import BoxPrompt, PointPrompt, PromptSet
 from annotator.core.volume import Volume
 from annotator.engine.api import ImageEmbedding, MaskPrediction
-from annotator.engine.cache import EmbeddingCache
+from annotator.engine.embedding_cache import EmbeddingCache
 from annotator.engine.executor import EngineExecutor, PredictRequest, SliceRef, prefetch_order
 from annotator.engine.service import EmbeddingService
 
@@ -255,7 +255,7 @@ def test_end_to_end_with_real_sam_equals_direct_prediction(volume):
     pytest.importorskip("torch")
     from sam_testing import build_tiny_sam
 
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     sam_engine = SamEngine(build_tiny_sam(seed=2), model_id="tiny", model_sha256="0" * 64)
     service = EmbeddingService(sam_engine, EmbeddingCache(1 << 26, None))

@@ -142,7 +142,7 @@ def test_preprocessing_matches_the_reference_recipe():
 @pytest.fixture(scope="module")
 def full_path(tmp_path_factory):
     """EngineExecutor -> EmbeddingService -> EmbeddingCache (disk tier in a temp dir)."""
-    from annotator.engine.cache import EmbeddingCache
+    from annotator.engine.embedding_cache import EmbeddingCache
     from annotator.engine.executor import EngineExecutor
     from annotator.engine.service import EmbeddingService
 

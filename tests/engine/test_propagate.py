@@ -181,7 +181,7 @@ def test_cancel_leaves_the_label_map_untouched():
 @pytest.fixture(scope="module")
 def ct_executor():
     """Executor over a fresh cache and an engine that counts its encoder calls per slice."""
-    from annotator.engine.cache import EmbeddingCache
+    from annotator.engine.embedding_cache import EmbeddingCache
     from annotator.engine.executor import EngineExecutor
     from annotator.engine.service import EmbeddingService
 

@@ -12,7 +12,7 @@ from runtime_testing import HAS_OV, needs_ort, needs_ov, private_dirs  # noqa: F
 
 from annotator.engine.runtime import cpu, malloc
 from annotator.engine.runtime.base import ModelSpec
-from annotator.engine.runtime.cache import ArtifactKey, CompiledModelCache
+from annotator.engine.runtime.compiled_cache import ArtifactKey, CompiledModelCache
 from annotator.engine.runtime.select import (
     SelfCheck,
     VariantResult,
@@ -164,7 +164,7 @@ def test_corrupt_or_unloadable_entry_is_rebuilt(tmp_path):
     manifest = cache.folder(_key()) / "manifest.json"
     data = json.loads(manifest.read_text())
     blob.write_bytes(b"bad")
-    from annotator.engine.runtime.cache import file_sha256
+    from annotator.engine.runtime.compiled_cache import file_sha256
 
     data["files"]["m.bin"] = file_sha256(blob)
     manifest.write_text(json.dumps(data))

@@ -69,8 +69,8 @@ def _offered_variants() -> list[str]:
 
 @pytest.mark.parametrize("variant", _offered_variants())
 def test_offered_runtime_gives_torch_fp32_masks(case, cache_root, variant):
-    from annotator.engine.runtime.cache import CompiledModelCache
-    from annotator.engine.runtime.lite_medsam import encoder_spec
+    from annotator.engine.runtime.compiled_cache import CompiledModelCache
+    from annotator.engine.runtime.lite_medsam_runtime import encoder_spec
     from annotator.engine.runtime.select import build_runner
     from annotator.evaluate.protocol import dice
 
@@ -94,8 +94,8 @@ def test_offered_runtime_gives_torch_fp32_masks(case, cache_root, variant):
 
 
 def test_auto_choice_is_checked_stored_and_reloaded_without_export(case, cache_root):
-    from annotator.engine.runtime.cache import CompiledModelCache
-    from annotator.engine.runtime.lite_medsam import accelerate_lite_medsam
+    from annotator.engine.runtime.compiled_cache import CompiledModelCache
+    from annotator.engine.runtime.lite_medsam_runtime import accelerate_lite_medsam
     from annotator.engine.runtime.select import candidate_variants
 
     engine, slices_u8, prompts, reference = case

@@ -11,7 +11,7 @@ from runtime_testing import needs_ort, needs_ov, private_dirs  # noqa: F401 - au
 
 from annotator.engine.runtime import cpu
 from annotator.engine.runtime.base import ModelSpec
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 
 pytestmark = needs_ort
 
@@ -146,7 +146,7 @@ def test_bf16mix_needs_a_declared_stem(tiny_vit, tmp_path, monkeypatch):
 
 def test_lite_medsam_declares_its_fp32_stem():
     from annotator.engine.lite_medsam.tiny_vit import TinyViT
-    from annotator.engine.runtime.lite_medsam import FP32_STEM
+    from annotator.engine.runtime.lite_medsam_runtime import FP32_STEM
 
     names = {name for name, _ in TinyViT().named_modules()}
     assert set(FP32_STEM) <= names

@@ -9,13 +9,13 @@ import pytest
 from runtime_testing import needs_ort, needs_ov, private_dirs  # noqa: F401 - autouse fixture
 from sam_testing import build_tiny_sam, save_tiny_checkpoint
 
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 
 pytestmark = needs_ort
 
 
 def _engine(flavour: str = "sam", seed: int = 0):
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     return SamEngine(build_tiny_sam(seed), model_id=f"tiny-{flavour}-{seed}", model_sha256=f"{seed:02d}" * 32,
                      flavour=flavour, device="cpu")
@@ -38,7 +38,7 @@ def _prompts(boxes, shape_hw):
 
 @pytest.mark.parametrize("flavour", ["sam", "medsam"])
 def test_forced_onnxruntime_encoder_and_prompt_path_give_torch_masks(flavour, tmp_path):
-    from annotator.engine.runtime.sam import accelerate_sam
+    from annotator.engine.runtime.sam_runtime import accelerate_sam
 
     image, boxes = _slice()
     reference = _engine(flavour)
@@ -65,7 +65,7 @@ def test_forced_onnxruntime_encoder_and_prompt_path_give_torch_masks(flavour, tm
 
 
 def test_auto_choice_is_checked_stored_and_reloaded_without_export(tmp_path):
-    from annotator.engine.runtime.sam import accelerate_sam, encoder_self_check
+    from annotator.engine.runtime.sam_runtime import accelerate_sam, encoder_self_check
 
     engine = _engine()
     check = encoder_self_check(engine, count=1)
@@ -85,7 +85,7 @@ def test_auto_choice_is_checked_stored_and_reloaded_without_export(tmp_path):
 
 
 def test_stored_only_leaves_the_engine_on_torch_until_a_check_ran(tmp_path):
-    from annotator.engine.runtime.sam import accelerate_sam
+    from annotator.engine.runtime.sam_runtime import accelerate_sam
 
     engine = _engine(seed=4)
     assert accelerate_sam(engine, "auto", cache=CompiledModelCache(tmp_path), stored_only=True) is None
@@ -108,7 +108,7 @@ def test_factory_loads_a_sam_checkpoint_on_the_runtime_asked_for(tmp_path):
 def test_sam_encoder_declares_a_clean_fp32_stem(tmp_path):
     from annotator.engine.runtime.onnx_runner import cached_onnx_path
     from annotator.engine.runtime.onnx_split import split_onnx
-    from annotator.engine.runtime.sam import FP32_STEM, encoder_spec
+    from annotator.engine.runtime.sam_runtime import FP32_STEM, encoder_spec
 
     spec = encoder_spec(_engine())
     assert spec.fp32_scopes == FP32_STEM
@@ -119,7 +119,7 @@ def test_sam_encoder_declares_a_clean_fp32_stem(tmp_path):
 
 @needs_ov
 def test_openvino_runs_the_sam_encoder(tmp_path):
-    from annotator.engine.runtime.sam import accelerate_sam
+    from annotator.engine.runtime.sam_runtime import accelerate_sam
 
     image, _ = _slice(1)
     reference = _engine()

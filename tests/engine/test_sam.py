@@ -33,7 +33,7 @@ def image():
 
 @pytest.fixture(scope="module")
 def engine(tiny_sam):
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     return SamEngine(tiny_sam, model_id="tiny", model_sha256="0" * 64)
 
@@ -107,7 +107,7 @@ def test_mask_input_refinement_equals_sam_predictor(engine, embedding, predictor
 
 def test_restored_embedding_on_a_new_engine_gives_same_prediction(tiny_sam, embedding, predictor):
     """The explicit ImageEmbedding is all predict needs: no hidden image state in the adapter."""
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     other = SamEngine(tiny_sam, model_id="tiny", model_sha256="0" * 64)
     copy = type(embedding)(embedding.features.copy(), embedding.original_size, embedding.input_size, "tiny")
@@ -135,7 +135,7 @@ def test_medsam_preprocessing_follows_the_medsam_reference(tiny_sam, image):
     import torch.nn.functional as F
     from skimage import transform
 
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     engine = SamEngine(tiny_sam, model_id="tiny-medsam", model_sha256="1" * 64, flavour="medsam")
     assert engine.prompt_kind == "box"
@@ -183,7 +183,7 @@ def test_upscaling_only_the_kept_frame_is_bit_identical_to_sam(engine, tiny_sam,
 
 def test_another_runtime_can_replace_the_encoder(tiny_sam, image, embedding):
     from annotator.engine.api import EngineError
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     engine = SamEngine(tiny_sam, model_id="tiny", model_sha256="0" * 64)
     seen = []

@@ -7,7 +7,7 @@ import pytest
 
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
-from annotator.engine.cache import EmbeddingCache
+from annotator.engine.embedding_cache import EmbeddingCache
 from annotator.engine.service import EmbeddingService
 
 torch = pytest.importorskip("torch")
@@ -30,7 +30,7 @@ def volume():
 def _counting_engine(seed=0, model_id="tiny", sha="0" * 64):
     from sam_testing import build_tiny_sam
 
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     sam = build_tiny_sam(seed=seed)
     calls = []

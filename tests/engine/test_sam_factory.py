@@ -51,7 +51,7 @@ def test_auto_with_a_sam_checkpoint_builds_a_sam_engine(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from sam_testing import one_torch_thread, save_tiny_checkpoint
 
-    from annotator.engine.sam import SamEngine
+    from annotator.engine.sam_engine import SamEngine
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")
     with one_torch_thread():

@@ -49,7 +49,7 @@ class LiteMedSamEngine:
 
         # issue 8 (runtime layer): malloc tuning first, then the encoder goes on the fastest
         # runtime that passes its self-check here ("auto"), or the one asked for.
-        from annotator.engine.runtime.lite_medsam import accelerate_lite_medsam
+        from annotator.engine.runtime.lite_medsam_runtime import accelerate_lite_medsam
         from annotator.engine.runtime.malloc import tune_malloc
 
         tune_malloc()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from annotator.engine.runtime.base import ModelSpec
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 from annotator.engine.runtime.select import Selection, SelfCheck, select_runner
 
 log = logging.getLogger(__name__)

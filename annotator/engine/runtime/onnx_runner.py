@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.engine.runtime.base import ModelSpec, runner_name
-from annotator.engine.runtime.cache import ArtifactKey, CompiledModelCache
+from annotator.engine.runtime.compiled_cache import ArtifactKey, CompiledModelCache
 
 log = logging.getLogger(__name__)
 OPSET = 17

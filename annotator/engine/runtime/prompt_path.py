@@ -18,7 +18,7 @@ import numpy as np
 
 from annotator.core.overlap import dice
 from annotator.engine.runtime.base import ModelRunner, ModelSpec, runner_name
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 
 log = logging.getLogger(__name__)
 # Point label meanings in the graph (SamOnnxModel's convention): -1 padding point, 0 negative,

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from annotator.engine.runtime.base import RUNTIMES, ModelRunner, ModelSpec, runner_name
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 
 log = logging.getLogger(__name__)
 SELECT_VERSION = 1

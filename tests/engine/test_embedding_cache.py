@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from annotator.engine.api import EmbeddingKey, ImageEmbedding
-from annotator.engine.cache import EmbeddingCache
+from annotator.engine.embedding_cache import EmbeddingCache
 
 
 def _key(index: int, **changes) -> EmbeddingKey:

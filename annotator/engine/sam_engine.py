@@ -98,7 +98,7 @@ class SamEngine:
                      description=f"{loaded.display_name} on {describe_device(chosen, half)}")
         log.info("loaded %s", engine.description)
         if engine.device == "cpu" and runtime not in ("torch", "torch-fp32"):
-            from annotator.engine.runtime.sam import accelerate_sam
+            from annotator.engine.runtime.sam_runtime import accelerate_sam
 
             if runtime == "auto-stored":
                 engine.runtime_pending = accelerate_sam(engine, "auto", stored_only=True) is None

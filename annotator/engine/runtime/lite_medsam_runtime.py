@@ -11,7 +11,7 @@ import numpy as np
 
 from annotator.engine.runtime.accelerate import accelerate
 from annotator.engine.runtime.base import ModelSpec
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 from annotator.engine.runtime.select import Selection, SelfCheck
 from annotator.engine.runtime.selfcheck import mask_agreement_check, phantom_slices
 

@@ -1,6 +1,6 @@
 """Puts a SAM / MedSAM engine's image encoder and prompt path on the runtime chosen for this machine.
 
-The same layer as runtime/lite_medsam.py, for segment-anything's ViT-B/L/H: the encoder spec and
+The same layer as runtime/lite_medsam_runtime.py, for segment-anything's ViT-B/L/H: the encoder spec and
 the first-use self-check come from the engine's own preprocessing and (torch) decoder, the chosen
 runner replaces the encoder through SamEngine.set_encoder (which renames the engine's runtime, so
 embeddings never mix), and the prompt path goes on the fastest runtime whose masks equal torch's.
@@ -12,7 +12,7 @@ import numpy as np
 
 from annotator.engine.runtime.accelerate import accelerate
 from annotator.engine.runtime.base import ModelSpec
-from annotator.engine.runtime.cache import CompiledModelCache
+from annotator.engine.runtime.compiled_cache import CompiledModelCache
 from annotator.engine.runtime.select import Selection, SelfCheck
 from annotator.engine.runtime.selfcheck import mask_agreement_check, phantom_slices
 
