@@ -8,7 +8,23 @@ from typing import Any
 
 import numpy as np
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# DICOM/ITK world space is LPS, NIfTI's is RAS: the two differ by flipping the first two axes.
+# The only copy of that fact; readers and writers convert through the functions below.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def affine_ras_of(direction_lps: np.ndarray, spacing_xyz_mm: tuple[float, ...] | np.ndarray,
+                  origin_lps_mm: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """4x4 NIfTI-convention affine (index (x, y, z) to world RAS mm) of an LPS grid."""
+    affine = np.eye(4)
+    affine[:3, :3] = LPS_TO_RAS @ np.asarray(direction_lps, dtype=np.float64) @ np.diag(np.asarray(spacing_xyz_mm, dtype=np.float64))
+    affine[:3, 3] = LPS_TO_RAS @ np.asarray(origin_lps_mm, dtype=np.float64)
+    return affine
+
+
+def lps_of_ras(matrix_or_vector: np.ndarray) -> np.ndarray:
+    """RAS rows (a 3x3 matrix or a 3-vector) as LPS (the flip is its own inverse)."""
+    return LPS_TO_RAS @ np.asarray(matrix_or_vector, dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,9 +84,7 @@ class Volume:
 
     def affine_ras(self) -> np.ndarray:
         """4x4 NIfTI-convention affine: index (i, j, k) = (x, y, z) to world RAS mm."""
-        affine = self.affine_lps()
-        affine[:3, :] = _LPS_TO_RAS @ affine[:3, :]
-        return affine
+        return affine_ras_of(self.direction_lps, self.spacing_xyz_mm, self.origin_lps_mm)
 
     def index_zyx_to_world_lps(self, index_zyx: np.ndarray) -> np.ndarray:
         """(..., 3) index (z, y, x), fractional allowed -> (..., 3) world LPS mm."""

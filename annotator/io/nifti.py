@@ -11,11 +11,10 @@ import numpy as np
 
 from annotator.core.atomic import atomic_path
 from annotator.core.errors import InputError
-from annotator.core.volume import Volume
+from annotator.core.volume import Volume, affine_ras_of, lps_of_ras
 
 log = logging.getLogger(__name__)
 
-_FLIP_LPS_RAS = np.diag([-1.0, -1.0, 1.0])
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 # Single-file formats only: a write must be one atomic rename (.mhd/.nhdr would leave a data file behind).
@@ -35,10 +34,10 @@ def geometry_from_ras_affine(affine_ras: np.ndarray) -> tuple[tuple[float, float
     which are the Volume's x, y, z; RAS -> LPS flips the first two world rows.
     """
     affine = np.asarray(affine_ras, dtype=np.float64)
-    matrix_lps = _FLIP_LPS_RAS @ affine[:3, :3]
+    matrix_lps = lps_of_ras(affine[:3, :3])
     spacing_xyz = np.linalg.norm(matrix_lps, axis=0)
     direction = matrix_lps / spacing_xyz
-    origin = _FLIP_LPS_RAS @ affine[:3, 3]
+    origin = lps_of_ras(affine[:3, 3])
     return (
         (float(spacing_xyz[2]), float(spacing_xyz[1]), float(spacing_xyz[0])),
         (float(origin[0]), float(origin[1]), float(origin[2])),
@@ -416,9 +415,7 @@ def itk_header_geometry(path: str | os.PathLike[str]) -> dict[str, Any]:
         direction = d3
     else:
         size, spacing, origin, direction = size[:3], spacing[:3], origin[:3], direction[:3, :3]
-    affine = np.eye(4)
-    affine[:3, :3] = _FLIP_LPS_RAS @ direction @ np.diag(spacing)
-    affine[:3, 3] = _FLIP_LPS_RAS @ np.asarray(origin)
+    affine = affine_ras_of(direction, spacing, origin)
     return {
         "shape_zyx": (size[2], size[1], size[0]),
         "n_volumes": n_volumes,

@@ -88,12 +88,9 @@ def _file_info(path: Path) -> SeriesInfo:
 
 def image_files(folder: Path) -> list[Path]:
     """NIfTI / NRRD / MetaImage files under `folder` (recursive; hidden entries skipped)."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / n for n in sorted(names)
-                     if not n.startswith(".") and nifti.has_suffix(n, nifti.NIFTI_SUFFIXES + nifti.ITK_SUFFIXES))
-    return found
+    from annotator.io.folders import files_under
+
+    return list(files_under(folder, lambda name: nifti.has_suffix(name, nifti.NIFTI_SUFFIXES + nifti.ITK_SUFFIXES)))
 
 
 def _image_file_in_folder(folder: Path, series_uid: str | None) -> Path | None:

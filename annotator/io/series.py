@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from annotator.core.volume import lps_of_ras
+
 _PLANE_BY_NORMAL_AXIS = {0: "sagittal", 1: "coronal", 2: "axial"}
 
 
@@ -63,7 +65,7 @@ class SeriesInfo:
 
     @property
     def orientation(self) -> str:
-        direction = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(self.affine_ras)[:3, :3]
+        direction = lps_of_ras(np.asarray(self.affine_ras)[:3, :3])
         return orientation_name(direction / np.linalg.norm(direction, axis=0))
 
     @property

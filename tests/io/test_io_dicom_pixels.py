@@ -8,8 +8,10 @@ import pytest
 from dicom_factory import write_series
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from annotator.core.errors import InputError
 from annotator.io import dicom as dicom_io
 from annotator.io import load_volume
+from annotator.io.dicom import pixels as dicom_pixels
 
 
 def _rewrite(path, *, bits_stored=16, signed=True, raw=None, transfer_syntax=ExplicitVRLittleEndian,
@@ -45,7 +47,7 @@ def test_fast_path_equals_pydicom(tmp_path, case, monkeypatch):
     [path] = write_series(tmp_path, stored, intercept=0.0)
     _rewrite(path, **CASES[case])
     expected = pydicom.dcmread(path).pixel_array
-    monkeypatch.setattr(dicom_io, "_decode_file", lambda *a: pytest.fail("fast path not taken"))
+    monkeypatch.setattr(dicom_pixels, "decode_file", lambda *a: pytest.fail("fast path not taken"))
     dicom_io.clear_cache()
     volume = load_volume(path)
     np.testing.assert_array_equal(volume.array[0], expected)
@@ -58,5 +60,5 @@ def test_fast_path_refuses_a_short_pixel_element_and_pydicom_reports_it(tmp_path
     ds = pydicom.dcmread(path)
     ds.PixelData = ds.PixelData[:-20]
     ds.save_as(path, enforce_file_format=True)
-    with pytest.raises(dicom_io.InputError, match="slice000.dcm"):
+    with pytest.raises(InputError, match="slice000.dcm"):
         load_volume(path)

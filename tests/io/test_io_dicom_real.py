@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from annotator.io import dicom as dicom_io
 from annotator.io import discover_series, load_volume
+from annotator.io.dicom import pixels as dicom_pixels
 
 pytestmark = pytest.mark.realdata
 
@@ -97,7 +97,7 @@ def test_siemens_mosaic_all_transfer_syntaxes(shared_data):
     assert sorted(i.series_number for i in infos) == [1, 4, 5, 9]
     for info in infos:
         [file] = info.files
-        _, raw = dicom_io._decode_file(file)
+        _, raw = dicom_pixels.decode_file(file)
         assert hashlib.md5(np.ascontiguousarray(raw, "<u2").tobytes()).hexdigest() == \
             exp["per_file_decode"][file.rsplit("/", 1)[-1]]["md5_of_native_little_endian_pixels"]
         volume = load_volume(case / "dcm", series_uid=info.uid)
@@ -130,7 +130,7 @@ def test_nema_small_transfer_syntaxes_decode_identically(shared_data):
     for name, ref in exp["per_file_decode"].items():
         volume = load_volume(case / "dcm" / name)
         assert volume.shape_zyx == (1, 64, 64)
-        _, raw = dicom_io._decode_file(str(case / "dcm" / name))
+        _, raw = dicom_pixels.decode_file(str(case / "dcm" / name))
         assert hashlib.md5(np.ascontiguousarray(raw, "<i2").tobytes()).hexdigest() == ref["md5_of_native_little_endian_pixels"]
         arrays.append(volume.array)
         itk = exp["itk_LPS_MR_small"]
@@ -143,7 +143,7 @@ def test_discovery_reads_no_pixel_data(shared_data, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("pixel data decoded during discovery")
 
-    monkeypatch.setattr(dicom_io, "_decode_file", fail)
+    monkeypatch.setattr(dicom_pixels, "decode_file", fail)
     for case in ("ct_philips_ingenuity_axial_5mm", "mr_siemens_trio_transfer_syntaxes",
                  "mr_siemens_vida_xa10_enhanced_multiframe"):
         assert discover_series(shared_data / "dicom" / case / "dcm")

@@ -11,11 +11,13 @@ from dicom_factory import write_series
 from pydicom.uid import ImplicitVRLittleEndian
 
 from annotator.io import dicom as dicom_io
-from annotator.io.dicom_header import read_fast_header
+from annotator.io.dicom import frames as dicom_frames
+from annotator.io.dicom import scan as dicom_scan
+from annotator.io.dicom.raw import read_fast_header
 
 
 def _pydicom_header(path):
-    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=dicom_io._HEADER_TAGS)
+    return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=dicom_scan.HEADER_TAGS)
 
 
 def _assert_same(path) -> bool:
@@ -33,7 +35,7 @@ def _assert_same(path) -> bool:
             assert getattr(a, name) == getattr(b, name), (path, name)
         np.testing.assert_array_equal(a.ipp, b.ipp)
         np.testing.assert_array_equal(a.iop, b.iop)
-    assert dicom_io._series_fields(fast) == dicom_io._series_fields(slow)
+    assert dicom_frames.series_fields(fast) == dicom_frames.series_fields(slow)
     return True
 
 
