@@ -87,7 +87,9 @@ def main() -> None:
 
     from annotator.core.geometry import apply_window, default_window
     from annotator.export.api import ExportSpec, export_volume
-    from annotator.export.coco import annotations_along, label_components_2d, write_png
+    from annotator.export.coco import annotations_along
+    from annotator.export.components import label_components_2d
+    from annotator.export.slice_images import write_png
 
     volume, label_map = synthetic_case(args.slices, args.size)
     label_slices = [label_map.array[z] for z in range(args.slices)]

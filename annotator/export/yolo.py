@@ -29,13 +29,9 @@ from annotator.export.api import (
     selected_slices,
     slice_window,
 )
-from annotator.export.coco import (
-    label_components_2d,
-    loop_area,
-    pixel_edge_loops,
-    slice_image_name,
-    write_png,
-)
+from annotator.export.components import label_components_2d
+from annotator.export.polygons import loop_area, pixel_edge_loops
+from annotator.export.slice_images import slice_image_name, write_png
 
 
 def yolo_lines(label_slice: np.ndarray, class_of: dict[int, int], connectivity: int = 2) -> tuple[list[str], int]:

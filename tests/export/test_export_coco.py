@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from annotator.core.geometry import Window, apply_window
 from annotator.export.api import ExportSpec, OutputExistsError, export_volume
-from annotator.export.coco import exact_polygons, pixel_edge_loops
+from annotator.export.polygons import exact_polygons, pixel_edge_loops
 
 
 def expected_components(label_array: np.ndarray, index: int) -> list[tuple[int, np.ndarray]]:
@@ -251,7 +251,7 @@ def test_rle_for_a_slice_with_many_components_at_benchmark_size():
 
 
 def test_many_touching_runs_still_settle_when_the_union_find_hands_over_to_scipy():
-    from annotator.export.coco import _connected_runs
+    from annotator.export.components import _connected_runs
 
     # a zigzag chain with edges listed so that the roots settle slowly, plus separate pieces
     n = 200
@@ -270,7 +270,7 @@ def test_many_touching_runs_still_settle_when_the_union_find_hands_over_to_scipy
 
 
 def test_connectivity_below_one_is_refused():
-    from annotator.export.coco import slice_runs
+    from annotator.export.components import slice_runs
 
     with pytest.raises(ValueError, match="connectivity"):
         slice_runs(np.ones((3, 3), np.uint16), connectivity=0)
