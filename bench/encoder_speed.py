@@ -139,7 +139,7 @@ def protocol_case():
     labels = read_labels_onto(volume, DATA / "labels.nii.gz").array
     names = {int(k): v for k, v in json.loads((DATA / "labels.json").read_text())["labels"].items()}
     slices_u8, _ = protocol.windowed_volume_u8(volume.array)
-    items, _ = protocol.select_items(labels, names, "axial")
+    items, _ = protocol.select_items(labels, names, 0, "axial")
     prompts = []
     for item in items:
         truth = protocol.plane_slice(labels, 0, item.slice_index) == item.label

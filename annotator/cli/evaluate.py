@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from annotator.cli.options import read_label_names
 from annotator.core.errors import InputError
 
 
@@ -47,30 +48,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _label_names(path: str | None, fallback: dict[int, str]) -> dict[int, str]:
-    if not path:
-        return fallback
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "label table not found") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read label table ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
-        data = data["labels"]
-    names: dict[int, str] = {}
-    try:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                label, name = (int(key), str(value)) if str(key).isdigit() else (int(value), str(key))
-                names[label] = name
-        elif isinstance(data, list):
-            for entry in data:
-                names[int(entry["id"])] = str(entry.get("name", f"label {entry['id']}"))
-        else:
-            raise ValueError("expected an object or a list")
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InputError(path, f"not a label name table ({exc})") from None
-    return names
+    table = read_label_names(path)
+    return fallback if table is None else {label.id: label.name for label in table}
 
 
 def _engine(model: str, device: str, runtime: str) -> Any:

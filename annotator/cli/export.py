@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from annotator.cli.options import parse_window_option, read_label_names
 from annotator.core.errors import InputError
-from annotator.core.geometry import CT_PRESETS, Window
+from annotator.core.geometry import CT_PRESETS
 from annotator.core.labels import LabelMap, LabelTable
-from annotator.export.api import FORMATS, ExportResult, ExportSpec, get_exporter
+from annotator.export.api import FORMATS, ExportResult, ExportSpec, export_volume, get_exporter
 
 EXIT_CODES = """exit codes:
   0    every case exported
@@ -70,35 +70,6 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run cases on this Dask distributed scheduler")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
-
-
-def parse_window(text: str | None) -> Window | None:
-    if not text:
-        return None
-    if text.lower() in CT_PRESETS:
-        return CT_PRESETS[text.lower()]
-    try:
-        center, width = (float(v) for v in text.split(","))
-    except ValueError as exc:
-        raise InputError(None, f"--window {text!r}: expected CENTER,WIDTH or one of {', '.join(CT_PRESETS)}") from exc
-    if width <= 0:
-        raise InputError(None, f"--window {text!r}: width must be positive")
-    return Window(center, width)
-
-
-def read_label_names(path: str | None) -> LabelTable | None:
-    if not path:
-        return None
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read label names ({exc})") from exc
-    if isinstance(data, dict) and isinstance(data.get("labels"), dict | list):
-        data = data["labels"]  # {"labels": {...}} as in a labels.json sidecar or a dataset.json
-    try:
-        return LabelTable.from_json(data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InputError(path, f"not a label name table ({exc})") from exc
 
 
 def default_case_id(image: str) -> str:
@@ -167,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise InputError(None, f"--every must be >= 1, got {args.every}")
     spec = ExportSpec(overwrite=args.overwrite, keep_phi=args.keep_phi, plane=args.plane,
-                      slices=args.slices, every_k=args.every, window=parse_window(args.window),
+                      slices=args.slices, every_k=args.every, window=parse_window_option(args.window),
                       coco_encoding=args.encoding)
     pairs = read_pairs(args.pairs) if args.pairs else [
         (args.image, args.labels, args.case_id or default_case_id(args.image))]
@@ -189,11 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if len(jobs) == 1:
         # One case: run here so a bad input is reported as one line with exit code 2.
         volume, label_map = load_case(jobs[0])
-        table = table or label_map.table
-        spec, (case_id,) = exporter.prepare(out_dir, table, names, spec)
-        result = exporter.export_case(volume, label_map, out_dir, replace(spec, case_id=case_id))
-        files = result.files + exporter.finalize([result], out_dir, spec, table)
-        sys.stdout.write(f"exported {result.case_id} as {args.format} to {out_dir}: {len(files)} files\n")
+        result = export_volume(exporter, volume, label_map, out_dir, replace(spec, case_id=names[0]))
+        sys.stdout.write(f"exported {result.case_id} as {args.format} to {out_dir}: {len(result.files)} files\n")
         for warning in result.warnings:
             sys.stdout.write(f"  warning: {warning}\n")
         return 0

@@ -14,7 +14,6 @@ CT_WINDOW = (-160.0, 240.0)
 MR_PERCENTILES = (0.5, 99.5)
 # Names containing any of these are bones/cartilage, not organs (summary "organs").
 NON_ORGAN_WORDS = ("rib", "vertebra", "costal", "humerus", "femur", "hip", "sacrum", "intervertebral")
-PLANE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,11 @@ def plane_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(array, index, axis=axis)
 
 
-def select_items(labels_zyx: np.ndarray, names: dict[int, str], plane: str = "axial",
+def select_items(labels_zyx: np.ndarray, names: dict[int, str], axis: int = 0, plane: str = "axial",
                  min_pixels: int = MIN_ITEM_PIXELS) -> tuple[list[Item], list[dict]]:
-    """(items, skipped): per label value > 0, its slice with the most pixels (ties: lowest index);
-    a label whose best count is below `min_pixels` is skipped (and reported as such)."""
-    axis = PLANE_AXIS[plane]
+    """(items, skipped): per label value > 0, its slice with the most pixels along array `axis`
+    (the axis of `plane`: core.geometry.plane_array_axis; ties: lowest index); a label whose best
+    count is below `min_pixels` is skipped (and reported as such)."""
     other = tuple(a for a in range(3) if a != axis)
     items, skipped = [], []
     for value in sorted(int(v) for v in np.unique(labels_zyx) if v > 0):

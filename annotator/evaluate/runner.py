@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from annotator.core.geometry import Window, apply_window
+from annotator.core.geometry import PLANES, Window, apply_window, plane_array_axis
 from annotator.core.volume import Volume
 from annotator.engine import click_strategy, slice_segmentation
 from annotator.engine.api import EmbeddingKey, ImageEmbedding, MaskPrediction, PromptEngine
@@ -209,12 +209,12 @@ def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str
     array_zyx = volume.array
     if array_zyx.shape != labels_zyx.shape:
         raise ValueError(f"image grid {array_zyx.shape} and label grid {labels_zyx.shape} differ")
-    if plane not in protocol.PLANE_AXIS:
-        raise ValueError(f"plane must be one of {sorted(protocol.PLANE_AXIS)}, got {plane!r}")
-    axis = protocol.PLANE_AXIS[plane]
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {', '.join(PLANES)}, got {plane!r}")
+    axis = plane_array_axis(volume, plane)  # from the direction matrix, as the window's views
     slices_u8, window = protocol.windowed_volume_u8(array_zyx, volume.modality)
     meter = EngineMeter(engine, volume, axis, slices_u8, cache)
-    items, skipped = protocol.select_items(labels_zyx, names, plane)
+    items, skipped = protocol.select_items(labels_zyx, names, axis, plane)
     prompt_kind = getattr(engine, "prompt_kind", "points")
     total = len(items) + (sum(1 for it in items if it.organ) if propagate else 0)
     reports = []

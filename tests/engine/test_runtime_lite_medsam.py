@@ -40,7 +40,7 @@ def case():
     labels = read_labels_onto(volume, DATA / "labels.nii.gz").array
     names = {int(k): v for k, v in json.loads((DATA / "labels.json").read_text())["labels"].items()}
     slices_u8, _ = protocol.windowed_volume_u8(volume.array)
-    items, _ = protocol.select_items(labels, names, "axial")
+    items, _ = protocol.select_items(labels, names, 0, "axial")
     engine = LiteMedSamEngine.load(runtime="torch", device="cpu")
     prompts = []
     for item in items:

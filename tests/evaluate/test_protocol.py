@@ -61,7 +61,7 @@ def test_items_pick_the_fullest_slice_lowest_on_ties_and_skip_small_labels():
     items, skipped = protocol.select_items(labels, {3: "liver", 7: "rib_left_1"})
     assert [(i.label, i.slice_index, i.pixels) for i in items] == [(3, 1, 100)]
     assert skipped == [{"label": 7, "name": "rib_left_1", "slice": 2, "pixels": 25}]
-    coronal, _ = protocol.select_items(labels, {3: "liver"}, plane="coronal", min_pixels=1)
+    coronal, _ = protocol.select_items(labels, {3: "liver"}, axis=1, plane="coronal", min_pixels=1)
     assert coronal[0].slice_index == 0
     assert coronal[0].pixels == 20
 
