@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_gui_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from annotator.qt.main_window import run_app  # Qt is imported only on this path
+    from annotator.qt.run import run_app  # Qt is imported only on this path
 
     return run_app(args)
 

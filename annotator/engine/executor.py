@@ -45,9 +45,11 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -59,10 +61,14 @@ from annotator.engine.service import EmbeddingCancelled, EmbeddingService
 
 log = logging.getLogger(__name__)
 
+ORDER_HISTORY = 10_000
+RequestKind = Literal["predict", "embed", "prefetch"]
+ResultStatus = Literal["ok", "error", "cancelled", "stale"]
+
 PRIORITY_PREDICT = 0
 PRIORITY_EMBED = 1
 PRIORITY_PREFETCH = 2
-_KIND_PRIORITY = {"predict": PRIORITY_PREDICT, "embed": PRIORITY_EMBED, "prefetch": PRIORITY_PREFETCH}
+_KIND_PRIORITY: dict[RequestKind, int] = {"predict": PRIORITY_PREDICT, "embed": PRIORITY_EMBED, "prefetch": PRIORITY_PREFETCH}
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,9 +121,9 @@ class EngineResult:
     """The outcome of one request; see the module docstring for the meaning of `status`."""
 
     request_id: int
-    kind: str  # "predict" | "embed" | "prefetch"
+    kind: RequestKind
     slice: SliceRef
-    status: str  # "ok" | "error" | "cancelled" | "stale"
+    status: ResultStatus
     prediction: MaskPrediction | None = field(default=None, repr=False)
     embedding: ImageEmbedding | None = field(default=None, repr=False)
     error: str | None = None
@@ -130,12 +136,16 @@ class EngineResult:
         return self.status == "ok"
 
 
+class PredictionSuperseded(Exception):  # noqa: N818 - an outcome, like KeyboardInterrupt
+    """The prediction was cancelled, superseded by a newer one for its slice, or the executor stopped."""
+
+
 @dataclass(frozen=True, eq=False)
 class Ticket:
     """Handle of a submitted request."""
 
     request_id: int
-    kind: str
+    kind: RequestKind
     future: Future = field(repr=False)
 
     def result(self, timeout: float | None = None) -> EngineResult:
@@ -145,7 +155,7 @@ class Ticket:
 @dataclass(eq=False)
 class _Job:
     request_id: int
-    kind: str
+    kind: RequestKind
     view: SliceRef
     request: PredictRequest | None
     future: Future
@@ -161,7 +171,8 @@ class ExecutorStats:
     stale: int = 0
     errors: int = 0
     cpu_fallbacks: int = 0
-    order: list[tuple[str, int]] = field(default_factory=list)  # (kind, slice index) as run, for tests
+    # (kind, slice index) of the last requests run, for tests and logs; bounded for long sessions
+    order: deque[tuple[RequestKind, int]] = field(default_factory=lambda: deque(maxlen=ORDER_HISTORY))
 
 
 def _view_key(view: SliceRef) -> tuple[int, int]:
@@ -229,6 +240,18 @@ class EngineExecutor:
                 if other.kind == "predict" and other.view.slot() == slot:
                     self._cancel_queued(other)
             return self._enqueue(job)
+
+    def predict_result(self, request: PredictRequest, timeout: float | None = None) -> MaskPrediction:
+        """predict() and wait: the prediction, EngineError when the engine failed, or
+        PredictionSuperseded when it was cancelled, superseded or the executor stopped."""
+        from annotator.engine.api import EngineError
+
+        result = self.predict(request).result(timeout=timeout)
+        if result.status == "ok" and result.prediction is not None:
+            return result.prediction
+        if result.status == "error":
+            raise EngineError(result.error or "prediction failed")
+        raise PredictionSuperseded(f"prediction on slice {request.slice.index} was {result.status}")
 
     def embed(self, view: SliceRef, *, supersede: bool = True) -> Ticket:
         """Queue the embedding of the visible slice; cancels queued older embeds of the same view.
@@ -315,7 +338,7 @@ class EngineExecutor:
         self.shutdown()
 
     # ---- internals (hold self._cond) --------------------------------------------------------
-    def _new_job(self, kind: str, view: SliceRef, request: PredictRequest | None) -> _Job:
+    def _new_job(self, kind: RequestKind, view: SliceRef, request: PredictRequest | None) -> _Job:
         if self._closed:
             raise RuntimeError("EngineExecutor is shut down")
         return _Job(request_id=next(self._ids), kind=kind, view=view, request=request, future=Future())

@@ -425,15 +425,11 @@ class ExecutorSlices:
         self.view = view  # executor.SliceRef of any slice of the volume and axis
 
     def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
-        from annotator.engine.api import EngineError
         from annotator.engine.executor import PredictRequest, SliceRef
 
         ref = SliceRef(self.view.volume, self.view.axis, int(index), window)
-        request = PredictRequest(ref, box_xyxy=np.asarray(box_xyxy, dtype=np.float64), multimask=False)
-        result = self.executor.predict(request).result()
-        if not result.ok or result.prediction is None:
-            raise EngineError(f"prediction on slice {index} failed: {result.error or result.status}")
-        return result.prediction
+        return self.executor.predict_result(
+            PredictRequest(ref, box_xyxy=np.asarray(box_xyxy, dtype=np.float64), multimask=False))
 
     def raw(self, index: int) -> np.ndarray:
         return slice_2d(self.view.volume.array, self.view.axis, int(index))

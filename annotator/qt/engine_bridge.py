@@ -1,69 +1,34 @@
 """EngineBridge: the only place engine results cross into the GUI thread.
 
-It owns the EngineExecutor (one worker thread that owns the model) plus one helper thread that
-runs the click strategy and propagation, whose every model call is a request to that executor:
-the model only ever runs on the executor's thread, and the GUI thread never waits on either.
-Worker threads hand results back by emitting `_delivered`, a signal of this GUI-thread QObject
-connected to a bound method (queued across threads; never a lambda).
+It loads the engine (a loader thread), owns the EngineExecutor (one worker thread that owns the
+model) and embeds what the user looks at; prompts and propagation are its two controllers
+(qt.prompt_controller, qt.propagation_controller), which share one helper thread whose every model
+call is a request to the executor. Worker threads hand results back through typed signals of
+GUI-thread QObjects connected to bound methods (queued across threads; never a lambda).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal
 
-import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from annotator.core.document import AnnotationDocument, Preview
-from annotator.core.geometry import Window, slice_2d
-from annotator.core.prompts import PromptSet
+from annotator.core.document import AnnotationDocument
+from annotator.core.geometry import Window
+from annotator.core.prompts import PointPrompt
 from annotator.core.volume import Volume
+from annotator.engine.api import MaskPrediction
+from annotator.qt.prompt_controller import PromptController
+from annotator.qt.propagation_controller import PropagationController
 
 log = logging.getLogger(__name__)
 
-CLICK_DEBOUNCE_MS = 100
 VIEW_SETTLE_MS = 60
-
-
-@dataclass(frozen=True)
-class PromptJob:
-    """An immutable snapshot of what to segment, captured on the GUI thread."""
-
-    generation: int
-    volume: Volume
-    axis: int
-    index: int
-    prompts: PromptSet
-    prompt_kind: str
-    default_window: Window  # the model input window without a box (engine.input_window)
-
-
-@dataclass(frozen=True)
-class PropagationJob:
-    generation: int
-    volume: Volume
-    axis: int
-    keys: tuple  # engine.propagate.Key per key slice of the label
-    label_id: int
-
-
-def _following_slices(bridge: EngineBridge, executor, view):  # noqa: ANN001, ANN202
-    """engine.propagate's ExecutorSlices that also tells the GUI which slice is being segmented,
-    so the views follow the propagation."""
-    from annotator.engine.propagate import ExecutorSlices
-
-    class FollowingSlices(ExecutorSlices):
-        def predict(self, index: int, window, **kwargs):  # noqa: ANN001, ANN003, ANN202
-            if not bridge._closed:
-                bridge._delivered.emit(("propagation-slice", view.axis, int(index)))
-            return super().predict(index, window, **kwargs)
-
-    return FollowingSlices(executor, view)
+EngineState = Literal["not started", "loading", "ready", "failed"]
 
 
 class EngineBridge(QObject):
@@ -77,10 +42,12 @@ class EngineBridge(QObject):
     embedding_ready = Signal(int, int)  # axis, index
     propagation_progress = Signal(int, int)  # done, total
     propagation_finished = Signal(str)  # "" on success, else why not
-    _delivered = Signal(object)  # from worker threads; connected to self._on_delivered
+    _engine_loaded = Signal(object)  # a PromptEngine, from the loader thread
+    _engine_failed = Signal(str)     # why it could not load, from the loader thread
+    _executor_result = Signal(object)  # EngineResult of an embed/prefetch/predict, from the engine thread
 
-    def __init__(self, doc: AnnotationDocument, settings=None, options: dict | None = None,  # noqa: ANN001
-                 parent: QObject | None = None, *, engine=None, cache=None) -> None:  # noqa: ANN001
+    def __init__(self, doc: AnnotationDocument, settings: Any = None, options: dict | None = None,
+                 parent: QObject | None = None, *, engine: Any = None, cache: Any = None) -> None:
         super().__init__(parent)
         self.doc = doc
         self.settings = settings
@@ -89,30 +56,32 @@ class EngineBridge(QObject):
         self.cache = cache
         self.service = None
         self.executor = None
-        self.state = "not started"  # "loading", "ready", "failed"
+        self.state: EngineState = "not started"
         self.load_error = ""
         self.last_embed_s: float | None = None
         self.prefetch_done = 0
         self.prefetch_total = 0
         self.active_axis = 0
-        self.propagating = False
-        self._generation = itertools.count(1)
-        self._latest: dict[tuple[int, int], int] = {}
-        self._cancel_propagation = threading.Event()
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-engine-load")
-        self._prompt_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-prompts")
         self._closed = False
-        self._pending_predict: tuple[int, int] | None = None
         self._model_window: tuple[Volume, Window] | None = None
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(CLICK_DEBOUNCE_MS)
-        self._debounce.timeout.connect(self._on_debounce_timeout)
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-engine-load")
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-prompts")
+        generations = itertools.count(1)
+        self.prompts = PromptController(self, self._helper, generations)
+        self.propagation = PropagationController(self, self._helper, generations)
+        self.prompts.prediction_ready.connect(self.prediction_ready)
+        self.prompts.busy_text.connect(self.busy_text_changed)
+        self.prompts.failed.connect(self.error)
+        self.propagation.progress.connect(self.propagation_progress)
+        self.propagation.finished.connect(self.propagation_finished)
+        self.propagation.failed.connect(self.error)
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
         self._settle.setInterval(VIEW_SETTLE_MS)
         self._settle.timeout.connect(self._on_settle_timeout)
-        self._delivered.connect(self._on_delivered, Qt.ConnectionType.QueuedConnection)
+        self._engine_loaded.connect(self._on_engine_loaded, Qt.ConnectionType.QueuedConnection)
+        self._engine_failed.connect(self._on_engine_failed, Qt.ConnectionType.QueuedConnection)
+        self._executor_result.connect(self._on_executor_result, Qt.ConnectionType.QueuedConnection)
         doc.volume_changed.connect(self._on_doc_view_changed)
         doc.cursor_changed.connect(self._on_doc_view_changed)
 
@@ -144,13 +113,28 @@ class EngineBridge(QObject):
         self.service = None
         self.start()
 
-    def _deliver_engine(self, future) -> None:  # noqa: ANN001 - runs on the loader thread
+    def _deliver_engine(self, future: Future) -> None:  # runs on the loader thread
         if self._closed:
             return
         exc = future.exception()
-        self._delivered.emit(("engine", None if exc else future.result(), exc))
+        if exc is not None:
+            self._engine_failed.emit(str(exc))
+        else:
+            self._engine_loaded.emit(future.result())
 
-    def _build(self, engine) -> None:  # noqa: ANN001
+    def _on_engine_loaded(self, engine: Any) -> None:
+        if not self._closed:
+            self._build(engine)
+
+    def _on_engine_failed(self, why: str) -> None:
+        if self._closed:
+            return
+        self.state = "failed"
+        self.load_error = why
+        self.status_changed.emit()
+        self.error.emit(f"Could not load the segmentation engine: {why}")
+
+    def _build(self, engine: Any) -> None:
         from annotator.engine.embedding_cache import EmbeddingCache
         from annotator.engine.executor import EngineExecutor
         from annotator.engine.service import EmbeddingService
@@ -160,13 +144,13 @@ class EngineBridge(QObject):
             self.cache = EmbeddingCache.from_settings(self.settings) if self.settings is not None \
                 else EmbeddingCache(disk_dir=None)
         self.service = EmbeddingService(engine, self.cache)
-        self.executor = EngineExecutor(self.service, on_result=self._on_executor_result)
+        self.executor = EngineExecutor(self.service, on_result=self._on_result_from_worker)
         self.state = "ready"
         self.status_changed.emit()
         self._on_settle_timeout()
 
     def _stop_executor(self) -> None:
-        self._cancel_propagation.set()
+        self.propagation.cancel()
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True, timeout=10.0)
             self.executor = None
@@ -176,10 +160,11 @@ class EngineBridge(QObject):
         if self._closed:
             return
         self._closed = True
-        self._debounce.stop()
+        self.prompts.stop()
+        self.propagation.stop()
         self._settle.stop()
         self._stop_executor()  # unblocks a helper waiting on a prediction (its future resolves)
-        self._prompt_pool.shutdown(wait=True, cancel_futures=True)
+        self._helper.shutdown(wait=True, cancel_futures=True)
         self._loader.shutdown(wait=True, cancel_futures=True)
         check = getattr(self.engine, "background_check", None)
         if check is not None and check.poll() is None:
@@ -189,6 +174,10 @@ class EngineBridge(QObject):
     @property
     def ready(self) -> bool:
         return self.state == "ready" and self.executor is not None
+
+    @property
+    def propagating(self) -> bool:
+        return self.propagation.running
 
     def summary(self) -> str:
         """One line for the status bar: what model ran, where, how fast."""
@@ -208,16 +197,17 @@ class EngineBridge(QObject):
             text += f" · embed {self.last_embed_s * 1000:.0f} ms"
         return text
 
+    def wait_prediction(self, request: Any) -> MaskPrediction:
+        """Helper threads: one prediction through the executor (EngineError when the engine failed,
+        PredictionSuperseded when it was cancelled, superseded or the engine stopped)."""
+        from annotator.engine.executor import PredictionSuperseded
+
+        executor = self.executor
+        if executor is None:
+            raise PredictionSuperseded("engine stopped")
+        return executor.predict_result(request)
+
     # ---- embedding what the user looks at ---------------------------------------------------
-    def set_active_axis(self, axis: int) -> None:
-        if axis != self.active_axis:
-            self.active_axis = axis
-            self._settle.start()
-
-    def _on_doc_view_changed(self, *args) -> None:  # noqa: ANN002
-        if not self._closed:
-            self._settle.start()  # embed once scrolling pauses, not for every slice flown past
-
     def model_window(self) -> Window:
         """The model input window without a box (engine.input_window.default_model_window): what
         the visible slice is embedded in ahead of any prompt. The display window stays the user's."""
@@ -228,7 +218,16 @@ class EngineBridge(QObject):
             self._model_window = (volume, default_model_window(volume))
         return self._model_window[1]
 
-    def _slice_ref(self, axis: int, index: int | None = None):  # noqa: ANN202
+    def set_active_axis(self, axis: int) -> None:
+        if axis != self.active_axis:
+            self.active_axis = axis
+            self._settle.start()
+
+    def _on_doc_view_changed(self, *args: object) -> None:
+        if not self._closed:
+            self._settle.start()  # embed once scrolling pauses, not for every slice flown past
+
+    def _slice_ref(self, axis: int, index: int | None = None) -> Any:
         from annotator.engine.executor import SliceRef
 
         return SliceRef(self.doc.volume, axis, self.doc.slice_index(axis) if index is None else index,
@@ -248,225 +247,16 @@ class EngineBridge(QObject):
             self.prefetch_done = 0
             self.status_changed.emit()
 
-    def _on_executor_result(self, result) -> None:  # noqa: ANN001 - runs on the engine thread
+    def _on_result_from_worker(self, result: Any) -> None:  # runs on the engine thread
         if not self._closed:
-            self._delivered.emit(("engine-result", result))
+            self._executor_result.emit(result)
 
-    # ---- prompts -> preview -----------------------------------------------------------------
-    def request_prediction(self, axis: int, index: int) -> None:
-        """Segment the slice's prompts after a short pause (bursts of clicks become one job)."""
-        self._pending_predict = (axis, index)
-        self._debounce.start()
-
-    def add_click(self, axis: int, index: int, point) -> None:  # noqa: ANN001
-        self.doc.add_point(axis, index, point)
-        self.request_prediction(axis, index)
-
-    def discard(self) -> None:
-        """Esc: forget pending work for the slice; a result still in flight is dropped."""
-        self._debounce.stop()
-        if self._pending_predict is not None:
-            self._latest[self._pending_predict] = next(self._generation)
-            self._pending_predict = None
-        for key in list(self._latest):
-            self._latest[key] = next(self._generation)
-        for view_axis in range(3):
-            self.busy_text_changed.emit(view_axis, "")
-
-    def _on_debounce_timeout(self) -> None:
-        if self._pending_predict is None:
-            return
-        axis, index = self._pending_predict
-        self._pending_predict = None
-        if not self.doc.has_volume:
-            return
-        prompts = self.doc.prompts(axis, index)
-        if not prompts:
-            return
-        if not self.ready:
-            self.error.emit("The segmentation engine is not ready: " + (self.load_error or self.state))
-            return
-        generation = next(self._generation)
-        self._latest[(axis, index)] = generation
-        job = PromptJob(generation, self.doc.volume, axis, index, prompts, getattr(self.engine, "prompt_kind", "box"),
-                        self.model_window())
-        if not self.service.is_cached(job.volume, axis, index, job.default_window):
-            self.busy_text_changed.emit(axis, f"Embedding slice {index + 1}… (prompts kept)")
-        else:
-            self.busy_text_changed.emit(axis, "Segmenting…")
-        self._prompt_pool.submit(self._run_prompt_job, job)
-
-    def _wait_prediction(self, request):  # noqa: ANN001, ANN202 - helper thread
-        executor = self.executor
-        if executor is None:
-            from annotator.engine.api import EngineError
-
-            raise EngineError("engine stopped")
-        result = executor.predict(request).result()
-        if result.status == "ok":
-            return result.prediction
-        from annotator.engine.api import EngineError
-
-        if result.status == "error":
-            raise EngineError(result.error or "prediction failed")
-        raise _Superseded(result.status)
-
-    def _run_prompt_job(self, job: PromptJob) -> None:
-        """Helper thread: the input window and click strategy (engine.slice_segmentation, as
-        `annotator evaluate` runs them), each model call a request to the executor."""
-        from annotator.engine import click_strategy, slice_segmentation
-        from annotator.engine.executor import PredictRequest, SliceRef
-        from annotator.engine.input_window import candidate_windows
-        from annotator.engine.slices import slice_rgb_u8
-
-        def predict_in(window: Window):  # noqa: ANN202
-            ref = SliceRef(job.volume, job.axis, job.index, window)
-            return lambda **kwargs: self._wait_prediction(PredictRequest(ref, **kwargs))
-
-        def image_in(window: Window) -> np.ndarray:
-            return slice_rgb_u8(job.volume, job.axis, job.index, window)[..., 0]
-
-        try:
-            raw = slice_2d(job.volume.array, job.axis, job.index)
-            points = job.prompts.points
-            box = job.prompts.box.xyxy() if job.prompts.box is not None else None
-            if job.prompt_kind != "box" and box is None and len(points) == 1:
-                # A lone click on a point model: keep all candidates so Tab can cycle them.
-                pred = predict_in(job.default_window)(points_xy=job.prompts.points_xy(),
-                                                      point_labels=job.prompts.point_labels(), multimask=True)
-                order = np.argsort(-pred.scores)
-                masks, scores = pred.masks[order].astype(bool), pred.scores[order]
-                window = job.default_window
-            else:
-                clicks = tuple(click_strategy.Click(p.x, p.y, p.positive) for p in points)
-                candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
-                outcome = slice_segmentation.segment_slice(predict_in, job.prompt_kind, raw.shape, candidates,
-                                                           box_xyxy=box, clicks=clicks, image_in=image_in)
-                masks, scores, window = outcome.mask[None].astype(bool), np.array([1.0]), outcome.window
-            payload = ("preview", job, masks, scores, window, None)
-        except _Superseded:
-            return
-        except Exception as exc:  # noqa: BLE001 - reported to the user through the error signal
-            log.warning("segmentation failed: %s", exc, exc_info=True)
-            payload = ("preview", job, None, None, None, f"{type(exc).__name__}: {exc}")
-        if not self._closed:
-            self._delivered.emit(payload)
-
-    # ---- propagation ------------------------------------------------------------------------
-    def propagate(self, axis: int) -> None:
-        """Propagate the active label along `axis` from its key slices (accepting a preview on this
-        slice first): every slice the user segmented, brushed or erased for it. Without keys on
-        this axis, the label's mask on this slice is the one key."""
-        if not self.ready:
-            raise RuntimeError("the segmentation engine is not ready")
-        if self.propagating:
-            return
-        doc = self.doc
-        index = doc.slice_index(axis)
-        if doc.preview is not None and doc.preview.axis == axis and doc.preview.index == index:
-            doc.accept_preview()
-        if not doc.active_label:
-            raise ValueError("choose a label to propagate")
-        keys = self.propagation_keys(axis, doc.active_label)
-        if not any(k.mask.any() for k in keys):
-            raise ValueError(f"label {doc.labels.table[doc.active_label].name!r} has no voxels on this slice: "
-                             "segment it here first, then propagate")
-        self._cancel_propagation = threading.Event()
-        self.propagating = True
-        self.executor.cancel_prefetch()
-        job = PropagationJob(next(self._generation), doc.volume, axis, tuple(keys), doc.active_label)
-        self.propagation_progress.emit(0, 1)
-        self._prompt_pool.submit(self._run_propagation, job, self._cancel_propagation)
-
-    def propagation_keys(self, axis: int, label_id: int) -> list:
-        """engine.propagate.Key per key slice of `label_id` along `axis`, masks read from the label
-        map now; a slice brushed or erased (no window of its own) uses its nearest segmented key's
-        window, else the default model window."""
-        from annotator.engine.propagate import Key
-
-        doc = self.doc
-        marks = doc.key_marks(label_id, axis)
-        if not marks:
-            index = doc.slice_index(axis)
-            return [Key(index, doc.label_slice(axis, index) == label_id, self.model_window())]
-        windowed = {i: Window.from_bounds(*m.window) for i, m in marks.items() if m.window is not None}
-        keys = []
-        for index in sorted(marks):
-            if index in windowed:
-                window = windowed[index]
-            elif windowed:
-                window = windowed[min(windowed, key=lambda i: abs(i - index))]
-            else:
-                window = self.model_window()
-            keys.append(Key(index, doc.label_slice(axis, index) == label_id, window))
-        return keys
-
-    def cancel_propagation(self) -> None:
-        self._cancel_propagation.set()
-
-    def _run_propagation(self, job: PropagationJob, cancel: threading.Event) -> None:
-        from annotator.engine.executor import SliceRef
-        from annotator.engine.propagate import propagate_volume
-
-        executor = self.executor
-        if executor is None:
-            if not self._closed:
-                self._delivered.emit(("propagation", job, None, "the engine stopped"))
-            return
-        first = job.keys[0]
-        predictor = _following_slices(self, executor, SliceRef(job.volume, job.axis, first.index, first.window))
-
-        def progress(done: int, total: int) -> None:
-            if not self._closed:
-                self._delivered.emit(("propagation-progress", done, total))
-
-        try:
-            result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
-                                      cancel=cancel)
-            payload = ("propagation", job, result, None)
-        except Exception as exc:  # noqa: BLE001 - reported to the user (or a cancel when stopping)
-            if cancel.is_set() or self._closed:
-                payload = ("propagation", job, None, "cancelled")
-            else:
-                log.warning("propagation failed: %s", exc, exc_info=True)
-                payload = ("propagation", job, None, f"{type(exc).__name__}: {exc}")
-        finally:
-            executor.cancel_prefetch()
-        if not self._closed:
-            self._delivered.emit(payload)
-
-    # ---- results, on the GUI thread ---------------------------------------------------------
-    def _on_delivered(self, payload: tuple) -> None:
+    def _on_executor_result(self, result: Any) -> None:
+        """ok/error results only (the executor never delivers cancelled or stale ones)."""
         if self._closed:
             return
-        kind = payload[0]
-        if kind == "engine":
-            _, engine, exc = payload
-            if exc is not None:
-                self.state = "failed"
-                self.load_error = str(exc)
-                self.status_changed.emit()
-                self.error.emit(f"Could not load the segmentation engine: {exc}")
-            else:
-                self._build(engine)
-        elif kind == "engine-result":
-            self._on_engine_result(payload[1])
-        elif kind == "preview":
-            self._on_preview(*payload[1:])
-        elif kind == "propagation-progress":
-            self.propagation_progress.emit(payload[1], payload[2])
-        elif kind == "propagation-slice":
-            _, axis, index = payload
-            if self.doc.has_volume:
-                self.doc.set_slice(axis, index)  # the views follow so the user can watch
-        elif kind == "propagation":
-            self._on_propagation_done(*payload[1:])
-
-    def _on_engine_result(self, result) -> None:  # noqa: ANN001
         if result.status == "error":
-            # LiteMedSAM reports a cancelled encoder run as EngineError("embedding cancelled"),
-            # not EmbeddingCancelled: that is the user moving on, not a failure to show.
-            if result.kind != "prefetch" and "cancelled" not in (result.error or ""):
+            if result.kind != "prefetch":
                 self.error.emit(f"Embedding failed: {result.error}")
             return
         if result.kind in ("embed", "prefetch"):
@@ -474,52 +264,34 @@ class EngineBridge(QObject):
                 self.last_embed_s = result.elapsed_s
             if result.kind == "prefetch":
                 self.prefetch_done += 1
-            if result.slice.index == self.doc.slice_index(result.slice.axis) and self._pending_predict is None:
+            if result.slice.index == self.doc.slice_index(result.slice.axis) and self.prompts.pending is None:
                 self.busy_text_changed.emit(result.slice.axis, "")
             self.embedding_ready.emit(result.slice.axis, result.slice.index)
             self.status_changed.emit()
         elif result.kind == "predict" and result.warnings:
             self.error.emit("; ".join(result.warnings))
 
-    def _on_preview(self, job: PromptJob, masks, scores, window, error) -> None:  # noqa: ANN001
-        if self._latest.get((job.axis, job.index)) != job.generation:
-            return  # a newer request for this slice exists, or Esc discarded it
-        self.busy_text_changed.emit(job.axis, "")
-        if error is not None:
-            self.error.emit(f"Segmentation failed: {error}")
-            return
-        if self.doc.volume is not job.volume or self.doc.prompts(job.axis, job.index) != job.prompts:
-            return  # the image or the prompts changed meanwhile; their own job is coming
-        self.doc.set_preview(Preview(job.axis, job.index, masks, scores, window=window))
-        self.prediction_ready.emit()
+    # ---- prompts and propagation (the controllers) ------------------------------------------
+    def request_prediction(self, axis: int, index: int) -> None:
+        self.prompts.request(axis, index)
 
-    def _on_propagation_done(self, job: PropagationJob, result, error) -> None:  # noqa: ANN001
-        from annotator.engine.propagate import propagation_edit
+    def add_click(self, axis: int, index: int, point: PointPrompt) -> None:
+        self.prompts.add_click(axis, index, point)
 
-        self.propagating = False
-        if error is not None or result is None or result.cancelled:
-            reason = error or "cancelled"
-            self.propagation_finished.emit(reason)
-            if reason != "cancelled":
-                self.error.emit(f"Propagation failed: {reason}")
-            return
-        if self.doc.volume is not job.volume:
-            self.propagation_finished.emit("the image changed")
-            return
-        name = self.doc.labels.table[job.label_id].name if job.label_id in self.doc.labels.table else "label"
-        edit = propagation_edit(self.doc.labels, result, job.axis, job.label_id, description=f"propagate {name}")
-        self.doc.apply_edit(edit)
-        lo, hi = result.slice_range or (job.keys[0].index, job.keys[0].index)
-        self.doc.status.emit(f"Propagated {name} over slices {lo + 1}–{hi + 1} "
-                             f"(stopped: {', '.join(f'{k} {v}' for k, v in result.stops.items())})")
-        self.propagation_finished.emit("")
+    def discard(self) -> None:
+        self.prompts.discard()
+
+    def propagate(self, axis: int) -> None:
+        self.propagation.start(axis)
+
+    def cancel_propagation(self) -> None:
+        self.propagation.cancel()
+
+    def propagation_keys(self, axis: int, label_id: int) -> list:
+        return self.propagation.keys(axis, label_id)
 
 
-class _Superseded(Exception):  # noqa: N818 - an outcome, not a failure
-    """A newer request replaced this one, or the executor stopped."""
-
-
-def _create_engine(name: str, checkpoint: str | None, runtime: str):  # noqa: ANN202 - loader thread
+def _create_engine(name: str, checkpoint: str | None, runtime: str) -> Any:  # loader thread
     from annotator.engine.factory import create_engine
 
     start = time.perf_counter()

@@ -120,7 +120,7 @@ def test_priorities_predict_then_embed_then_prefetch(make_executor, engine, volu
     engine.release.set()
     assert executor.wait_until_idle(WAIT)
     assert [r.result().status for r in (prefetch[0], embed, predict)] == ["ok", "ok", "ok"]
-    assert executor.stats.order[1:] == [("predict", 3), ("embed", 2), ("prefetch", 1)]
+    assert list(executor.stats.order)[1:] == [("predict", 3), ("embed", 2), ("prefetch", 1)]
     assert predict.request_id > embed.request_id > prefetch[0].request_id
 
 

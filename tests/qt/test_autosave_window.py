@@ -120,7 +120,7 @@ def test_close_after_export_removes_autosave_close_without_keeps_it(window, qtbo
     assert find_autosave(autosave_dir(), content_id) is not None
 
     win2 = _second_window(qtbot, small_phantom.volume)
-    win2._ask_restore_autosave = lambda info: True
+    win2.autosave._ask_restore = lambda info: True
     qtbot.waitUntil(lambda: win2.doc.labels.array.any(), timeout=5000)
     win2.export_labels(str(tmp_path / "labels.nii.gz"))
     qtbot.waitUntil(lambda: (tmp_path / "labels.nii.gz").exists() and not win2.background.busy, timeout=10000)

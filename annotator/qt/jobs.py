@@ -1,0 +1,88 @@
+"""The window's background jobs: plain functions over values (no Qt, no widgets), run by
+qt.background.BackgroundRunner off the GUI thread, results handed back to GUI slots."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from annotator.core.autosave import save_autosave
+from annotator.core.geometry import Window, slice_2d
+from annotator.core.labels import LabelMap
+from annotator.core.volume import Volume
+from annotator.settings import autosave_dir
+
+
+def load_image_job(path: str, series_uid: str | None) -> Volume:
+    from annotator.io import load_volume
+
+    volume = load_volume(path, series_uid=series_uid)
+    _ = volume.content_id  # hash the voxels here, not later on the GUI thread (embedding cache key)
+    return volume
+
+
+def demo_job() -> Volume:
+    from annotator.core.phantom import demo_volume
+
+    volume = demo_volume()
+    _ = volume.content_id
+    return volume
+
+
+def discover_job(path: str) -> list:
+    from annotator.io import discover_series
+
+    return discover_series(path)
+
+
+def series_thumbnail(series) -> np.ndarray:  # noqa: ANN001 - io.SeriesInfo
+    """Middle axial-array slice of a series (loads it; runs in the dialog's worker thread)."""
+    volume = load_image_job(series.source_path, series.uid)
+    return slice_2d(volume.array, 0, volume.shape_zyx[0] // 2)
+
+
+def read_labels_job(volume: Volume, path: str) -> LabelMap:
+    from annotator.io import read_labels_onto
+
+    return read_labels_onto(volume, path)
+
+
+def autosave_job(volume: Volume, label_array: np.ndarray, table_json: list) -> float:
+    """Write the crash-recovery copy of a label map snapshot; returns when it was saved."""
+    save_autosave(autosave_dir(), volume.content_id, str(volume.metadata.get("source_path") or ""),
+                  label_array, table_json)
+    return time.time()
+
+
+def export_labels_job(volume: Volume, labels: LabelMap, path: str) -> str:
+    """Label map as NIfTI on the source grid, plus '<name>.json' naming the values (atomic writes)."""
+    import json
+
+    from annotator.core.atomic import atomic_write_text
+    from annotator.export.nifti import write_label_nifti
+
+    out = write_label_nifti(volume, labels, Path(path), overwrite=True)
+    name = Path(out).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    atomic_write_text(Path(out).with_name(f"{name}.json"), json.dumps(labels.table.to_json(), indent=2))
+    return str(out)
+
+
+# Menu titles of annotator.export.api.FORMATS (the list itself is the exporter registry's).
+EXPORT_TITLES = {"nifti": "NIfTI label map", "coco": "COCO (2-D slices)", "nnunet": "nnU-Net v2",
+                 "dicom-seg": "DICOM SEG", "datalist": "MONAI datalist", "yolo": "YOLO segmentation"}
+
+
+def export_dataset_job(fmt: str, volume: Volume, labels: LabelMap, out_dir: str, case_id: str,
+                       window: Window | None, plane: str) -> list[str]:
+    """One case in one dataset format through annotator.export (never overwrites)."""
+    from annotator.export.api import ExportSpec, export_volume
+
+    spec = ExportSpec(case_id=case_id, window=window, plane=plane)
+    result = export_volume(fmt, volume, labels, out_dir, spec)
+    return [str(p) for p in result.files]

@@ -1,0 +1,31 @@
+"""Running the window as an application: QApplication, settings, the main window on a path or the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from annotator.qt.main_window import MainWindow
+from annotator.settings import Settings
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Open the window (on args.path or the demo volume) and run the event loop."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("annotator")
+    settings = Settings.load()
+    engine_options = {k: getattr(args, k, None) for k in ("engine", "checkpoint", "runtime")}
+    window = MainWindow(settings, engine_options={k: v for k, v in engine_options.items() if v})
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    window.show()
+    if getattr(args, "path", None):
+        window.open_path(args.path)
+        if getattr(args, "labels", None):
+            window.files.pending_labels = args.labels
+    elif getattr(args, "demo", False):
+        window.open_demo()
+    app.aboutToQuit.connect(window.shutdown)
+    return int(app.exec())
