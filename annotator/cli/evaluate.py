@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _progress_bar:  # noqa: N801 - used like a function
+class _progress_bar:  # used like a function
     """tqdm on stderr (only when it is a terminal), fed by the runner's (done, total, what) calls."""
 
     def __init__(self) -> None:

@@ -121,7 +121,7 @@ def segment_objects(service: Any, volume: Volume, objects: list[ObjectPrompts], 
     for obj in objects:
         result = ObjectResult(obj, {}, {})
         for index, prompts in sorted(obj.prompts_by_slice.items()):
-            def predict_in(w: Window, index: int = index, axis: int = obj.axis):  # noqa: ANN202
+            def predict_in(w: Window, index: int = index, axis: int = obj.axis):
                 embedding = service.embedding(volume, axis, index, w)
                 return lambda **kwargs: engine.predict(embedding, **kwargs)
 

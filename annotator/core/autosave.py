@@ -109,7 +109,7 @@ def load_autosave(info: AutosaveInfo) -> tuple[np.ndarray, list | dict]:
             table_bytes = npz["table_json"]
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - zip/zlib/format errors of a damaged file all mean the same
+    except Exception as exc:  # zip/zlib/format errors of a damaged file all mean the same
         raise InputError(path, f"autosave is damaged and cannot be read ({type(exc).__name__}: {exc})") from exc
     if labels.dtype != np.uint16:
         raise InputError(path, f"autosave labels are {labels.dtype}, expected uint16")

@@ -125,7 +125,7 @@ def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams)
     return (rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2
 
 
-def _shrink(image: np.ndarray, mask: np.ndarray, clicks: list[tuple[int, int, bool]], scale: float):  # noqa: ANN202
+def _shrink(image: np.ndarray, mask: np.ndarray, clicks: list[tuple[int, int, bool]], scale: float):
     import cv2
 
     h, w = mask.shape

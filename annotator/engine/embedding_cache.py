@@ -75,7 +75,7 @@ class EmbeddingCache:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_settings(cls, settings=None) -> EmbeddingCache:  # noqa: ANN001 - avoids importing Settings eagerly
+    def from_settings(cls, settings=None) -> EmbeddingCache:  # avoids importing Settings eagerly
         """A cache with the user's budgets under the platformdirs embedding cache folder."""
         from annotator import settings as settings_module
 
@@ -192,7 +192,7 @@ class EmbeddingCache:
                     log.warning("%s: stored key does not match the requested one; ignoring it", path)
                     self.stats.disk_rejected += 1
                     return None
-                arrays = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+                arrays = {name: fh.get_tensor(name) for name in fh.keys()}
             embedding = ImageEmbedding(
                 features=arrays.pop(_FEATURES),
                 original_size=tuple(json.loads(meta["original_size"])),  # type: ignore[arg-type]

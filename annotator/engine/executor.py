@@ -136,7 +136,7 @@ class EngineResult:
         return self.status == "ok"
 
 
-class PredictionSuperseded(Exception):  # noqa: N818 - an outcome, like KeyboardInterrupt
+class PredictionSuperseded(Exception):  # an outcome, like KeyboardInterrupt
     """The prediction was cancelled, superseded by a newer one for its slice, or the executor stopped."""
 
 
@@ -417,7 +417,7 @@ class EngineExecutor:
                 result = self._compute(job, fallback, start, warnings)
         except EmbeddingCancelled:
             result = EngineResult(job.request_id, job.kind, job.view, "cancelled")
-        except Exception as exc:  # noqa: BLE001 - reported as a result; the worker must live on
+        except Exception as exc:  # reported as a result; the worker must live on
             log.warning("engine %s request %d failed: %s: %s", job.kind, job.request_id, type(exc).__name__, exc,
                         exc_info=True)
             result = EngineResult(job.request_id, job.kind, job.view, "error", error=f"{type(exc).__name__}: {exc}",
@@ -436,7 +436,7 @@ class EngineExecutor:
         prediction = None
         if job.kind == "predict":
             req = job.request
-            assert req is not None  # noqa: S101 - internal invariant: predict jobs carry a request
+            assert req is not None  # internal invariant: predict jobs carry a request
             prediction = service.engine.predict(
                 embedding, points_xy=req.points_xy, point_labels=req.point_labels, box_xyxy=req.box_xyxy,
                 mask_input=req.mask_input, multimask=req.multimask)
@@ -470,7 +470,7 @@ class EngineExecutor:
         if result.status in ("ok", "error") and self.on_result is not None:
             try:
                 self.on_result(result)
-            except Exception:  # noqa: BLE001 - a broken listener must not kill the worker
+            except Exception:  # a broken listener must not kill the worker
                 log.exception("on_result callback failed for request %d", job.request_id)
         if not job.future.done():
             job.future.set_result(result)

@@ -120,5 +120,5 @@ def choose_window(predict_in: Callable[[Window], MaskPrediction], box_xyxy: np.n
         fits.append((window.key(), fit))
         if best is None or fit > best[0] + 1e-9:
             best = (fit, window, prediction)
-    assert best is not None  # noqa: S101 - candidates is non-empty
+    assert best is not None  # candidates is non-empty
     return WindowChoice(best[1], best[2], tuple(fits))

@@ -105,11 +105,11 @@ class PropagationResult:
         return min(nonempty), max(nonempty)
 
 
-class PropagationCancelled(Exception):  # noqa: N818 - an outcome, like KeyboardInterrupt
+class PropagationCancelled(Exception):  # an outcome, like KeyboardInterrupt
     """Raised by propagate_label when the cancel event was set; the label map is untouched."""
 
 
-class _Cancelled(Exception):  # noqa: N818 - internal unwinding of a cancelled run
+class _Cancelled(Exception):  # internal unwinding of a cancelled run
     pass
 
 
@@ -420,7 +420,7 @@ class ExecutorSlices:
     (memory + disk cache, so a slice is embedded at most once, ever) on the one engine thread, and
     prefetch queues the next slices there at low priority while this thread waits on predictions."""
 
-    def __init__(self, executor, view) -> None:  # noqa: ANN001 - executor.EngineExecutor, executor.SliceRef
+    def __init__(self, executor, view) -> None:  # executor.EngineExecutor, executor.SliceRef
         self.executor = executor
         self.view = view  # executor.SliceRef of any slice of the volume and axis
 
@@ -445,7 +445,7 @@ class ExecutorSlices:
             self.executor.prefetch(SliceRef(self.view.volume, self.view.axis, int(index), window), radius=count)
 
 
-def spacing_for_axis(volume, axis: int) -> tuple[float, tuple[float, float]]:  # noqa: ANN001 - core Volume
+def spacing_for_axis(volume, axis: int) -> tuple[float, tuple[float, float]]:  # core Volume
     """(slice spacing over the smaller in-plane pixel size, in-plane (row, col) spacing in mm)."""
     from annotator.core.geometry import in_plane_axes
 
@@ -455,14 +455,14 @@ def spacing_for_axis(volume, axis: int) -> tuple[float, tuple[float, float]]:  #
     return spacing[axis] / max(min(in_plane), 1e-6), in_plane
 
 
-def propagate_volume(predictor: SlicePredictor, volume, axis: int, keys: Key | Sequence[Key], **kwargs):  # noqa: ANN001, ANN201
+def propagate_volume(predictor: SlicePredictor, volume, axis: int, keys: Key | Sequence[Key], **kwargs):
     """propagate() with the slice count and spacings taken from `volume` along `axis`."""
     ratio, spacing_rc = spacing_for_axis(volume, axis)
     return propagate(predictor, keys, int(volume.shape_zyx[axis]), slice_spacing_px=ratio,
                      spacing_rc=spacing_rc, **kwargs)
 
 
-def propagate_label(executor, view, labels: LabelMap, label_id: int, *, keys: Sequence[Key] | None = None,  # noqa: ANN001
+def propagate_label(executor, view, labels: LabelMap, label_id: int, *, keys: Sequence[Key] | None = None,
                     key_mask: np.ndarray | None = None, direction: str = "both",
                     index_range: tuple[int, int] | None = None, params: PropagationParams = PropagationParams(),
                     overwrite: bool = False, progress: ProgressFn | None = None,

@@ -13,7 +13,7 @@ from annotator.engine.embedding_cache import EmbeddingCache
 from annotator.engine.slices import slice_rgb_u8
 
 
-class EmbeddingCancelled(Exception):  # noqa: N818 - reads as an outcome, like KeyboardInterrupt
+class EmbeddingCancelled(Exception):  # reads as an outcome, like KeyboardInterrupt
     """The caller's cancel event was set before the embedding was computed."""
 
 

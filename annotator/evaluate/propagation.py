@@ -20,7 +20,7 @@ from annotator.evaluate import protocol
 class MeterSlices:
     """SlicePredictor over the evaluation's slice images (each embedded at most once)."""
 
-    def __init__(self, meter) -> None:  # noqa: ANN001 - runner.EngineMeter
+    def __init__(self, meter) -> None:  # runner.EngineMeter
         self.meter = meter
 
     def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
@@ -60,7 +60,7 @@ CORRECTION_MAX_PROMPTS = 4
 CORRECTION_GOOD_DICE = 0.9
 
 
-def correction_key(meter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],  # noqa: ANN001
+def correction_key(meter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],
                    prompt_kind: str, current: np.ndarray) -> tuple[Key, dict]:
     """The simulated user's correction of slice `index`, which then becomes a key:
     - the structure is absent there: the slice is emptied (an empty key, "it ends before here");
@@ -119,7 +119,7 @@ def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, inde
     return index
 
 
-def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,  # noqa: ANN001
+def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,
                          params: PropagationParams | None = None, corrections: int = 5) -> dict:
     """3-D Dice of propagating the app's first box mask of `item`, and after each correction."""
     from annotator.evaluate.runner import app_first_prompt

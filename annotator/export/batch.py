@@ -61,7 +61,7 @@ def run_guarded(func: Callable[[Any], Any], task: Any) -> tuple[bool, Any, str |
         return True, func(task), None, time.perf_counter() - start
     except AnnotatorError as exc:
         return False, None, str(exc), time.perf_counter() - start
-    except Exception as exc:  # noqa: BLE001 - one broken case must not stop the dataset; reported per case
+    except Exception as exc:  # one broken case must not stop the dataset; reported per case
         log.debug("task failed", exc_info=True)
         return False, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
 

@@ -43,7 +43,7 @@ class BackgroundRunner(QObject):
         future.add_done_callback(lambda f: self._deliver(f, on_done, on_error))
         return future
 
-    def _deliver(self, future: Future, on_done, on_error) -> None:  # noqa: ANN001 - worker thread
+    def _deliver(self, future: Future, on_done, on_error) -> None:  # worker thread
         if self._closed:
             return
         exc = future.exception()

@@ -35,7 +35,7 @@ def try_with_error_dialog(parent: QWidget | None, title: str) -> Iterator[None]:
     """Run a user action; any exception becomes a logged traceback plus a message in the window."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - the GUI's single catch-all for user actions
+    except Exception as exc:  # the GUI's single catch-all for user actions
         if isinstance(exc, AnnotatorError):
             log.warning("%s: %s", title, exc)
         else:

@@ -37,7 +37,7 @@ def discover_job(path: str) -> list:
     return discover_series(path)
 
 
-def series_thumbnail(series) -> np.ndarray:  # noqa: ANN001 - io.SeriesInfo
+def series_thumbnail(series) -> np.ndarray:  # io.SeriesInfo
     """Middle axial-array slice of a series (loads it; runs in the dialog's worker thread)."""
     volume = load_image_job(series.source_path, series.uid)
     return slice_2d(volume.array, 0, volume.shape_zyx[0] // 2)

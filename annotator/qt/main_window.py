@@ -288,21 +288,21 @@ class MainWindow(QMainWindow):
         return self.autosave.save_now()
 
     @property
-    def autosave_timer(self):  # noqa: ANN201 - QTimer
+    def autosave_timer(self):  # QTimer
         return self.autosave.timer
 
     @property
-    def series_dialog(self):  # noqa: ANN201 - SeriesDialog | None
+    def series_dialog(self):  # SeriesDialog | None
         return self.files.series_dialog
 
     def _on_export_dataset_action(self) -> None:
         self.files.ask_export_dataset(self.sender().data())
 
-    def dragEnterEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def dragEnterEvent(self, event) -> None:  # Qt override
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def dropEvent(self, event) -> None:  # Qt override
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
             self.open_path(urls[0])
@@ -372,7 +372,7 @@ class MainWindow(QMainWindow):
         if self.bridge is not None:
             self.bridge.set_active_axis(axis)
 
-    def _on_view_hovered(self, index_zyx) -> None:  # noqa: ANN001
+    def _on_view_hovered(self, index_zyx) -> None:
         if index_zyx is None or not self.doc.has_volume:
             self.cursor_label.setText("")
             return
@@ -447,7 +447,7 @@ class MainWindow(QMainWindow):
         if dialog is not None:
             dialog.wait_for_thumbnails()
 
-    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def closeEvent(self, event) -> None:  # Qt override
         self.files.save_settings()
         self.autosave.timer.stop()
         self.autosave.finish()

@@ -158,7 +158,7 @@ class PromptController(QObject):
                 result = PreviewResult(job, outcome.mask[None].astype(bool), np.array([1.0]), outcome.window)
         except PredictionSuperseded:
             return
-        except Exception as exc:  # noqa: BLE001 - reported to the user through the failed signal
+        except Exception as exc:  # reported to the user through the failed signal
             log.warning("segmentation failed: %s", exc, exc_info=True)
             result = PreviewResult(job, error=f"{type(exc).__name__}: {exc}")
         if not self.closed:

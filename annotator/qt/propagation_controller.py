@@ -45,11 +45,11 @@ class PropagationOutcome:
 class _FollowingSlices(ExecutorSlices):
     """ExecutorSlices that also tells the GUI which slice is being segmented, so the views follow."""
 
-    def __init__(self, controller: PropagationController, executor, view) -> None:  # noqa: ANN001
+    def __init__(self, controller: PropagationController, executor, view) -> None:
         super().__init__(executor, view)
         self.controller = controller
 
-    def predict(self, index: int, window: Window, **kwargs):  # noqa: ANN003, ANN201
+    def predict(self, index: int, window: Window, **kwargs):
         if not self.controller.closed:
             self.controller._slice.emit(self.view.axis, int(index))
         return super().predict(index, window, **kwargs)
@@ -150,7 +150,7 @@ class PropagationController(QObject):
             result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
                                       cancel=cancel)
             outcome = PropagationOutcome(job, result, cancelled=result.cancelled)
-        except Exception as exc:  # noqa: BLE001 - reported to the user (or a cancel when stopping)
+        except Exception as exc:  # reported to the user (or a cancel when stopping)
             if cancel.is_set() or self.closed:
                 outcome = PropagationOutcome(job, cancelled=True)
             else:

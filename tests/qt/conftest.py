@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QThreadPool, QTimer  # noqa: E402
+from PySide6.QtCore import QThreadPool, QTimer
 
-from annotator.core.phantom import make_phantom  # noqa: E402
+from annotator.core.phantom import make_phantom
 
 SMALL_SHAPE = (24, 64, 64)
 SMALL_SPACING = (5.0, 3.2, 3.2)

@@ -104,7 +104,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
                                ("axial", LIVER, "liver")):
         axis, index, score = box_organ(win, qtbot, plane, value, name)
         results[name] = score
-    print("2-D Dice after Enter:", results)  # noqa: T201 - recorded in the report
+    print("2-D Dice after Enter:", results)  # recorded in the report
     assert results["liver"] >= 0.9
     assert results["spleen"] >= 0.9
     assert results["kidney_right"] >= 0.9
@@ -128,7 +128,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     with qtbot.waitSignal(win.bridge.prediction_ready, timeout=120000):
         qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, pos=axial.raw_to_viewport(row, col).toPoint())
     assert doc.preview.mask[row, col]
-    print("point-click Dice on the liver slice:", round(dice(doc.preview.mask, liver_slice), 3))  # noqa: T201
+    print("point-click Dice on the liver slice:", round(dice(doc.preview.mask, liver_slice), 3))
     qtbot.keyClick(axial, Qt.Key.Key_Escape)
     assert doc.preview is None
     assert np.array_equal(doc.labels.array, with_liver)
@@ -162,7 +162,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
 
     headless = read_labels_onto(doc.volume, out).array == 1
     dice_headless = dice(headless, reference)
-    print(f"3-D liver Dice: window {dice_window:.4f}, headless {dice_headless:.4f}")  # noqa: T201
+    print(f"3-D liver Dice: window {dice_window:.4f}, headless {dice_headless:.4f}")
     assert dice_window >= 0.9
     assert abs(dice_window - dice_headless) <= 0.02
 
@@ -182,7 +182,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     assert np.array_equal(after[worst], corrected_key)
     assert np.array_equal(after[key_index], propagated[key_index] == liver_id)
     dice_corrected = dice(after, reference)
-    print(f"3-D liver Dice after a box on slice {worst} (2-D {worst_dice:.3f}): {dice_corrected:.4f}")  # noqa: T201
+    print(f"3-D liver Dice after a box on slice {worst} (2-D {worst_dice:.3f}): {dice_corrected:.4f}")
 
     # The evaluation's code path (annotator evaluate --propagate) from the same two keys gives the
     # same labels: one propagation for the window, the command line and the evaluation.

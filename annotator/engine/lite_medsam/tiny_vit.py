@@ -40,7 +40,7 @@ class TinyVitConfig:
 LITE_MEDSAM = TinyVitConfig()
 
 
-class Conv2d_BN(nn.Sequential):  # noqa: N801 - the checkpoint's keys are "<name>.c.*" / "<name>.bn.*"
+class Conv2d_BN(nn.Sequential):  # the checkpoint's keys are "<name>.c.*" / "<name>.bn.*"
     """Convolution without bias followed by batch norm (keys "c" and "bn")."""
 
     def __init__(self, in_chans: int, out_chans: int, ks: int = 1, stride: int = 1, pad: int = 0,

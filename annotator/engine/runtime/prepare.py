@@ -25,11 +25,11 @@ def start_background_preparation(runtime: str = "auto", engine: str = "auto",
         os.nice(10)
 
     try:
-        return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        return subprocess.Popen(  # our own module, fixed arguments
             [sys.executable, "-m", "annotator.engine.runtime.prepare", runtime, engine,
              *([str(checkpoint)] if checkpoint else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=lower_priority if hasattr(os, "nice") else None,  # noqa: PLW1509
+            preexec_fn=lower_priority if hasattr(os, "nice") else None,
         )
     except OSError as exc:
         log.warning("could not start the background runtime check: %s", exc)

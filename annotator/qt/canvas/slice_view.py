@@ -62,10 +62,10 @@ class ImageItem(QGraphicsItem):
         self._image = image
         self.update()
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+    def boundingRect(self) -> QRectF:  # Qt override
         return self._rect
 
-    def paint(self, painter: QPainter, option, widget=None) -> None:  # noqa: ANN001 - Qt override
+    def paint(self, painter: QPainter, option, widget=None) -> None:  # Qt override
         if self._image is not None:
             painter.drawImage(self._rect, self._image.qimage)
 
@@ -76,7 +76,7 @@ class SliceView(QGraphicsView):
     hovered = Signal(object)  # (z, y, x) int index under the mouse, or None when outside
     activated = Signal(int)  # axis, when the user interacts with this view
 
-    def __init__(self, doc: AnnotationDocument, plane: str, tools=None, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, doc: AnnotationDocument, plane: str, tools=None, parent=None) -> None:
         super().__init__(parent)
         if plane not in PLANES:
             raise ValueError(f"unknown plane {plane!r}; expected one of {PLANES}")
@@ -282,7 +282,7 @@ class SliceView(QGraphicsView):
             raw = slice_2d(self.doc.volume.array, self.axis, self.slice_index)
             self._image_item.set_image(self._grey.render(self.orientation.apply(raw), window))
 
-    def _on_doc_labels_changed(self, region) -> None:  # noqa: ANN001 - tuple of slices
+    def _on_doc_labels_changed(self, region) -> None:  # tuple of slices
         if self.orientation is None:
             return
         sl = region[self.axis]
@@ -348,7 +348,7 @@ class SliceView(QGraphicsView):
         self._cross_v.setLine(pt.x(), rect.top(), pt.x(), rect.bottom())
 
     # ---- drawing on top: orientation letters, slice number, status ----------------------------
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # Qt override
         if self.orientation is None:
             return
         painter.save()
@@ -384,12 +384,12 @@ class SliceView(QGraphicsView):
         painter.restore()
 
     # ---- input ------------------------------------------------------------------------------
-    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def resizeEvent(self, event) -> None:  # Qt override
         super().resizeEvent(event)
         if not self._user_zoomed:
             self.fit()
 
-    def wheelEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def wheelEvent(self, event) -> None:  # Qt override
         if not self.doc.has_volume:
             return
         delta = event.angleDelta().y()
@@ -399,7 +399,7 @@ class SliceView(QGraphicsView):
             self.doc.step_slice(self.axis, 1 if delta > 0 else -1)
         event.accept()
 
-    def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def keyPressEvent(self, event) -> None:  # Qt override
         key = event.key()
         steps = {Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_PageUp: _SLICE_PAGE,
                  Qt.Key.Key_PageDown: -_SLICE_PAGE}
@@ -416,7 +416,7 @@ class SliceView(QGraphicsView):
         else:
             super().keyPressEvent(event)
 
-    def _event(self, event, button: str = "none"):  # noqa: ANN001, ANN202
+    def _event(self, event, button: str = "none"):
         from annotator.qt.canvas.tools import ViewEvent
 
         row, col = self.viewport_to_raw(event.position())
@@ -426,7 +426,7 @@ class SliceView(QGraphicsView):
                          shift=bool(mods & Qt.KeyboardModifier.ShiftModifier),
                          ctrl=bool(mods & Qt.KeyboardModifier.ControlModifier), raw_shape=self.raw_shape)
 
-    def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def mousePressEvent(self, event) -> None:  # Qt override
         if not self.doc.has_volume:
             return
         self.setFocus()
@@ -447,7 +447,7 @@ class SliceView(QGraphicsView):
                 self.tools.press(self, ev)
         event.accept()
 
-    def mouseMoveEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def mouseMoveEvent(self, event) -> None:  # Qt override
         if not self.doc.has_volume:
             return
         ev = self._event(event)
@@ -477,7 +477,7 @@ class SliceView(QGraphicsView):
             self.tools.move(self, ev)
         event.accept()
 
-    def mouseReleaseEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def mouseReleaseEvent(self, event) -> None:  # Qt override
         drag, self._drag = self._drag, None
         if drag is None or not self.doc.has_volume:
             return
@@ -489,12 +489,12 @@ class SliceView(QGraphicsView):
             self.tools.release(self, ev)
         event.accept()
 
-    def leaveEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def leaveEvent(self, event) -> None:  # Qt override
         self.hovered.emit(None)
         self._brush.hide()
         super().leaveEvent(event)
 
-    def _move_cursor(self, ev) -> None:  # noqa: ANN001
+    def _move_cursor(self, ev) -> None:
         index = self.index_zyx_at(ev.row, ev.col)
         if index is not None:
             self.doc.set_cursor(index)

@@ -33,7 +33,7 @@ def shortcut_rows(actions: list[QAction]) -> list[tuple[str, str]]:
 
 
 class ShortcutsDialog(QDialog):
-    def __init__(self, actions: list[QAction], parent=None) -> None:  # noqa: ANN001
+    def __init__(self, actions: list[QAction], parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard and mouse shortcuts")
         rows = shortcut_rows(actions) + MOUSE_HELP

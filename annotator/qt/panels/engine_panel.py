@@ -22,7 +22,7 @@ RUNTIME_CHOICES = (("auto", "auto (fastest accurate)"), ("torch", "torch (refere
 
 
 class EnginePanel(QWidget):
-    def __init__(self, bridge, settings, parent: QWidget | None = None) -> None:  # noqa: ANN001
+    def __init__(self, bridge, settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self.settings = settings

@@ -129,7 +129,7 @@ class LabelsPanel(QWidget):
             else:
                 self.table.clearSelection()
 
-    def _on_doc_labels_changed(self, region) -> None:  # noqa: ANN001
+    def _on_doc_labels_changed(self, region) -> None:
         self._count_timer.start()
 
     def _on_doc_display_changed(self) -> None:
