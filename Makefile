@@ -23,6 +23,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check annotator tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 clean-venv:

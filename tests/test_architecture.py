@@ -66,3 +66,31 @@ def test_import_linter_contracts_hold():
         pytest.skip("import-linter is not installed in this environment")
     out = subprocess.run([str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _tool(name: str) -> Path:
+    tool = Path(sys.executable).with_name(name)
+    if not tool.exists():
+        pytest.fail(f"{name} is not installed: `make test` installs the test extras, which include it")
+    return tool
+
+
+def test_type_checker_passes():
+    """mypy over the whole package (config in pyproject.toml: every function annotated, the pure and
+    data rings strict)."""
+    out = subprocess.run([str(_tool("mypy"))], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_passes_with_no_suppression_of_an_unselected_rule():
+    """ruff with RUF100 selected: a `# noqa` for a rule that is not enabled (or never fires) fails."""
+    out = subprocess.run([str(_tool("ruff")), "check", "annotator", "tests", "bench"], capture_output=True,
+                         text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_no_module_does_several_jobs_by_size():
+    """No module of the package over 600 lines (a newcomer reads one job per file)."""
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "annotator").rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert not long, long

@@ -149,7 +149,7 @@ class _progress_bar:  # used like a function
     """tqdm on stderr (only when it is a terminal), fed by the runner's (done, total, what) calls."""
 
     def __init__(self) -> None:
-        self._bar = None
+        self._bar: Any = None  # tqdm, created on the first call
 
     def __call__(self, done: int, total: int, what: str) -> None:
         if not sys.stderr.isatty():

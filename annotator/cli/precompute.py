@@ -22,15 +22,15 @@ from annotator.cli.segment import (
     service_from_args,
 )
 from annotator.core.errors import InputError
-from annotator.core.geometry import PLANES, plane_array_axis
+from annotator.core.geometry import PLANES, Plane, plane_array_axis
 
 
-def parse_planes(text: str) -> list[str]:
-    planes = [p.strip().lower() for p in text.split(",") if p.strip()]
-    unknown = [p for p in planes if p not in PLANES]
-    if not planes or unknown:
+def parse_planes(text: str) -> list[Plane]:
+    names = [p.strip().lower() for p in text.split(",") if p.strip()]
+    planes = [p for p in PLANES if p in names]
+    if not names or len(planes) != len(set(names)):
         raise InputError(None, f"--planes {text!r}: expected a comma-separated list of {', '.join(PLANES)}")
-    return list(dict.fromkeys(planes))
+    return sorted(planes, key=names.index)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     for path in args.volumes:
         volume = load_input_volume(path, args.series_uid)
         window = parse_window(args.window, volume)
-        jobs = [(plane_array_axis(volume, plane), index) for plane in planes
-                for index in range(volume.shape_zyx[plane_array_axis(volume, plane)])]
+        axes = [plane_array_axis(volume, plane) for plane in planes]
+        jobs = [(axis, index) for axis in axes for index in range(volume.shape_zyx[axis])]
         before = service.encoder_calls
         with tqdm(total=len(jobs), unit="slice", disable=args.no_progress, file=sys.stderr,
                   desc=f"{Path(path).name} ({getattr(engine, 'model_id', '?')})") as bar:

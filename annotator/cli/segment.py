@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def segment_objects(service: Any, volume: Volume, objects: list[ObjectPrompts], 
     for obj in objects:
         result = ObjectResult(obj, {}, {})
         for index, prompts in sorted(obj.prompts_by_slice.items()):
-            def predict_in(w: Window, index: int = index, axis: int = obj.axis):
+            def predict_in(w: Window, index: int = index, axis: int = obj.axis) -> Callable[..., Any]:
                 embedding = service.embedding(volume, axis, index, w)
                 return lambda **kwargs: engine.predict(embedding, **kwargs)
 

@@ -107,14 +107,14 @@ def discover_dataset(root: Path) -> tuple[str, list[CasePair], dict[int, str] | 
             ids = sorted(set(images) | set(labels))
             pairs = [CasePair(c, str(images[c]) if c in images else None,
                               str(labels[c]) if c in labels else None) for c in ids]
-            table = None
+            names: dict[int, str] | None = None
             if (root / "labels.json").exists():
                 raw = _read_json(root / "labels.json")
                 raw = raw.get("labels", raw) if isinstance(raw, dict) else raw
                 from annotator.core.labels import LabelTable
 
-                table = {lab.id: lab.name for lab in LabelTable.from_json(raw)} or None
-            return "folders", pairs, table
+                names = {lab.id: lab.name for lab in LabelTable.from_json(raw)} or None
+            return "folders", pairs, names
     raise InputError(root, "not a dataset: expected dataset.json (nnU-Net), datalist.json (MONAI) "
                            "or images/ + labels/ folders")
 

@@ -11,6 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def autosave_paths(directory: str | os.PathLike[str], volume_content_id: str) ->
 
 
 def save_autosave(directory: str | os.PathLike[str], volume_content_id: str, source_path: str | None,
-                  label_array: np.ndarray, label_table_json: list | dict) -> Path:
+                  label_array: np.ndarray, label_table_json: list[dict[str, Any]] | dict[str, Any]) -> Path:
     """Write the label map (+ its table) atomically; returns the .npz path.
 
     The table is stored inside the .npz too, so a crash between the two writes can never pair
@@ -91,13 +92,13 @@ def find_autosave(directory: str | os.PathLike[str], volume_content_id: str) -> 
         if data.get("content_id") != volume_content_id or len(shape) != 3:
             raise ValueError("sidecar does not describe this volume")
         return AutosaveInfo(labels_path, sidecar_path, volume_content_id, str(data.get("source_path", "")),
-                            shape, float(data.get("saved_at", 0.0)))  # type: ignore[arg-type]
+                            shape, float(data.get("saved_at", 0.0)))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("%s: unreadable autosave sidecar (%s); ignored", sidecar_path, exc)
         return None
 
 
-def load_autosave(info: AutosaveInfo) -> tuple[np.ndarray, list | dict]:
+def load_autosave(info: AutosaveInfo) -> tuple[np.ndarray, list[dict[str, Any]] | dict[str, Any]]:
     """(uint16 zyx label array, label table json). InputError naming the file if it is damaged."""
     path = info.labels_path
     try:

@@ -89,6 +89,13 @@ class AnnotationDocument:
     def has_volume(self) -> bool:
         return self.volume is not None
 
+    def current_volume(self) -> Volume:
+        """The open volume; ValueError when none is open (callers that may run without one check
+        `has_volume` first)."""
+        if self.volume is None:
+            raise ValueError("no image is open")
+        return self.volume
+
     def set_volume(self, volume: Volume, labels: LabelMap | None = None) -> None:
         """Show a new image; starts a fresh label map (or `labels`, which must match its grid)."""
         if labels is None:
@@ -393,7 +400,8 @@ class AnnotationDocument:
         """An edit that changes no voxel but makes a slice a key (the user accepted exactly what
         was there), so undo takes the key back too."""
         region = slice_region(self.labels.shape_zyx, mark.axis, mark.index)
-        cell = tuple(slice(r.start, r.start + 1) for r in region)
+        cell: Region = (slice(region[0].start, region[0].start + 1), slice(region[1].start, region[1].start + 1),
+                        slice(region[2].start, region[2].start + 1))
         same = self.labels.array[cell].copy()
         return LabelEdit(cell, same, same.copy(), f"keep {name}", (mark,))
 

@@ -14,7 +14,7 @@ Plane = Literal["axial", "coronal", "sagittal"]
 PLANES: tuple[Plane, ...] = ("axial", "coronal", "sagittal")
 
 # World (LPS) axis that each plane is perpendicular to: axial ⟂ S, coronal ⟂ P, sagittal ⟂ L.
-_PLANE_NORMAL_WORLD_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
+_PLANE_NORMAL_WORLD_AXIS: dict[Plane, int] = {"axial": 2, "coronal": 1, "sagittal": 0}
 # Radiological display convention (as ITK-SNAP and 3D Slicer): (screen-right, screen-down) in LPS.
 _PLANE_SCREEN_AXES_LPS = {
     "axial": (np.array([1.0, 0, 0]), np.array([0, 1.0, 0])),  # right = patient left, down = posterior

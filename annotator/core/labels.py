@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from psygnal import Signal
@@ -72,12 +73,13 @@ class LabelTable:
         label_id = self.next_free_id() if label_id is None else int(label_id)
         if label_id in self.labels:
             raise ValueError(f"label id {label_id} already exists ({self.labels[label_id].name!r})")
-        label = Label(label_id, name or f"label {label_id}", tuple(color or default_colour(label_id)))
+        r, g, b = color or default_colour(label_id)
+        label = Label(label_id, name or f"label {label_id}", (int(r), int(g), int(b)))
         self.labels[label_id] = label
         self.changed.emit()
         return label
 
-    def update(self, label_id: int, **changes: object) -> Label:
+    def update(self, label_id: int, **changes: Any) -> Label:
         label = replace(self.labels[label_id], **changes)
         self.labels[label_id] = label
         self.changed.emit()
@@ -91,14 +93,14 @@ class LabelTable:
     def by_name(self, name: str) -> Label | None:
         return next((lab for lab in self.labels.values() if lab.name == name), None)
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, Any]]:
         return [
             {"id": lab.id, "name": lab.name, "color": list(lab.color), "visible": lab.visible, "locked": lab.locked}
             for lab in self
         ]
 
     @classmethod
-    def from_json(cls, data: list[dict] | dict) -> LabelTable:
+    def from_json(cls, data: list[dict[str, Any]] | dict[str, Any]) -> LabelTable:
         """Accepts our own list form, or a {"1": "liver", ...} / {"liver": 1} name map."""
         table = cls()
         if isinstance(data, dict):
@@ -171,7 +173,8 @@ class LabelMap:
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
-        return tuple(self.array.shape)  # type: ignore[return-value]
+        z, y, x = self.array.shape
+        return int(z), int(y), int(x)
 
     def present_ids(self) -> list[int]:
         return [int(v) for v in np.unique(self.array) if v != 0]

@@ -52,7 +52,8 @@ class Phantom:
     truth: LabelMap
 
 
-def _ellipsoid(x, y, z, centre_mm, semi_axes_mm) -> np.ndarray:
+def _ellipsoid(x: np.ndarray, y: np.ndarray, z: np.ndarray, centre_mm: tuple[float, float, float],
+               semi_axes_mm: tuple[float, float, float]) -> np.ndarray:
     cx, cy, cz = centre_mm
     ax, ay, az = semi_axes_mm
     return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 <= 1.0

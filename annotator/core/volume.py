@@ -127,13 +127,13 @@ class Volume:
 
     def with_array(self, array: np.ndarray, **changes: Any) -> Volume:
         """A new Volume on the same geometry with other voxels (e.g. a cast or a time point)."""
-        kwargs = dict(
-            spacing_zyx_mm=self.spacing_zyx_mm,
-            origin_lps_mm=self.origin_lps_mm,
-            direction_lps=self.direction_lps,
-            modality=self.modality,
-            metadata=dict(self.metadata),
-        )
+        kwargs: dict[str, Any] = {
+            "spacing_zyx_mm": self.spacing_zyx_mm,
+            "origin_lps_mm": self.origin_lps_mm,
+            "direction_lps": self.direction_lps,
+            "modality": self.modality,
+            "metadata": dict(self.metadata),
+        }
         kwargs.update(changes)
         return Volume(array, **kwargs)
 

@@ -54,26 +54,26 @@ def _drop_torchvision_modules() -> None:
 
 
 def _install_shim() -> None:
-    root = types.ModuleType("torchvision")
-    root.__version__ = SHIM_VERSION  # type: ignore[attr-defined]
-    root.__path__ = []  # type: ignore[attr-defined]  # a package, so submodule imports resolve
-    root._is_tracing = lambda: False  # type: ignore[attr-defined]
-    transforms = types.ModuleType("torchvision.transforms")
-    transforms.__path__ = []  # type: ignore[attr-defined]
-    functional = types.ModuleType("torchvision.transforms.functional")
-    functional.resize = resize  # type: ignore[attr-defined]
-    functional.to_pil_image = to_pil_image  # type: ignore[attr-defined]
-    ops = types.ModuleType("torchvision.ops")
-    ops.__path__ = []  # type: ignore[attr-defined]
-    boxes = types.ModuleType("torchvision.ops.boxes")
-    boxes.batched_nms = batched_nms  # type: ignore[attr-defined]
-    boxes.box_area = box_area  # type: ignore[attr-defined]
-    ops.batched_nms = batched_nms  # type: ignore[attr-defined]
-    ops.box_area = box_area  # type: ignore[attr-defined]
-    ops.boxes = boxes  # type: ignore[attr-defined]
-    transforms.functional = functional  # type: ignore[attr-defined]
-    root.transforms = transforms  # type: ignore[attr-defined]
-    root.ops = ops  # type: ignore[attr-defined]
+    root: Any = types.ModuleType("torchvision")
+    root.__version__ = SHIM_VERSION
+    root.__path__ = []  # a package, so submodule imports resolve
+    root._is_tracing = lambda: False
+    transforms: Any = types.ModuleType("torchvision.transforms")
+    transforms.__path__ = []
+    functional: Any = types.ModuleType("torchvision.transforms.functional")
+    functional.resize = resize
+    functional.to_pil_image = to_pil_image
+    ops: Any = types.ModuleType("torchvision.ops")
+    ops.__path__ = []
+    boxes: Any = types.ModuleType("torchvision.ops.boxes")
+    boxes.batched_nms = batched_nms
+    boxes.box_area = box_area
+    ops.batched_nms = batched_nms
+    ops.box_area = box_area
+    ops.boxes = boxes
+    transforms.functional = functional
+    root.transforms = transforms
+    root.ops = ops
     sys.modules.update({
         "torchvision": root,
         "torchvision.transforms": transforms,
@@ -113,7 +113,7 @@ def resize(img: Any, size: Any, interpolation: Any = None, max_size: Any = None,
 
     if isinstance(img, Image.Image):
         new_h, new_w = _resized_output_size(img.height, img.width, size)
-        return img.resize((new_w, new_h), Image.BILINEAR)
+        return img.resize((new_w, new_h), Image.Resampling.BILINEAR)
     import torch
     from torch.nn import functional as F
 

@@ -55,7 +55,7 @@ class ClassicalEngine:
         gray = image_hw3_u8.astype(np.float32).mean(axis=2)
         smooth = ndimage.gaussian_filter(gray, sigma=1.0)
         gradient = np.hypot(ndimage.sobel(smooth, axis=0), ndimage.sobel(smooth, axis=1)).astype(np.float32)
-        size = tuple(int(v) for v in gray.shape)
+        size = (int(gray.shape[0]), int(gray.shape[1]))
         return ImageEmbedding(features=smooth[None].astype(np.float32), original_size=size, input_size=size,
                               model_id=self.model_id, extras={"gradient": gradient})
 
@@ -92,7 +92,7 @@ class ClassicalEngine:
         return MaskPrediction(masks=stack, scores=scores.astype(np.float32), low_res_logits=_low_res_logits(stack))
 
 
-def _split_points(points_xy, point_labels, height, width) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def _split_points(points_xy: np.ndarray | None, point_labels: np.ndarray | None, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(row, col) seeds inside the image, positives and negatives."""
     positives: list[tuple[int, int]] = []
     negatives: list[tuple[int, int]] = []
@@ -124,7 +124,8 @@ def _seed_statistics(smooth: np.ndarray, seeds: list[tuple[int, int]]) -> tuple[
     return float(values.mean()), float(values.std())
 
 
-def _grow(smooth, gradient, roi, positives, negatives, level, tolerance) -> np.ndarray:
+def _grow(smooth: np.ndarray, gradient: np.ndarray, roi: np.ndarray, positives: list[tuple[int, int]],
+          negatives: list[tuple[int, int]], level: float, tolerance: float) -> np.ndarray:
     from scipy import ndimage
 
     candidate = roi & (np.abs(smooth - level) <= tolerance)
@@ -168,7 +169,9 @@ def _grow(smooth, gradient, roi, positives, negatives, level, tolerance) -> np.n
     return region
 
 
-def _stability_scores(masks, smooth, gradient, roi, positives, negatives, level, spread, steps=TOLERANCE_STEPS):
+def _stability_scores(masks: list[np.ndarray], smooth: np.ndarray, gradient: np.ndarray, roi: np.ndarray,
+                      positives: list[tuple[int, int]], negatives: list[tuple[int, int]], level: float,
+                      spread: float, steps: tuple[float, ...] = TOLERANCE_STEPS) -> np.ndarray:
     """IoU of each mask with masks grown at 0.8x and 1.25x its tolerance: stable masks score high."""
     scores = []
     for mask, k in zip(masks, steps, strict=False):

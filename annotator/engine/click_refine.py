@@ -43,8 +43,8 @@ class RefineParams:
 def _region(shape: tuple[int, int], box_xyxy: np.ndarray | None, points_rc: Sequence[tuple[int, int]],
             margin: int) -> tuple[slice, slice]:
     h, w = shape
-    rows = [r for r, _ in points_rc]
-    cols = [c for _, c in points_rc]
+    rows: list[float] = [r for r, _ in points_rc]
+    cols: list[float] = [c for _, c in points_rc]
     if box_xyxy is not None:
         x0, y0, x1, y1 = (float(v) for v in box_xyxy)
         rows += [y0, y1]
@@ -125,7 +125,8 @@ def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams)
     return (rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2
 
 
-def _shrink(image: np.ndarray, mask: np.ndarray, clicks: list[tuple[int, int, bool]], scale: float):
+def _shrink(image: np.ndarray, mask: np.ndarray, clicks: list[tuple[int, int, bool]],
+            scale: float) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, bool]]]:
     import cv2
 
     h, w = mask.shape

@@ -82,7 +82,9 @@ def similar_region(image_hw: np.ndarray | None, row: int, col: int, within: np.n
     """Pixels connected to (row, col) with grey level within tolerance of it, inside a disk of
     region_radius_px, smaller for small objects (and inside `within` when given). Without an
     image: the disk itself."""
-    h, w = (within.shape if within is not None else image_hw.shape[:2])
+    if within is None and image_hw is None:
+        raise ValueError("similar_region needs an image or a region to stay within")
+    h, w = within.shape if within is not None else image_hw.shape[:2]  # type: ignore[union-attr]
     radius = params.region_radius_px
     if object_area > 0:
         radius = max(1.5, min(radius, params.region_radius_frac * float(np.sqrt(object_area))))

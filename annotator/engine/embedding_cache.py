@@ -10,11 +10,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from annotator.core.atomic import atomic_path
 from annotator.engine.api import EmbeddingKey, ImageEmbedding
+
+if TYPE_CHECKING:
+    from annotator.settings import Settings
+
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,11 @@ class CacheStats:
     disk_hits: int = 0
     misses: int = 0
     disk_rejected: int = 0  # files present but unusable (signature mismatch, corrupt)
+
+
+def _pair(values: list[int]) -> tuple[int, int]:
+    first, second = values
+    return int(first), int(second)
 
 
 def _to_fp16(array: np.ndarray) -> np.ndarray:
@@ -75,7 +85,7 @@ class EmbeddingCache:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_settings(cls, settings=None) -> EmbeddingCache:  # avoids importing Settings eagerly
+    def from_settings(cls, settings: Settings | None = None) -> EmbeddingCache:
         """A cache with the user's budgets under the platformdirs embedding cache folder."""
         from annotator import settings as settings_module
 
@@ -195,8 +205,8 @@ class EmbeddingCache:
                 arrays = {name: fh.get_tensor(name) for name in fh.keys()}
             embedding = ImageEmbedding(
                 features=arrays.pop(_FEATURES),
-                original_size=tuple(json.loads(meta["original_size"])),  # type: ignore[arg-type]
-                input_size=tuple(json.loads(meta["input_size"])),  # type: ignore[arg-type]
+                original_size=_pair(json.loads(meta["original_size"])),
+                input_size=_pair(json.loads(meta["input_size"])),
                 model_id=meta["model_id"],
                 extras={k[len(_EXTRA_PREFIX):]: v for k, v in arrays.items() if k.startswith(_EXTRA_PREFIX)},
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from annotator.engine.api import EngineError, PromptEngine
 
@@ -15,7 +16,7 @@ ENGINE_NAMES = ("auto", "lite-medsam", "sam", "classical")
 LITE_MEDSAM_ENGINE = "annotator.engine.lite_medsam.engine:LiteMedSamEngine"
 
 
-def _lite_medsam_class():
+def _lite_medsam_class() -> Any:
     module_name, class_name = LITE_MEDSAM_ENGINE.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -30,13 +30,18 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from annotator.core.geometry import Window, slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
+from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
+
+if TYPE_CHECKING:
+    from annotator.engine.executor import EngineExecutor, SliceRef
+
 
 log = logging.getLogger(__name__)
 
@@ -395,9 +400,10 @@ def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, lab
         if index in result.masks:
             new_mask[region] = result.masks[index].reshape(new_mask[region].shape)
     old = (labels.array == label_id) & writable
-    region = bounding_region(new_mask | old)
-    if region is None:
+    changed = bounding_region(new_mask | old)
+    if changed is None:
         return None
+    region = changed
     if overwrite:
         target = new_mask[region] | ((labels.array[region] == label_id) & ~writable[region])
         return labels.replace_label(region, target, label_id, description=description)
@@ -420,7 +426,7 @@ class ExecutorSlices:
     (memory + disk cache, so a slice is embedded at most once, ever) on the one engine thread, and
     prefetch queues the next slices there at low priority while this thread waits on predictions."""
 
-    def __init__(self, executor, view) -> None:  # executor.EngineExecutor, executor.SliceRef
+    def __init__(self, executor: EngineExecutor, view: SliceRef) -> None:
         self.executor = executor
         self.view = view  # executor.SliceRef of any slice of the volume and axis
 
@@ -445,7 +451,7 @@ class ExecutorSlices:
             self.executor.prefetch(SliceRef(self.view.volume, self.view.axis, int(index), window), radius=count)
 
 
-def spacing_for_axis(volume, axis: int) -> tuple[float, tuple[float, float]]:  # core Volume
+def spacing_for_axis(volume: Volume, axis: int) -> tuple[float, tuple[float, float]]:
     """(slice spacing over the smaller in-plane pixel size, in-plane (row, col) spacing in mm)."""
     from annotator.core.geometry import in_plane_axes
 
@@ -455,14 +461,15 @@ def spacing_for_axis(volume, axis: int) -> tuple[float, tuple[float, float]]:  #
     return spacing[axis] / max(min(in_plane), 1e-6), in_plane
 
 
-def propagate_volume(predictor: SlicePredictor, volume, axis: int, keys: Key | Sequence[Key], **kwargs):
+def propagate_volume(predictor: SlicePredictor, volume: Volume, axis: int, keys: Key | Sequence[Key],
+                     **kwargs: Any) -> PropagationResult:
     """propagate() with the slice count and spacings taken from `volume` along `axis`."""
     ratio, spacing_rc = spacing_for_axis(volume, axis)
     return propagate(predictor, keys, int(volume.shape_zyx[axis]), slice_spacing_px=ratio,
                      spacing_rc=spacing_rc, **kwargs)
 
 
-def propagate_label(executor, view, labels: LabelMap, label_id: int, *, keys: Sequence[Key] | None = None,
+def propagate_label(executor: EngineExecutor, view: SliceRef, labels: LabelMap, label_id: int, *, keys: Sequence[Key] | None = None,
                     key_mask: np.ndarray | None = None, direction: str = "both",
                     index_range: tuple[int, int] | None = None, params: PropagationParams = PropagationParams(),
                     overwrite: bool = False, progress: ProgressFn | None = None,

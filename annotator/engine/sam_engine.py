@@ -184,7 +184,7 @@ class SamEngine:
                 features_np = features.float().cpu().numpy()
             if progress is not None:
                 progress(1, 1)
-        return ImageEmbedding(features=features_np, original_size=tuple(int(v) for v in image_hw3_u8.shape[:2]),
+        return ImageEmbedding(features=features_np, original_size=(int(image_hw3_u8.shape[0]), int(image_hw3_u8.shape[1])),
                               input_size=input_size, model_id=self.model_id)
 
     # ---- predict -----------------------------------------------------------------------------

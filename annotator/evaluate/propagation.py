@@ -6,6 +6,8 @@ step; the same engine.propagate code the window runs."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from annotator.core.geometry import Window
@@ -16,11 +18,14 @@ from annotator.engine.propagate import Key, PropagationParams, propagate_volume,
 from annotator.engine.slice_segmentation import SliceOutcome
 from annotator.evaluate import protocol
 
+if TYPE_CHECKING:
+    from annotator.evaluate.runner import EngineMeter
+
 
 class MeterSlices:
     """SlicePredictor over the evaluation's slice images (each embedded at most once)."""
 
-    def __init__(self, meter) -> None:  # runner.EngineMeter
+    def __init__(self, meter: EngineMeter) -> None:
         self.meter = meter
 
     def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
@@ -60,7 +65,7 @@ CORRECTION_MAX_PROMPTS = 4
 CORRECTION_GOOD_DICE = 0.9
 
 
-def correction_key(meter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],
+def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],
                    prompt_kind: str, current: np.ndarray) -> tuple[Key, dict]:
     """The simulated user's correction of slice `index`, which then becomes a key:
     - the structure is absent there: the slice is emptied (an empty key, "it ends before here");
@@ -110,7 +115,7 @@ def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, inde
     if labelled is None or labelled[0] <= index <= labelled[1]:
         return index
     other = tuple(a for a in range(3) if a != axis)
-    present = predicted.any(axis=other)
+    present = np.asarray(predicted.any(axis=other))
     step = 1 if index > labelled[1] else -1
     start = labelled[1] + 1 if step > 0 else labelled[0] - 1
     for candidate in range(start, index + step, step):
@@ -119,7 +124,7 @@ def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, inde
     return index
 
 
-def evaluate_propagation(meter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,
+def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,
                          params: PropagationParams | None = None, corrections: int = 5) -> dict:
     """3-D Dice of propagating the app's first box mask of `item`, and after each correction."""
     from annotator.evaluate.runner import app_first_prompt

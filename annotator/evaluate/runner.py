@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class EngineMeter:
     def image_in(self, index: int) -> Callable[[Window], np.ndarray]:
         return lambda window: self.window_image(index, window)
 
-    def _predict(self, embedding: ImageEmbedding, **prompts) -> MaskPrediction:
+    def _predict(self, embedding: ImageEmbedding, **prompts: Any) -> MaskPrediction:
         prompts.setdefault("multimask", False)
         start = time.perf_counter()
         pred = self.engine.predict(embedding, **prompts)
@@ -95,7 +96,7 @@ class EngineMeter:
         return pred
 
 
-def _run_reference_variant(predict, truth: np.ndarray, box: np.ndarray, first: MaskPrediction, variant: str,
+def _run_reference_variant(predict: Callable[..., MaskPrediction], truth: np.ndarray, box: np.ndarray, first: MaskPrediction, variant: str,
                            max_clicks: int) -> dict:
     """`plain` / `refine`: the box, then every click so far sent to the model as SAM points (with
     the previous low-res logits for `refine`), in the protocol's fixed window: LiteMedSAM's own
@@ -186,7 +187,7 @@ def summarise(items: list[dict], max_clicks: int, propagate: bool, propagate_cal
     if not items:
         return {"n_items": 0}
     decoder_calls = sum(it["decoder_calls"] for it in items)
-    summary = {
+    summary: dict[str, Any] = {
         "n_items": len(items),
         "mean_dice_box": float(np.mean([it["plain"]["dice"][0] for it in items])),
         **{v: _variant_summary(items, v, max_clicks) for v in VARIANTS},
@@ -246,7 +247,7 @@ def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str
     if propagate:
         from annotator.evaluate.propagation import evaluate_propagation
 
-        encoder_before, decoder_before = len(meter.encoder_ms), len(meter.decoder_ms)
+        encoder_count, decoder_count = len(meter.encoder_ms), len(meter.decoder_ms)
         done = len(items)
         for item, report in zip(items, reports, strict=True):
             if not item.organ:
@@ -258,8 +259,8 @@ def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str
                                                        corrections=corrections)
         # Slice images embedded for propagation only (the items' slices were embedded already), all
         # runs sharing them.
-        propagate_calls = {"encoder_calls": len(meter.encoder_ms) - encoder_before,
-                           "decoder_calls": len(meter.decoder_ms) - decoder_before}
+        propagate_calls = {"encoder_calls": len(meter.encoder_ms) - encoder_count,
+                           "decoder_calls": len(meter.decoder_ms) - decoder_count}
     if progress is not None:
         progress(total, total, "done")
     organs = [r for r in reports if r["organ"]]

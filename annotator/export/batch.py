@@ -110,8 +110,8 @@ def run_cases(func: Callable[[Any], Any], tasks: Sequence[Any], names: Sequence[
     return BatchSummary([o for o in outcomes if o is not None], time.perf_counter() - start, where)
 
 
-def _run_in_pool(func: Callable, tasks: Sequence[Any], n_workers: int,
-                 record: Callable[[int, tuple], None]) -> None:
+def _run_in_pool(func: Callable[[Any], Any], tasks: Sequence[Any], n_workers: int,
+                 record: Callable[[int, tuple[Any, ...]], None]) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=n_workers) as pool:
@@ -125,8 +125,8 @@ def _run_in_pool(func: Callable, tasks: Sequence[Any], n_workers: int,
             raise
 
 
-def _run_on_dask(func: Callable, tasks: Sequence[Any], address: str,
-                 record: Callable[[int, tuple], None]) -> None:
+def _run_on_dask(func: Callable[[Any], Any], tasks: Sequence[Any], address: str,
+                 record: Callable[[int, tuple[Any, ...]], None]) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError as exc:

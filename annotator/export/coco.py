@@ -118,7 +118,8 @@ class CocoExporter(BaseExporter):
         image_paths = [out_dir / IMAGES_DIR / slice_image_name(case_id, plane, i) for i in indices]
         refuse_existing([*image_paths, out_dir / ANNOTATIONS_FILE], spec)
         result = ExportResult(case_id)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         per_slice, fallbacks = annotations_along(label_map.array, axis, indices,
                                                  encoding=spec.coco_encoding,
                                                  connectivity=spec.connectivity)
@@ -142,7 +143,8 @@ class CocoExporter(BaseExporter):
     def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
                  table: LabelTable) -> list[Path]:
         """Merge every case into one annotations.json with dataset-wide image/annotation ids."""
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for result in results:
             first_image_id = len(images) + 1
             for image in result.records.get("images", []):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from annotator.core.errors import InputError
 from annotator.core.labels import LabelMap, LabelTable
@@ -51,7 +52,7 @@ class DatalistExporter(BaseExporter):
                  table: LabelTable) -> list[Path]:
         """Write datalist.json, keeping the entries of an existing one (adding cases is no overwrite)."""
         path = Path(out_dir) / DATALIST_FILE
-        data: dict = {}
+        data: dict[str, Any] = {}
         if path.exists():
             try:
                 data = json.loads(path.read_text())

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from annotator.core.errors import InputError
 from annotator.core.labels import LabelMap, LabelTable
@@ -31,7 +32,7 @@ FILE_ENDING = ".nii.gz"
 CASE_PREFIX = "case"
 
 
-def read_dataset_json(out_dir: Path) -> dict:
+def read_dataset_json(out_dir: Path) -> dict[str, Any]:
     path = Path(out_dir) / "dataset.json"
     if not path.exists():
         return {}
@@ -56,7 +57,7 @@ def next_case_ids(out_dir: Path, count: int, prefix: str = CASE_PREFIX) -> list[
     return [f"{prefix}_{n:03d}" for n in range(start, start + count)]
 
 
-def dataset_label_values(existing: dict, table: LabelTable) -> tuple[dict[str, int], dict[int, int]]:
+def dataset_label_values(existing: dict[str, Any], table: LabelTable) -> tuple[dict[str, int], dict[int, int]]:
     """(nnU-Net labels dict name -> value, our label id -> nnU-Net value), keeping existing numbers."""
     labels = {str(k): int(v) for k, v in existing.get("labels", {"background": 0}).items()}
     labels.setdefault("background", 0)
@@ -113,7 +114,7 @@ class NnUnetExporter(BaseExporter):
         existing = read_dataset_json(out_dir)
         labels, _ = dataset_label_values(existing, table)
         modality = next((r.records.get("modality") for r in results if r.records.get("modality")), "")
-        channel = "CT" if modality.upper() == "CT" else (modality or "image")
+        channel = "CT" if (modality or "").upper() == "CT" else (modality or "image")
         data = dict(existing)
         data.setdefault("name", out_dir.name)
         data.setdefault("description", "exported by annotator")

@@ -42,7 +42,7 @@ def pixel_edge_loops(mask: np.ndarray) -> list[list[tuple[int, int]]]:
     return loops
 
 
-def _pop_edge(outgoing: dict, vertex: tuple[int, int], incoming: tuple[int, int] | None) -> tuple[int, int]:
+def _pop_edge(outgoing: dict[tuple[int, int], list[tuple[int, int]]], vertex: tuple[int, int], incoming: tuple[int, int] | None) -> tuple[int, int]:
     ends = outgoing[vertex]
     pick = 0
     if incoming is not None and len(ends) > 1:

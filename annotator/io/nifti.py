@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def _gz_header_and_volume(path: Path, volume_index: int) -> tuple[Any, np.ndarra
 
     inflater = zlib.decompressobj(wbits=31)
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         nonlocal inflater
         pending = remaining
         while True:
@@ -415,7 +416,7 @@ def itk_header_geometry(path: str | os.PathLike[str]) -> dict[str, Any]:
         direction = d3
     else:
         size, spacing, origin, direction = size[:3], spacing[:3], origin[:3], direction[:3, :3]
-    affine = affine_ras_of(direction, spacing, origin)
+    affine = affine_ras_of(direction, tuple(spacing), tuple(origin))
     return {
         "shape_zyx": (size[2], size[1], size[0]),
         "n_volumes": n_volumes,

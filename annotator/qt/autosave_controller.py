@@ -98,7 +98,7 @@ class AutosaveController(QObject):
     # ---- exports ----------------------------------------------------------------------------
     def export_started(self) -> None:
         """An export of the current labels began: if it succeeds, these edits count as saved."""
-        self._export_snapshot = (self.doc.volume, self.edit_count)
+        self._export_snapshot = (self.doc.current_volume(), self.edit_count)
 
     def export_finished(self) -> None:
         if self._export_snapshot is not None and self._export_snapshot[0] is self.doc.volume:

@@ -43,7 +43,8 @@ class BackgroundRunner(QObject):
         future.add_done_callback(lambda f: self._deliver(f, on_done, on_error))
         return future
 
-    def _deliver(self, future: Future, on_done, on_error) -> None:  # worker thread
+    def _deliver(self, future: Future, on_done: Callable[[Any], None],
+                 on_error: Callable[[BaseException], None]) -> None:  # worker thread
         if self._closed:
             return
         exc = future.exception()

@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
@@ -24,6 +24,10 @@ from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
 from annotator.qt.prompt_controller import PromptController
 from annotator.qt.propagation_controller import PropagationController
+
+if TYPE_CHECKING:
+    from annotator.engine.executor import EngineExecutor
+    from annotator.engine.service import EmbeddingService
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,8 @@ class EngineBridge(QObject):
         self.options = dict(options or {})
         self.engine = engine
         self.cache = cache
-        self.service = None
-        self.executor = None
+        self.service: EmbeddingService | None = None
+        self.executor: EngineExecutor | None = None
         self.state: EngineState = "not started"
         self.load_error = ""
         self.last_embed_s: float | None = None
@@ -143,8 +147,9 @@ class EngineBridge(QObject):
         if self.cache is None:
             self.cache = EmbeddingCache.from_settings(self.settings) if self.settings is not None \
                 else EmbeddingCache(disk_dir=None)
-        self.service = EmbeddingService(engine, self.cache)
-        self.executor = EngineExecutor(self.service, on_result=self._on_result_from_worker)
+        service = EmbeddingService(engine, self.cache)
+        self.service = service
+        self.executor = EngineExecutor(service, on_result=self._on_result_from_worker)
         self.state = "ready"
         self.status_changed.emit()
         self._on_settle_timeout()
@@ -213,7 +218,7 @@ class EngineBridge(QObject):
         the visible slice is embedded in ahead of any prompt. The display window stays the user's."""
         from annotator.engine.input_window import default_model_window
 
-        volume = self.doc.volume
+        volume = self.doc.current_volume()
         if self._model_window is None or self._model_window[0] is not volume:
             self._model_window = (volume, default_model_window(volume))
         return self._model_window[1]
@@ -230,19 +235,20 @@ class EngineBridge(QObject):
     def _slice_ref(self, axis: int, index: int | None = None) -> Any:
         from annotator.engine.executor import SliceRef
 
-        return SliceRef(self.doc.volume, axis, self.doc.slice_index(axis) if index is None else index,
+        return SliceRef(self.doc.current_volume(), axis, self.doc.slice_index(axis) if index is None else index,
                         self.model_window())
 
     def _on_settle_timeout(self) -> None:
-        if not self.ready or not self.doc.has_volume or self.propagating:
+        service, executor = self.service, self.executor
+        if service is None or executor is None or not self.doc.has_volume or self.propagating:
             return
         ref = self._slice_ref(self.active_axis)
-        if not self.service.is_cached(ref.volume, ref.axis, ref.index, ref.window):
+        if not service.is_cached(ref.volume, ref.axis, ref.index, ref.window):
             self.busy_text_changed.emit(ref.axis, f"Embedding slice {ref.index + 1}…")
-            self.executor.embed(ref)
+            executor.embed(ref)
         radius = int(getattr(self.settings, "prefetch_radius", 3) or 0)
         if radius > 0:
-            tickets = self.executor.prefetch(ref, radius)
+            tickets = executor.prefetch(ref, radius)
             self.prefetch_total = len(tickets)
             self.prefetch_done = 0
             self.status_changed.emit()
@@ -297,7 +303,7 @@ def _create_engine(name: str, checkpoint: str | None, runtime: str) -> Any:  # l
     start = time.perf_counter()
     if runtime == "auto" and name in ("auto", "lite-medsam", "sam"):
         runtime = "auto-stored"  # never wait minutes for the first-start runtime check in the window
-    engine = create_engine(name, checkpoint=checkpoint, runtime=runtime)
+    engine: Any = create_engine(name, checkpoint=checkpoint, runtime=runtime)
     log.info("engine %s ready in %.1f s", getattr(engine, "model_id", name), time.perf_counter() - start)
     if getattr(engine, "runtime_pending", False):
         from annotator.engine.runtime.prepare import start_background_preparation

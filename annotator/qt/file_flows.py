@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
 from annotator.core.document import AnnotationDocument
@@ -138,7 +139,9 @@ class FileFlows(QObject):
         self.recent_menu.setEnabled(bool(self.settings.recent_files))
 
     def _on_recent_action(self) -> None:
-        self.open_path(self.sender().data())
+        action = self.sender()
+        if isinstance(action, QAction):
+            self.open_path(str(action.data()))
 
     def save_settings(self) -> None:
         try:
@@ -151,7 +154,7 @@ class FileFlows(QObject):
         if not self.doc.has_volume:
             show_error(self.window, "Open labels", "Open an image first; labels are loaded onto its grid.")
             return
-        volume = self.doc.volume
+        volume = self.doc.current_volume()
         self.set_busy(f"Reading labels {Path(path).name}…")
         self.background.submit(lambda: read_labels_job(volume, path), self._on_labels_loaded, self._on_load_failed)
 
@@ -176,7 +179,7 @@ class FileFlows(QObject):
         if not self.doc.has_volume:
             show_error(self.window, "Export labels", "Nothing to export: no image is open.")
             return
-        volume, labels = self.doc.volume, self._snapshot()
+        volume, labels = self.doc.current_volume(), self._snapshot()
         self.autosave.export_started()
         self.set_busy("Exporting labels…")
         self.background.submit(lambda: export_labels_job(volume, labels, path), self._on_exported,
@@ -195,7 +198,7 @@ class FileFlows(QObject):
         if not self.doc.has_volume:
             show_error(self.window, "Export dataset", "Nothing to export: no image is open.")
             return
-        volume, labels = self.doc.volume, self._snapshot()
+        volume, labels = self.doc.current_volume(), self._snapshot()
         source = str(volume.metadata.get("source_path") or "case")
         case_id = Path(source).name.split(".")[0] or "case"
         window: Window = self.doc.window

@@ -12,6 +12,7 @@ from annotator.core.autosave import save_autosave
 from annotator.core.geometry import Window, slice_2d
 from annotator.core.labels import LabelMap
 from annotator.core.volume import Volume
+from annotator.io.series import SeriesInfo
 from annotator.settings import autosave_dir
 
 
@@ -37,7 +38,7 @@ def discover_job(path: str) -> list:
     return discover_series(path)
 
 
-def series_thumbnail(series) -> np.ndarray:  # io.SeriesInfo
+def series_thumbnail(series: SeriesInfo) -> np.ndarray:
     """Middle axial-array slice of a series (loads it; runs in the dialog's worker thread)."""
     volume = load_image_job(series.source_path, series.uid)
     return slice_2d(volume.array, 0, volume.shape_zyx[0] // 2)

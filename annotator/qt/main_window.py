@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -29,10 +38,13 @@ from annotator.qt.autosave_controller import AutosaveController
 from annotator.qt.background import BackgroundRunner
 from annotator.qt.canvas.slice_view import SliceView
 from annotator.qt.canvas.tools import TOOL_CLASSES, ToolController
+from annotator.qt.dialogs.series_dialog import SeriesDialog
 from annotator.qt.dialogs.shortcuts_dialog import ShortcutsDialog
+from annotator.qt.engine_bridge import EngineBridge
 from annotator.qt.errors import show_error, try_with_error_dialog
 from annotator.qt.file_flows import FileFlows
 from annotator.qt.jobs import EXPORT_TITLES
+from annotator.qt.panels.engine_panel import EnginePanel
 from annotator.qt.panels.history_panel import HistoryPanel
 from annotator.qt.panels.labels_panel import LabelsPanel
 from annotator.qt.view_grid import ViewGrid
@@ -54,8 +66,8 @@ class MainWindow(QMainWindow):
         self.doc = AnnotationDocument()
         self.background = BackgroundRunner(self)
         self.tools = ToolController(self.doc, self)
-        self.bridge = None
-        self.engine_panel = None
+        self.bridge: EngineBridge | None = None
+        self.engine_panel: EnginePanel | None = None
         self.progress_dialog: QProgressDialog | None = None
         self._looks_like_ct = False
         self._build_central()
@@ -127,7 +139,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, name: str, text: str, slot: object, shortcuts: object = (), menu: object = None,
+    def _action(self, name: str, text: str, slot: Callable[[], object],
+                shortcuts: Sequence[str | QKeySequence.StandardKey] = (), menu: QMenu | None = None,
                 checkable: bool = False) -> QAction:
         action = QAction(text, self)
         action.setObjectName(name)
@@ -208,27 +221,22 @@ class MainWindow(QMainWindow):
     # ---- engine (see engine_bridge.py) ------------------------------------------------------
     def start_engine(self) -> None:
         """Create the engine bridge; the model itself loads on its worker thread."""
-        try:
-            from annotator.qt.engine_bridge import EngineBridge
-            from annotator.qt.panels.engine_panel import EnginePanel
-        except ImportError as exc:  # the bridge is optional while the engine is being built
-            log.info("engine bridge unavailable: %s", exc)
-            return
-        self.bridge = EngineBridge(self.doc, self.settings, self.engine_options, parent=self,
-                                   engine=self._engine)
-        self.tools.bridge = self.bridge
-        self.bridge.status_changed.connect(self._on_bridge_status_changed)
-        self.bridge.error.connect(self._on_bridge_error)
-        self.bridge.busy_text_changed.connect(self._on_bridge_busy_text)
-        self.bridge.propagation_progress.connect(self._on_bridge_propagation_progress)
-        self.bridge.propagation_finished.connect(self._on_bridge_propagation_finished)
-        self.engine_panel = EnginePanel(self.bridge, self.settings, self)
+        bridge = EngineBridge(self.doc, self.settings, self.engine_options, parent=self, engine=self._engine)
+        self.bridge = bridge
+        self.tools.bridge = bridge
+        bridge.status_changed.connect(self._on_bridge_status_changed)
+        bridge.error.connect(self._on_bridge_error)
+        bridge.busy_text_changed.connect(self._on_bridge_busy_text)
+        bridge.propagation_progress.connect(self._on_bridge_propagation_progress)
+        bridge.propagation_finished.connect(self._on_bridge_propagation_finished)
+        self.engine_panel = EnginePanel(bridge, self.settings, self)
         dock = self._add_dock("Engine", self.engine_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks_menu.addAction(dock.toggleViewAction())
-        self.bridge.start()
+        bridge.start()
 
     def _on_bridge_status_changed(self) -> None:
-        self.engine_label.setText(self.bridge.summary())
+        if self.bridge is not None:
+            self.engine_label.setText(self.bridge.summary())
 
     def _on_bridge_propagation_progress(self, done: int, total: int) -> None:
         if self.progress_dialog is None:
@@ -268,6 +276,11 @@ class MainWindow(QMainWindow):
                 view.set_status_text(text)
 
     # ---- opening ----------------------------------------------------------------------------
+    def _sender_data(self) -> Any:
+        """The data of the QAction whose triggered signal called the slot now running."""
+        action = self.sender()
+        return action.data() if isinstance(action, QAction) else None
+
     # ---- files (qt.file_flows) ---------------------------------------------------------------
     def open_demo(self) -> None:
         self.files.open_demo()
@@ -288,21 +301,21 @@ class MainWindow(QMainWindow):
         return self.autosave.save_now()
 
     @property
-    def autosave_timer(self):  # QTimer
+    def autosave_timer(self) -> QTimer:
         return self.autosave.timer
 
     @property
-    def series_dialog(self):  # SeriesDialog | None
+    def series_dialog(self) -> SeriesDialog | None:
         return self.files.series_dialog
 
     def _on_export_dataset_action(self) -> None:
-        self.files.ask_export_dataset(self.sender().data())
+        self.files.ask_export_dataset(self._sender_data())
 
-    def dragEnterEvent(self, event) -> None:  # Qt override
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # Qt override
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # Qt override
+    def dropEvent(self, event: QDropEvent) -> None:  # Qt override
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
             self.open_path(urls[0])
@@ -333,7 +346,7 @@ class MainWindow(QMainWindow):
             self.doc.add_label()
 
     def _on_tool_action(self) -> None:
-        self.tools.set_tool(self.sender().data())
+        self.tools.set_tool(self._sender_data())
 
     def _on_brush_smaller(self) -> None:
         self.tools.grow_brush(1 / 1.25)
@@ -342,18 +355,18 @@ class MainWindow(QMainWindow):
         self.tools.grow_brush(1.25)
 
     def _on_layout_action(self) -> None:
-        self.grid.set_layout(self.sender().data(), self.focused_view().plane)
+        self.grid.set_layout(self._sender_data(), self.focused_view().plane)
 
     def _on_fit(self) -> None:
         for view in self.views:
             view.fit()
 
     def _on_preset_action(self) -> None:
-        self.doc.set_window(CT_PRESETS[self.sender().data()])
+        self.doc.set_window(CT_PRESETS[self._sender_data()])
 
     def _on_auto_window(self) -> None:
         if self.doc.has_volume:
-            self.doc.set_window(percentile_window(self.doc.volume.array))
+            self.doc.set_window(percentile_window(self.doc.current_volume().array))
 
     def _on_shortcuts(self) -> None:
         self.shortcuts_dialog = ShortcutsDialog(list(self.actions_by_name.values()), self)
@@ -372,11 +385,11 @@ class MainWindow(QMainWindow):
         if self.bridge is not None:
             self.bridge.set_active_axis(axis)
 
-    def _on_view_hovered(self, index_zyx) -> None:
+    def _on_view_hovered(self, index_zyx: tuple[int, int, int] | None) -> None:
         if index_zyx is None or not self.doc.has_volume:
             self.cursor_label.setText("")
             return
-        volume = self.doc.volume
+        volume = self.doc.current_volume()
         world = volume.index_zyx_to_world_ras(np.array(index_zyx, dtype=float))
         value = volume.array[tuple(index_zyx)]
         unit = " HU" if self._looks_like_ct else ""
@@ -388,7 +401,7 @@ class MainWindow(QMainWindow):
             f"value {float(value):g}{unit}" + (f"   label: {label}" if label else ""))
 
     def _on_doc_volume_changed(self) -> None:
-        volume = self.doc.volume
+        volume = self.doc.current_volume()
         # Same rule as the default window: CT by modality, or a NIfTI whose minimum is air-like.
         self._looks_like_ct = volume.modality.upper() == "CT" or (
             not volume.modality and float(volume.array.min()) <= -500)
@@ -447,7 +460,7 @@ class MainWindow(QMainWindow):
         if dialog is not None:
             dialog.wait_for_thumbnails()
 
-    def closeEvent(self, event) -> None:  # Qt override
+    def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
         self.files.save_settings()
         self.autosave.timer.stop()
         self.autosave.finish()

@@ -117,9 +117,9 @@ class PromptController(QObject):
             return
         generation = next(self.generations)
         self._latest[(axis, index)] = generation
-        job = PromptJob(generation, self.doc.volume, axis, index, prompts, getattr(host.engine, "prompt_kind", "box"),
+        job = PromptJob(generation, self.doc.current_volume(), axis, index, prompts, getattr(host.engine, "prompt_kind", "box"),
                         host.model_window())
-        if not host.service.is_cached(job.volume, axis, index, job.default_window):
+        if host.service is not None and not host.service.is_cached(job.volume, axis, index, job.default_window):
             self.busy_text.emit(axis, f"Embedding slice {index + 1}… (prompts kept)")
         else:
             self.busy_text.emit(axis, "Segmenting…")
@@ -174,5 +174,7 @@ class PromptController(QObject):
             return
         if self.doc.volume is not job.volume or self.doc.prompts(job.axis, job.index) != job.prompts:
             return  # the image or the prompts changed meanwhile; their own job is coming
+        if result.masks is None or result.scores is None:
+            return
         self.doc.set_preview(Preview(job.axis, job.index, result.masks, result.scores, window=result.window))
         self.prediction_ready.emit()

@@ -11,13 +11,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
+from annotator.engine.api import MaskPrediction
 from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult
 
 if TYPE_CHECKING:
+    from annotator.engine.executor import EngineExecutor, SliceRef
     from annotator.qt.engine_bridge import EngineBridge
 
 log = logging.getLogger(__name__)
@@ -45,14 +48,14 @@ class PropagationOutcome:
 class _FollowingSlices(ExecutorSlices):
     """ExecutorSlices that also tells the GUI which slice is being segmented, so the views follow."""
 
-    def __init__(self, controller: PropagationController, executor, view) -> None:
+    def __init__(self, controller: PropagationController, executor: EngineExecutor, view: SliceRef) -> None:
         super().__init__(executor, view)
         self.controller = controller
 
-    def predict(self, index: int, window: Window, **kwargs):
+    def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
         if not self.controller.closed:
             self.controller._slice.emit(self.view.axis, int(index))
-        return super().predict(index, window, **kwargs)
+        return super().predict(index, window, box_xyxy=box_xyxy)
 
 
 class PropagationController(QObject):
@@ -102,7 +105,8 @@ class PropagationController(QObject):
     def start(self, axis: int) -> None:
         """Propagate the active label along `axis` (accepting a preview on this slice first)."""
         host, doc = self.host, self.doc
-        if not host.ready:
+        executor = host.executor
+        if executor is None or not host.ready:
             raise RuntimeError("the segmentation engine is not ready")
         if self.running:
             return
@@ -117,8 +121,8 @@ class PropagationController(QObject):
                              "segment it here first, then propagate")
         self._cancel = threading.Event()
         self.running = True
-        host.executor.cancel_prefetch()
-        job = PropagationJob(next(self.generations), doc.volume, axis, tuple(keys), doc.active_label)
+        executor.cancel_prefetch()
+        job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label)
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 

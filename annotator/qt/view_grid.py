@@ -42,13 +42,13 @@ class ViewGrid(QWidget):
             self._grid.addWidget(view, 0, 0)
             self._grid.setRowStretch(0, 1)
             self._grid.setColumnStretch(0, 1)
-            placed = [view]
+            placed: list[QWidget] = [view]
         elif name == "1x3":
             for col, view in enumerate(self.views):
                 self._grid.addWidget(view, 0, col)
                 self._grid.setColumnStretch(col, 1)
             self._grid.setRowStretch(0, 1)
-            placed = list(self.views)
+            placed = list[QWidget](self.views)
         else:
             cells = [(0, 0), (0, 1), (1, 0)]
             for (r, c), view in zip(cells, self.views, strict=True):

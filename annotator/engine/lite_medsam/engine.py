@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class LiteMedSamEngine:
     prompt_kind = "box"
     preprocess_version = preprocess.PREPROCESS_VERSION
 
-    def __init__(self, module, *, model_id: str, model_sha256: str, device: str,
+    def __init__(self, module: Any, *, model_id: str, model_sha256: str, device: str,
                  checkpoint: Path | None = None) -> None:
         self._module = module
         self.model_id = model_id
@@ -68,7 +69,7 @@ class LiteMedSamEngine:
 
     # -- the encoder: one method, so another runtime (issue 8) can take its place ------------------
     @property
-    def torch_module(self):
+    def torch_module(self) -> Any:
         """The assembled torch module (image_encoder, prompt_encoder, mask_decoder), e.g. for export."""
         return self._module
 
@@ -78,7 +79,7 @@ class LiteMedSamEngine:
         self._encoder = encoder
         self.runtime = runtime
 
-    def set_prompt_runner(self, runner) -> None:
+    def set_prompt_runner(self, runner: Any) -> None:
         """Run prompt encoder + mask decoder through `runner` (runtime.prompt_path.PromptRunner,
         checked equal to torch at selection); None restores the torch modules."""
         self._prompt_runner = runner
@@ -131,7 +132,7 @@ class LiteMedSamEngine:
         has_points = points_xy is not None and len(points_xy) > 0
         if box_xyxy is None and not has_points:
             raise EngineError("LiteMedSAM needs a box (or at least one point)")
-        size = tuple(int(v) for v in embedding.original_size)
+        size = (int(embedding.original_size[0]), int(embedding.original_size[1]))
         with self._lock, torch.inference_mode():
             module = self._module
             features = torch.from_numpy(np.asarray(embedding.features, dtype=np.float32)).to(self.device)

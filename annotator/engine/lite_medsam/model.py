@@ -8,6 +8,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from annotator.engine.api import EngineError
 
@@ -103,7 +104,7 @@ def is_lite_medsam_state(state: dict) -> bool:
     )
 
 
-def build_module(state: dict | None = None):
+def build_module(state: dict[str, Any] | None = None) -> Any:
     """LiteMedSAM as CVPR24_LiteMedSAM_infer.py builds it; the encoder variant is read from `state`."""
     from torch import nn
 
@@ -138,7 +139,7 @@ def load_model(checkpoint: str | Path | None = None, *, expected_sha256: str | N
     read from its state dict and loaded with strict=True, so a wrong file fails loudly.
     """
     bundled = checkpoint is None
-    path = bundled_checkpoint_path() if bundled else Path(checkpoint)
+    path = bundled_checkpoint_path() if checkpoint is None else Path(checkpoint)
     if bundled:
         expected_sha256 = BUNDLED_SHA256
     state, sha256 = read_state_dict(path, expected_sha256)

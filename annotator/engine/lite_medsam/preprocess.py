@@ -7,6 +7,8 @@ The slice arrives already windowed to uint8 (pre_CT_MR.py clips CT to a window a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 IMAGE_SIZE = 256  # CVPR24_LiteMedSAM_infer.py: image_size = 256
@@ -73,7 +75,7 @@ def clip_box_xyxy(box_xyxy: np.ndarray, original_size: tuple[int, int]) -> np.nd
     return box
 
 
-def upsample_logits(low_res_logits, input_size: tuple[int, int], original_size: tuple[int, int]):
+def upsample_logits(low_res_logits: Any, input_size: tuple[int, int], original_size: tuple[int, int]) -> Any:
     """(B, C, 256, 256) torch logits -> (B, C, H, W) logits at the slice size.
 
     MedSAM_Lite.postprocess_masks: masks[..., :new_size[0], :new_size[1]], then
@@ -85,7 +87,7 @@ def upsample_logits(low_res_logits, input_size: tuple[int, int], original_size: 
     return F.interpolate(cropped, size=tuple(original_size), mode="bilinear", align_corners=False)
 
 
-def masks_from_logits(logits_bchw) -> np.ndarray:
+def masks_from_logits(logits_bchw: Any) -> np.ndarray:
     """medsam_inference: sigmoid(logits) > 0.5, as a bool array."""
     import torch
 

@@ -167,7 +167,7 @@ class Attention(nn.Module):
         x = self.norm(x)
         q, k, v = self.qkv(x).view(b, n, self.num_heads, -1).split([self.key_dim, self.key_dim, self.d], dim=3)
         q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3)
-        bias = self.attention_biases[:, self.attention_bias_idxs]
+        bias = self.attention_biases[:, self.attention_bias_idxs]  # type: ignore[index]  # a registered buffer
         attn = ((q @ k.transpose(-2, -1)) * self.scale + bias).softmax(dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.dh))
 

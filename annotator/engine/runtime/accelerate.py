@@ -4,6 +4,7 @@ the fastest runtime whose masks equal torch's: the part every model's runtime mo
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from annotator.engine.runtime.base import ModelSpec
 from annotator.engine.runtime.compiled_cache import CompiledModelCache
@@ -12,7 +13,7 @@ from annotator.engine.runtime.select import Selection, SelfCheck, select_runner
 log = logging.getLogger(__name__)
 
 
-def accelerate(engine, spec: ModelSpec, check: SelfCheck, runtime: str = "auto", *, prompt_part: str,
+def accelerate(engine: Any, spec: ModelSpec, check: SelfCheck, runtime: str = "auto", *, prompt_part: str,
                cache: CompiledModelCache | None = None, stored_only: bool = False,
                require_faster: bool = True) -> Selection | None:
     """Select the encoder runner for `spec` and install it (engine.set_encoder renames the engine's
@@ -43,7 +44,7 @@ def accelerate(engine, spec: ModelSpec, check: SelfCheck, runtime: str = "auto",
     return selection
 
 
-def prompt_runner(engine, part: str, runtime: str = "auto", cache: CompiledModelCache | None = None):
+def prompt_runner(engine: Any, part: str, runtime: str = "auto", cache: CompiledModelCache | None = None) -> Any:
     """The fastest prompt-path runner for `engine` whose masks equal torch's (see prompt_path.py)."""
     from annotator.engine.runtime.prompt_path import select_prompt_runner
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class ModelSpec:
                    precision; empty: the model offers no mixed precision
     """
 
-    module: object
+    module: Any  # torch.nn.Module (torch is imported lazily)
     part: str
     model_sha256: str
     example_inputs: tuple[np.ndarray, ...]

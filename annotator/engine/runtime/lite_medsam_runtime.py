@@ -7,6 +7,8 @@ it to LiteMedSamEngine.set_encoder, which also renames the engine's runtime (Emb
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from annotator.engine.runtime.accelerate import accelerate
@@ -21,7 +23,7 @@ ENCODER_PART = "lite-medsam.encoder"
 FP32_STEM = ("patch_embed", "layers.0")
 
 
-def encoder_spec(engine) -> ModelSpec:
+def encoder_spec(engine: Any) -> ModelSpec:
     from annotator.engine.lite_medsam import preprocess
 
     size = preprocess.IMAGE_SIZE
@@ -31,7 +33,7 @@ def encoder_spec(engine) -> ModelSpec:
                      input_names=("image",), output_names=("features",), fp32_scopes=FP32_STEM)
 
 
-def encoder_self_check(engine, count: int = 3) -> SelfCheck:
+def encoder_self_check(engine: Any, count: int = 3) -> SelfCheck:
     """Masks from box prompts on phantom slices, decoded by the engine's own (torch) prompt path."""
     from annotator.engine.api import ImageEmbedding
     from annotator.engine.lite_medsam import preprocess
@@ -49,7 +51,7 @@ def encoder_self_check(engine, count: int = 3) -> SelfCheck:
                                 identity=f"phantom-boxes-{count}-v1")
 
 
-def accelerate_lite_medsam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
+def accelerate_lite_medsam(engine: Any, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
                            check: SelfCheck | None = None, stored_only: bool = False) -> Selection | None:
     """Select the encoder runner for `engine` and install it (engine.runtime becomes its name);
     see accelerate.accelerate."""

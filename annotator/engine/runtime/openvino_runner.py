@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class OpenVinoRunner:
 
     runtime = "openvino"
 
-    def __init__(self, compiled, spec: ModelSpec, precision: str) -> None:
+    def __init__(self, compiled: Any, spec: ModelSpec, precision: str) -> None:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.output_ports = [compiled.output(name) for name in spec.output_names]
@@ -71,7 +72,7 @@ class SplitOpenVinoRunner:
     precision = "bf16mix"
     name = runner_name("openvino", "bf16mix")
 
-    def __init__(self, head, tail, spec: ModelSpec) -> None:
+    def __init__(self, head: Any, tail: Any, spec: ModelSpec) -> None:
         self.head = head.create_infer_request()
         self.tail = tail.create_infer_request()
         self.head_port = head.output(0)
@@ -83,7 +84,7 @@ class SplitOpenVinoRunner:
         return tuple(np.array(results[port], dtype=np.float32, copy=True) for port in self.output_ports)
 
 
-def _blob_bytes(compiled) -> bytes:
+def _blob_bytes(compiled: Any) -> bytes:
     blob = compiled.export_model()  # bytes, or BytesIO in recent releases
     return blob.getvalue() if hasattr(blob, "getvalue") else blob
 
@@ -104,7 +105,7 @@ def load_openvino_runner(spec: ModelSpec, onnx_path: Path, precision: str,
         compiled = core.compile_model(core.read_model(str(onnx_path)), device, _config(precision))
         (folder / BLOB_FILE).write_bytes(_blob_bytes(compiled))
 
-    def load(folder: Path):
+    def load(folder: Path) -> Any:
         return core.import_model((folder / BLOB_FILE).read_bytes(), device, _config(precision))
 
     compiled = cache.get_or_build(openvino_key(spec, precision, device), build, load)

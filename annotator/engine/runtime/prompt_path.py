@@ -13,6 +13,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 PAD_LABEL, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = -1, 2, 3
 
 
-def prompt_path_module(prompt_encoder, mask_decoder):
+def prompt_path_module(prompt_encoder: Any, mask_decoder: Any) -> Any:
     """A torch module: (features, point_coords, point_labels, mask_input, has_mask_input) ->
     (low_res_logits (1, T, h, w), iou (1, T)) over all T mask tokens. Coordinates are in the
     model's input frame (already resized), shape (1, N, 2); labels (1, N) as above."""
@@ -38,7 +39,8 @@ def prompt_path_module(prompt_encoder, mask_decoder):
             self.prompt_encoder = prompt_encoder
             self.mask_decoder = mask_decoder
 
-        def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        def forward(self, image_embeddings: Any, point_coords: Any, point_labels: Any, mask_input: Any,
+                    has_mask_input: Any) -> Any:
             pe = self.prompt_encoder
             # PromptEncoder._embed_points/_embed_boxes: shift to pixel centres, normalise by the
             # input size (x by width, y by height), random-Fourier encode, add the label's embedding.
@@ -54,7 +56,7 @@ def prompt_path_module(prompt_encoder, mask_decoder):
                 1 - has_mask_input) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
             return self.predict_masks(image_embeddings, pe.get_dense_pe(), sparse, dense)
 
-        def predict_masks(self, image_embeddings, image_pe, sparse, dense):
+        def predict_masks(self, image_embeddings: Any, image_pe: Any, sparse: Any, dense: Any) -> Any:
             # MaskDecoder.predict_masks for one prompt set, written for the exported graph: no
             # repeat_interleave over a batch of one (two Tile copies of 4 MB) and LayerNorm2d as
             # one fused LayerNormalization over channels instead of ReduceMean/Sub/Pow/Sqrt/Div
@@ -77,7 +79,7 @@ def prompt_path_module(prompt_encoder, mask_decoder):
     return PromptPath().eval()
 
 
-def _upscale(layers, x):
+def _upscale(layers: Any, x: Any) -> Any:
     """output_upscaling (ConvT, LayerNorm2d, act, ConvT, act) with LayerNorm2d as F.layer_norm."""
     import torch.nn.functional as F
 
@@ -142,7 +144,7 @@ class TorchPromptReference:
 
     name = "torch-fp32"
 
-    def __init__(self, prompt_encoder, mask_decoder) -> None:
+    def __init__(self, prompt_encoder: Any, mask_decoder: Any) -> None:
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
 
@@ -170,7 +172,7 @@ class TorchPromptReference:
         return logits.float().numpy(), iou.float().numpy()
 
 
-def prompt_spec(prompt_encoder, mask_decoder, *, part: str, model_sha256: str,
+def prompt_spec(prompt_encoder: Any, mask_decoder: Any, *, part: str, model_sha256: str,
                 embedding_shape: tuple[int, ...]) -> ModelSpec:
     """Export spec of the prompt path; the number of points is dynamic."""
     mask_hw = tuple(4 * int(n) for n in prompt_encoder.image_embedding_size)
@@ -200,7 +202,7 @@ def _check_cases(spec: ModelSpec, seed: int = 0) -> list[dict]:
             dict(features=features, box_xyxy=box, mask_input=low_res)]
 
 
-def check_prompt_runner(candidate, reference, cases: list[dict]
+def check_prompt_runner(candidate: Any, reference: Any, cases: list[dict]
                         ) -> tuple[bool, float, float]:
     """(passes, min mask Dice, max |logit difference|) of candidate against reference, multimask on+off."""
     worst_dice, worst_diff = 1.0, 0.0
@@ -232,7 +234,7 @@ def _decision_key(spec: ModelSpec, variants: list[str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def select_prompt_runner(prompt_encoder, mask_decoder, *, part: str, model_sha256: str,
+def select_prompt_runner(prompt_encoder: Any, mask_decoder: Any, *, part: str, model_sha256: str,
                          embedding_shape: tuple[int, ...], runtime: str = "auto",
                          cache: CompiledModelCache | None = None) -> PromptRunner:
     """The fastest prompt-path runner whose masks match torch's (fp32 only: clicks must not drift).

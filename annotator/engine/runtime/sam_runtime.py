@@ -8,6 +8,8 @@ embeddings never mix), and the prompt path goes on the fastest runtime whose mas
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from annotator.engine.runtime.accelerate import accelerate
@@ -22,7 +24,7 @@ from annotator.engine.runtime.selfcheck import mask_agreement_check, phantom_sli
 FP32_STEM = ("patch_embed", "blocks.0")
 
 
-def encoder_spec(engine) -> ModelSpec:
+def encoder_spec(engine: Any) -> ModelSpec:
     size = engine.img_size
     return ModelSpec(module=engine.torch_module.image_encoder, part=f"{engine.model_id}.encoder",
                      model_sha256=engine.model_sha256,
@@ -30,7 +32,7 @@ def encoder_spec(engine) -> ModelSpec:
                      input_names=("image",), output_names=("features",), fp32_scopes=FP32_STEM)
 
 
-def encoder_self_check(engine, count: int = 2) -> SelfCheck:
+def encoder_self_check(engine: Any, count: int = 2) -> SelfCheck:
     """Masks from box prompts on phantom slices through the engine's own preprocessing and decoder.
 
     Two slices by default: a ViT-B encoder takes 10-25 s per slice on a laptop in torch fp32."""
@@ -55,7 +57,7 @@ def encoder_self_check(engine, count: int = 2) -> SelfCheck:
                                 identity=f"sam-{engine.flavour}-phantom-boxes-{count}-v1")
 
 
-def accelerate_sam(engine, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
+def accelerate_sam(engine: Any, runtime: str = "auto", *, cache: CompiledModelCache | None = None,
                    check: SelfCheck | None = None, stored_only: bool = False,
                    require_faster: bool = True) -> Selection | None:
     """Select the encoder runner for a CPU SamEngine and install it with a fast prompt path (see

@@ -8,12 +8,19 @@ the evaluation protocol uses. A runtime passes when its masks agree with torch f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from annotator.core.overlap import dice
 
+if TYPE_CHECKING:
+    from annotator.engine.runtime.select import SelfCheck
 
-def mask_agreement_check(inputs, masks_of, identity: str):
+
+def mask_agreement_check(inputs: Sequence[Any], masks_of: Callable[[int, np.ndarray], list[np.ndarray]],
+                         identity: str) -> SelfCheck:
     """A SelfCheck scoring a runtime by the Dice between the masks masks_of(input_index, features)
     decodes from its features and from torch fp32's (one score per prompt of that input)."""
     from annotator.engine.runtime.select import SelfCheck
@@ -25,7 +32,7 @@ def mask_agreement_check(inputs, masks_of, identity: str):
     return SelfCheck(inputs=inputs, scores=scores, identity=identity)
 
 
-def _ellipse(shape_hw: tuple[int, int], centre_yx, radii_yx, angle_rad: float = 0.0) -> np.ndarray:
+def _ellipse(shape_hw: tuple[int, int], centre_yx: tuple[float, float], radii_yx: tuple[float, float], angle_rad: float = 0.0) -> np.ndarray:
     yy, xx = np.mgrid[: shape_hw[0], : shape_hw[1]].astype(np.float64)
     dy, dx = yy - centre_yx[0], xx - centre_yx[1]
     c, s = np.cos(angle_rad), np.sin(angle_rad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from annotator.engine.runtime.base import runner_name
@@ -16,7 +18,7 @@ class TorchRunner:
 
     runtime = "torch"
 
-    def __init__(self, module, *, precision: str = "fp32", device: str = "cpu") -> None:
+    def __init__(self, module: Any, *, precision: str = "fp32", device: str = "cpu") -> None:
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"torch runner: unknown precision {precision!r}")
         if precision == "fp16" and device == "cpu":

@@ -40,7 +40,7 @@ class Frame:
     path: str
     frame_index: int | None          # 0-based frame in a multi-frame file (None: single-frame file)
     tile_index: int | None           # mosaic tile (None: not a mosaic)
-    group_key: tuple                 # what must be equal for frames to share one volume
+    group_key: tuple[Any, ...]       # what must be equal for frames to share one volume
     rows: int
     cols: int
     iop: np.ndarray                  # (6,) row cosine then column cosine, LPS
@@ -48,7 +48,7 @@ class Frame:
     pixel_spacing: tuple[float, float]  # (between rows = dy, between columns = dx) mm
     slope: float
     intercept: float
-    order_key: tuple                 # sorts repeated positions into time points
+    order_key: tuple[Any, ...]       # sorts repeated positions into time points
     sop_uid: str
     normal: np.ndarray | None = None  # explicit slice normal (Siemens mosaic CSA), else row x col
     has_geometry: bool = True
@@ -122,7 +122,7 @@ class _FileFacts:
     n_frames: int
     spacing_hint: float | None
 
-    def group_key(self, image_type_: tuple[str, ...], spacing: tuple[float, float], echo: int | None) -> tuple:
+    def group_key(self, image_type_: tuple[str, ...], spacing: tuple[float, float], echo: int | None) -> tuple[Any, ...]:
         # orientation is clustered later with a tolerance; here only exact, discrete properties
         return (self.series_uid, self.series_number, self.rows, self.cols, self.samples, image_type_, echo,
                 round(spacing[0], 4), round(spacing[1], 4))
@@ -205,7 +205,7 @@ class _ClassicGeometry:
     has_geometry: bool
     slope: float
     intercept: float
-    order_key: tuple
+    order_key: tuple[Any, ...]
 
     @classmethod
     def of(cls, ds: Any, facts: _FileFacts) -> _ClassicGeometry:

@@ -94,7 +94,7 @@ def load_dicom(path: str | os.PathLike[str], *, series_uid: str | None = None, v
     planes, decode_warnings = read_planes(frames)
     stack = rescaled_stack(frames, planes)
     warnings_list = list(plan.warnings) + decode_warnings
-    geometry = {"spacing_zyx_mm": plan.spacing_zyx_mm, "origin_lps_mm": plan.origin_lps_mm,
+    geometry: dict[str, Any] = {"spacing_zyx_mm": plan.spacing_zyx_mm, "origin_lps_mm": plan.origin_lps_mm,
                 "direction_lps": plan.direction_lps}
     resampled = False
     if plan.irregular:

@@ -113,7 +113,8 @@ def rescaled_stack(frames: list[Frame], planes: list[np.ndarray]) -> np.ndarray:
                    if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max), np.dtype(np.float64))
     out = np.empty(shape, dtype=target)
     raw_lo, raw_hi = min(r[0] for r in raw_ranges), max(r[1] for r in raw_ranges)
-    fits = target.kind == "i" and np.iinfo(target).min <= raw_lo and raw_hi <= np.iinfo(target).max
+    limits = np.iinfo(target.name) if target.kind == "i" else None
+    fits = limits is not None and limits.min <= raw_lo and raw_hi <= limits.max
     if fits and all(f.slope == 1.0 for f in frames):
         # the common CT case: copy stored values, then add the intercept in place (no overflow:
         # both the stored and the rescaled ranges fit the target type)

@@ -99,7 +99,7 @@ class _Cut(Exception):
     """The buffer ended inside an element."""
 
 
-class FastHeader(dict):
+class FastHeader(dict[str, Any]):
     """Keyword -> value, read like a pydicom Dataset by frames_of_dataset (get, `in`)."""
 
     file_meta: Any

@@ -41,12 +41,12 @@ def regularize_stack(plan: SeriesPlan, frames: list[Frame], stack: np.ndarray) -
     _, dy, dx = plan.spacing_zyx_mm
     nz_src, ny_src, nx_src = stack.shape
     # corners of every source slice, expressed in the new frame
-    corners = []
+    corner_list = []
     for ipp in (ipps[0], ipps[-1]):
         for j in (0, ny_src - 1):
             for i in (0, nx_src - 1):
-                corners.append(ipp + row_cos * dx * i + col_cos * dy * j)
-    corners = np.array(corners)
+                corner_list.append(ipp + row_cos * dx * i + col_cos * dy * j)
+    corners = np.array(corner_list)
     frame_axes = np.column_stack([x_dir, y_dir, z_dir])
     start = ipps[0]
     local = (corners - start) @ frame_axes

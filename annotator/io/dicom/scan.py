@@ -37,7 +37,7 @@ _SKIP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".raw", "
                   ".py", ".zip", ".npy", ".npz", ".pth", ".onnx")
 # Discovery parses only these elements (plus the file meta): 3-5x faster than a full header on
 # files with large private sections. Functional-group sequences are parsed when present.
-HEADER_TAGS = [
+HEADER_TAGS: list[str | int] = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
     "SeriesDescription", "SeriesNumber", "Modality", "Manufacturer", "PatientName", "PatientID",
     "PatientBirthDate", "ImageType", "EchoNumbers", "InstanceNumber", "AcquisitionTime",
@@ -76,7 +76,7 @@ def read_header(path: str | os.PathLike[str], *, strict: bool) -> Any | None:
             return fast
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble,
-                             specific_tags=HEADER_TAGS)
+                             specific_tags=HEADER_TAGS)  # type: ignore[arg-type]  # pydicom accepts mixed keywords and tags
     except InvalidDicomError as exc:
         if strict:
             raise InputError(path, "not a DICOM file (no DICM preamble)") from exc
@@ -111,7 +111,7 @@ def scan_files(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, di
     frames: list[Frame] = []
     fields_by_file: dict[str, dict[str, Any]] = {}
     unreadable: list[str] = []
-    fields_by_series: dict[tuple, dict[str, Any]] = {}
+    fields_by_series: dict[tuple[Any, ...], dict[str, Any]] = {}
     for file in files:
         try:
             ds = read_header(file, strict=path.is_file())
@@ -149,7 +149,7 @@ def scan_files(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, di
 
 # Discovery results of the last few folders, keyed by every file's (name, size, mtime): choosing a
 # series after `discover_series` (or loading another time point) does not parse headers again.
-_PLAN_CACHE: OrderedDict[tuple, tuple[list[SeriesPlan], list[str]]] = OrderedDict()
+_PLAN_CACHE: OrderedDict[tuple[Any, ...], tuple[list[SeriesPlan], list[str]]] = OrderedDict()
 _PLAN_CACHE_SIZE = 4
 _PLAN_CACHE_LOCK = threading.Lock()  # the GUI discovers and loads from worker threads
 
@@ -185,7 +185,7 @@ def series_plans(path: Path) -> tuple[list[SeriesPlan], list[str]]:
 
 def plans_uncached(path: Path, files: list[Path]) -> tuple[list[SeriesPlan], list[str]]:
     frames, fields_by_file, unreadable = scan_files(path, files)
-    by_key: dict[tuple, list[Frame]] = defaultdict(list)
+    by_key: dict[tuple[Any, ...], list[Frame]] = defaultdict(list)
     for frame in frames:
         by_key[frame.group_key].append(frame)
     parts_by_uid: dict[str, list[list[Frame]]] = defaultdict(list)
@@ -201,7 +201,7 @@ def plans_uncached(path: Path, files: list[Path]) -> tuple[list[SeriesPlan], lis
             uid = uid or f"(no SeriesInstanceUID)#{n}"
             info = dict(fields_by_file[part[0].path])
             geo = plan_geometry(part, uid)
-            files = tuple(dict.fromkeys(f.path for f in part))
+            part_files = tuple(dict.fromkeys(f.path for f in part))
             warnings_list = list(geo.warnings)
             if unreadable:
                 warnings_list.append(f"{len(unreadable)} unreadable file(s) skipped in the folder: "
@@ -211,7 +211,7 @@ def plans_uncached(path: Path, files: list[Path]) -> tuple[list[SeriesPlan], lis
                 frames_by_volume=geo.frames_by_volume, spacing_zyx_mm=geo.spacing_zyx_mm,
                 origin_lps_mm=geo.origin_lps_mm, direction_lps=geo.direction_lps,
                 warnings=warnings_list, refusal=geo.refusal, irregular=geo.irregular,
-                slice_positions_mm=geo.slice_positions_mm, files=files,
+                slice_positions_mm=geo.slice_positions_mm, files=part_files,
             ))
     return plans, unreadable
 

@@ -66,7 +66,7 @@ def cluster_orientations(frames: list[Frame]) -> list[list[Frame]]:
 
 def _unique(frames: list[Frame]) -> list[Frame]:
     """Frames without copies of the same instance (the same file twice in a folder)."""
-    seen: set[tuple] = set()
+    seen: set[tuple[str, int | None, int | None]] = set()
     unique: list[Frame] = []
     for frame in frames:
         ident = (frame.sop_uid, frame.frame_index, frame.tile_index)

@@ -8,17 +8,22 @@ hangs under one root item scaled by the displayed pixel spacing, so anisotropic 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
+    QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPainterPath,
     QPen,
+    QResizeEvent,
     QTransform,
+    QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
@@ -28,22 +33,29 @@ from PySide6.QtWidgets import (
     QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
 )
 
 from annotator.core.document import AnnotationDocument
 from annotator.core.geometry import (
     PLANES,
     DisplayOrientation,
+    Plane,
     Window,
     display_orientation,
     in_plane_axes,
     plane_array_axis,
     slice_2d,
 )
+from annotator.core.labels import Region
 from annotator.qt.canvas.overlay import ArrayImage, GreyRenderer, LabelOverlayCache, mask_image
 
 PREVIEW_COLOUR = (255, 220, 0)
 _SLICE_PAGE = 5
+
+if TYPE_CHECKING:
+    from annotator.qt.canvas.tools import ToolController, ViewEvent
 
 
 class ImageItem(QGraphicsItem):
@@ -65,7 +77,8 @@ class ImageItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:  # Qt override
         return self._rect
 
-    def paint(self, painter: QPainter, option, widget=None) -> None:  # Qt override
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:  # Qt override
         if self._image is not None:
             painter.drawImage(self._rect, self._image.qimage)
 
@@ -76,7 +89,8 @@ class SliceView(QGraphicsView):
     hovered = Signal(object)  # (z, y, x) int index under the mouse, or None when outside
     activated = Signal(int)  # axis, when the user interacts with this view
 
-    def __init__(self, doc: AnnotationDocument, plane: str, tools=None, parent=None) -> None:
+    def __init__(self, doc: AnnotationDocument, plane: Plane, tools: ToolController | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         if plane not in PLANES:
             raise ValueError(f"unknown plane {plane!r}; expected one of {PLANES}")
@@ -161,12 +175,19 @@ class SliceView(QGraphicsView):
             self.viewport().update()
 
     @property
+    def display(self) -> DisplayOrientation:
+        """How the raw slice is turned for display (RuntimeError before a volume is shown)."""
+        if self.orientation is None:
+            raise RuntimeError("no volume is shown in this view")
+        return self.orientation
+
+    @property
     def status_text(self) -> str:
         return self._status_text
 
     def raw_to_item(self, row: float, col: float) -> QPointF:
         """Raw-slice pixel centre (row, col) -> root-item point (display pixel units)."""
-        d_row, d_col = self.orientation.raw_to_display(row, col, self.raw_shape)
+        d_row, d_col = self.display.raw_to_display(row, col, self.raw_shape)
         return QPointF(d_col + 0.5, d_row + 0.5)
 
     def raw_to_viewport(self, row: float, col: float) -> QPointF:
@@ -177,7 +198,7 @@ class SliceView(QGraphicsView):
     def viewport_to_raw(self, pos: QPointF) -> tuple[float, float]:
         """Viewport position -> raw-slice pixel-centre coordinates (row, col), fractional."""
         item_pt = self._root.mapFromScene(self.mapToScene(pos.toPoint()))
-        return self.orientation.display_to_raw(item_pt.y() - 0.5, item_pt.x() - 0.5, self.raw_shape)
+        return self.display.display_to_raw(item_pt.y() - 0.5, item_pt.x() - 0.5, self.raw_shape)
 
     def index_zyx_at(self, row: float, col: float) -> tuple[int, int, int] | None:
         r, c = round(row), round(col)
@@ -217,7 +238,7 @@ class SliceView(QGraphicsView):
     def show_brush(self, row: float, col: float, radius_px: float) -> None:
         centre = self.raw_to_item(row, col)
         rx = ry = radius_px
-        if self.orientation.transpose:
+        if self.display.transpose:
             rx, ry = ry, rx
         self._brush.setRect(QRectF(centre.x() - rx, centre.y() - ry, 2 * rx, 2 * ry))
         self._brush.show()
@@ -230,14 +251,14 @@ class SliceView(QGraphicsView):
 
     # ---- model -> view -----------------------------------------------------------------------
     def _on_doc_volume_changed(self) -> None:
-        volume = self.doc.volume
-        self.axis = plane_array_axis(volume, self.plane)  # type: ignore[arg-type]
+        volume = self.doc.current_volume()
+        self.axis = plane_array_axis(volume, self.plane)
         self.orientation = display_orientation(volume, self.axis)
         r_axis, c_axis = in_plane_axes(self.axis)
         self.raw_shape = (volume.shape_zyx[r_axis], volume.shape_zyx[c_axis])
-        d_rows, d_cols = self.orientation.display_shape(self.raw_shape)
-        self._root.setTransform(QTransform.fromScale(self.orientation.col_spacing_mm,
-                                                     self.orientation.row_spacing_mm))
+        d_rows, d_cols = self.display.display_shape(self.raw_shape)
+        self._root.setTransform(QTransform.fromScale(self.display.col_spacing_mm,
+                                                     self.display.row_spacing_mm))
         self._root.setRect(QRectF(0, 0, d_cols, d_rows))
         bounds = self._root.sceneBoundingRect()
         margin = max(bounds.width(), bounds.height()) * 2
@@ -254,15 +275,15 @@ class SliceView(QGraphicsView):
         if not self.doc.has_volume:
             return
         index = self.slice_index
-        raw = slice_2d(self.doc.volume.array, self.axis, index)
-        self._image_item.set_image(self._grey.render(self.orientation.apply(raw), self.doc.window))
+        raw = slice_2d(self.doc.current_volume().array, self.axis, index)
+        self._image_item.set_image(self._grey.render(self.display.apply(raw), self.doc.window))
         self._shown_index = index
         self._render_overlay()
 
     def _render_overlay(self) -> None:
         index = self.slice_index
         labels = self.doc.labels
-        display = self.orientation.apply(slice_2d(labels.array, self.axis, index))
+        display = self.display.apply(slice_2d(labels.array, self.axis, index))
         image = self._overlays.image(index, display, labels.table, self.doc.overlay_opacity,
                                      self.doc.outline_only)
         self._overlay_item.set_image(image)
@@ -279,10 +300,10 @@ class SliceView(QGraphicsView):
 
     def _on_doc_window_changed(self, window: Window) -> None:
         if self.doc.has_volume and self.orientation is not None:
-            raw = slice_2d(self.doc.volume.array, self.axis, self.slice_index)
-            self._image_item.set_image(self._grey.render(self.orientation.apply(raw), window))
+            raw = slice_2d(self.doc.current_volume().array, self.axis, self.slice_index)
+            self._image_item.set_image(self._grey.render(self.display.apply(raw), window))
 
-    def _on_doc_labels_changed(self, region) -> None:  # tuple of slices
+    def _on_doc_labels_changed(self, region: Region) -> None:
         if self.orientation is None:
             return
         sl = region[self.axis]
@@ -305,7 +326,7 @@ class SliceView(QGraphicsView):
             self._preview_item.set_image(None)
             return
         colour = PREVIEW_COLOUR
-        self._preview_item.set_image(mask_image(self.orientation.apply(preview.mask), colour, 0.35))
+        self._preview_item.set_image(mask_image(self.display.apply(preview.mask), colour, 0.35))
 
     def _on_doc_prompts_changed(self, axis: int, index: int) -> None:
         if axis == self.axis and index == self.slice_index:
@@ -348,7 +369,7 @@ class SliceView(QGraphicsView):
         self._cross_v.setLine(pt.x(), rect.top(), pt.x(), rect.bottom())
 
     # ---- drawing on top: orientation letters, slice number, status ----------------------------
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # Qt override
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # Qt override
         if self.orientation is None:
             return
         painter.save()
@@ -359,7 +380,7 @@ class SliceView(QGraphicsView):
         font.setBold(True)
         painter.setFont(font)
         painter.setPen(QColor(255, 200, 60))
-        left, right, top, bottom = self.orientation.edge_letters
+        left, right, top, bottom = self.display.edge_letters
         painter.drawText(QRectF(4, 0, 30, h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, left)
         painter.drawText(QRectF(w - 34, 0, 30, h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, right)
         painter.drawText(QRectF(0, 2, w, 20), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, top)
@@ -384,12 +405,12 @@ class SliceView(QGraphicsView):
         painter.restore()
 
     # ---- input ------------------------------------------------------------------------------
-    def resizeEvent(self, event) -> None:  # Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:  # Qt override
         super().resizeEvent(event)
         if not self._user_zoomed:
             self.fit()
 
-    def wheelEvent(self, event) -> None:  # Qt override
+    def wheelEvent(self, event: QWheelEvent) -> None:  # Qt override
         if not self.doc.has_volume:
             return
         delta = event.angleDelta().y()
@@ -399,8 +420,8 @@ class SliceView(QGraphicsView):
             self.doc.step_slice(self.axis, 1 if delta > 0 else -1)
         event.accept()
 
-    def keyPressEvent(self, event) -> None:  # Qt override
-        key = event.key()
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # Qt override
+        key = Qt.Key(event.key())
         steps = {Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_PageUp: _SLICE_PAGE,
                  Qt.Key.Key_PageDown: -_SLICE_PAGE}
         if key in steps and self.doc.has_volume:
@@ -416,7 +437,7 @@ class SliceView(QGraphicsView):
         else:
             super().keyPressEvent(event)
 
-    def _event(self, event, button: str = "none"):
+    def _event(self, event: QMouseEvent, button: str = "none") -> ViewEvent:
         from annotator.qt.canvas.tools import ViewEvent
 
         row, col = self.viewport_to_raw(event.position())
@@ -426,7 +447,7 @@ class SliceView(QGraphicsView):
                          shift=bool(mods & Qt.KeyboardModifier.ShiftModifier),
                          ctrl=bool(mods & Qt.KeyboardModifier.ControlModifier), raw_shape=self.raw_shape)
 
-    def mousePressEvent(self, event) -> None:  # Qt override
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # Qt override
         if not self.doc.has_volume:
             return
         self.setFocus()
@@ -447,7 +468,7 @@ class SliceView(QGraphicsView):
                 self.tools.press(self, ev)
         event.accept()
 
-    def mouseMoveEvent(self, event) -> None:  # Qt override
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # Qt override
         if not self.doc.has_volume:
             return
         ev = self._event(event)
@@ -477,7 +498,7 @@ class SliceView(QGraphicsView):
             self.tools.move(self, ev)
         event.accept()
 
-    def mouseReleaseEvent(self, event) -> None:  # Qt override
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # Qt override
         drag, self._drag = self._drag, None
         if drag is None or not self.doc.has_volume:
             return
@@ -489,12 +510,12 @@ class SliceView(QGraphicsView):
             self.tools.release(self, ev)
         event.accept()
 
-    def leaveEvent(self, event) -> None:  # Qt override
+    def leaveEvent(self, event: QEvent) -> None:  # Qt override
         self.hovered.emit(None)
         self._brush.hide()
         super().leaveEvent(event)
 
-    def _move_cursor(self, ev) -> None:
+    def _move_cursor(self, ev: ViewEvent) -> None:
         index = self.index_zyx_at(ev.row, ev.col)
         if index is not None:
             self.doc.set_cursor(index)
@@ -502,4 +523,4 @@ class SliceView(QGraphicsView):
 
 def display_pixels(view: SliceView) -> np.ndarray:
     """The (H, W) image the view shows now, in display orientation (for tests and screenshots)."""
-    return view.orientation.apply(slice_2d(view.doc.volume.array, view.axis, view.slice_index))
+    return view.display.apply(slice_2d(view.doc.current_volume().array, view.axis, view.slice_index))

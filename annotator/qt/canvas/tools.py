@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from annotator.core.document import AnnotationDocument
 from annotator.core.prompts import BoxPrompt, PointPrompt
+
+if TYPE_CHECKING:
+    from annotator.qt.canvas.slice_view import SliceView
+    from annotator.qt.engine_bridge import EngineBridge
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,14 @@ class Tool:
     def doc(self) -> AnnotationDocument:
         return self.controller.doc
 
-    def press(self, view, ev: ViewEvent) -> None: ...
-    def move(self, view, ev: ViewEvent) -> None: ...
-    def release(self, view, ev: ViewEvent) -> None: ...
+    def press(self, view: SliceView, ev: ViewEvent) -> None: ...
+    def move(self, view: SliceView, ev: ViewEvent) -> None: ...
+    def release(self, view: SliceView, ev: ViewEvent) -> None: ...
 
-    def hover(self, view, ev: ViewEvent) -> None:
+    def hover(self, view: SliceView, ev: ViewEvent) -> None:
         view.hide_transient()
 
-    def deactivate(self, views) -> None:
+    def deactivate(self, views: list[SliceView]) -> None:
         for view in views:
             view.hide_transient()
 
@@ -76,17 +81,17 @@ class BoxTool(Tool):
         super().__init__(controller)
         self._start: tuple[float, float] | None = None
 
-    def press(self, view, ev: ViewEvent) -> None:
+    def press(self, view: SliceView, ev: ViewEvent) -> None:
         if ev.button != "left":
             return
         self._start = ev.clamped_rc()
 
-    def move(self, view, ev: ViewEvent) -> None:
+    def move(self, view: SliceView, ev: ViewEvent) -> None:
         if self._start is not None:
             r, c = ev.clamped_rc()
             view.show_box(self._start[0], self._start[1], r, c)
 
-    def release(self, view, ev: ViewEvent) -> None:
+    def release(self, view: SliceView, ev: ViewEvent) -> None:
         if self._start is None:
             return
         (r0, c0), (r1, c1) = self._start, ev.clamped_rc()
@@ -104,7 +109,7 @@ class PointTool(Tool):
 
     name, title, shortcut = "point", "Point", "K"
 
-    def press(self, view, ev: ViewEvent) -> None:
+    def press(self, view: SliceView, ev: ViewEvent) -> None:
         if not ev.inside or ev.button not in ("left", "right"):
             return
         positive = ev.button == "left" and not ev.shift
@@ -122,7 +127,7 @@ class BrushTool(Tool):
         super().__init__(controller)
         self._last: tuple[float, float] | None = None
 
-    def press(self, view, ev: ViewEvent) -> None:
+    def press(self, view: SliceView, ev: ViewEvent) -> None:
         if ev.button != "left":
             return
         self.doc.begin_stroke(ev.axis, ev.index, self.title.lower())
@@ -130,7 +135,7 @@ class BrushTool(Tool):
         self.doc.stroke_dab((ev.row, ev.col), self.controller.brush_radius, self.erase)
         view.show_brush(ev.row, ev.col, self.controller.brush_radius)
 
-    def move(self, view, ev: ViewEvent) -> None:
+    def move(self, view: SliceView, ev: ViewEvent) -> None:
         view.show_brush(ev.row, ev.col, self.controller.brush_radius)
         if self._last is None:
             return
@@ -141,13 +146,13 @@ class BrushTool(Tool):
             self.doc.stroke_dab((r0 + t * (ev.row - r0), c0 + t * (ev.col - c0)), radius, self.erase)
         self._last = (ev.row, ev.col)
 
-    def release(self, view, ev: ViewEvent) -> None:
+    def release(self, view: SliceView, ev: ViewEvent) -> None:
         if self._last is None:
             return
         self._last = None
         self.doc.end_stroke()
 
-    def hover(self, view, ev: ViewEvent) -> None:
+    def hover(self, view: SliceView, ev: ViewEvent) -> None:
         view.show_brush(ev.row, ev.col, self.controller.brush_radius)
 
 
@@ -165,16 +170,16 @@ class FillContourTool(Tool):
         super().__init__(controller)
         self._points: list[tuple[float, float]] = []
 
-    def press(self, view, ev: ViewEvent) -> None:
+    def press(self, view: SliceView, ev: ViewEvent) -> None:
         if ev.button == "left":
             self._points = [(ev.row, ev.col)]
 
-    def move(self, view, ev: ViewEvent) -> None:
+    def move(self, view: SliceView, ev: ViewEvent) -> None:
         if self._points:
             self._points.append((ev.row, ev.col))
             view.show_contour(self._points)
 
-    def release(self, view, ev: ViewEvent) -> None:
+    def release(self, view: SliceView, ev: ViewEvent) -> None:
         points, self._points = self._points, []
         view.hide_transient()
         if len(points) < 3 or not self.doc.active_label:
@@ -205,7 +210,7 @@ class ToolController(QObject):
     def __init__(self, doc: AnnotationDocument, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
-        self.bridge = None  # an EngineBridge once an engine is available
+        self.bridge: EngineBridge | None = None  # set once an engine is available
         self.views: list = []
         self.tools: dict[str, Tool] = {cls.name: cls(self) for cls in TOOL_CLASSES}
         self.active_name = "box"  # the bundled model was trained on boxes
@@ -235,16 +240,16 @@ class ToolController(QObject):
         self.set_brush_radius(max(r * factor, r + 1) if factor > 1 else min(r * factor, r - 1))
 
     # routed from the views
-    def press(self, view, ev: ViewEvent) -> None:
+    def press(self, view: SliceView, ev: ViewEvent) -> None:
         self.active.press(view, ev)
 
-    def move(self, view, ev: ViewEvent) -> None:
+    def move(self, view: SliceView, ev: ViewEvent) -> None:
         self.active.move(view, ev)
 
-    def release(self, view, ev: ViewEvent) -> None:
+    def release(self, view: SliceView, ev: ViewEvent) -> None:
         self.active.release(view, ev)
 
-    def hover(self, view, ev: ViewEvent) -> None:
+    def hover(self, view: SliceView, ev: ViewEvent) -> None:
         self.active.hover(view, ev)
 
     # towards the engine

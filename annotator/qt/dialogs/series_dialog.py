@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator.core.geometry import apply_window, percentile_window
+from annotator.io.series import SeriesInfo
 from annotator.qt.background import BackgroundRunner
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class SeriesDialog(QDialog):
     COLUMNS = ("", "Description", "Modality", "Size (x×y×z)", "Slices", "Spacing (mm)", "Orientation")
 
     def __init__(self, series: list, folder: str, parent: QWidget | None = None,
-                 thumbnail_fn: Callable[[object], np.ndarray] | None = None) -> None:
+                 thumbnail_fn: Callable[[SeriesInfo], np.ndarray] | None = None) -> None:
         """thumbnail_fn(series_info) -> (H, W) middle slice; it runs off the GUI thread."""
         super().__init__(parent)
         self.setWindowTitle("Choose a series")
@@ -86,13 +88,14 @@ class SeriesDialog(QDialog):
         if thumbnail_fn is not None:
             self._thumbs = BackgroundRunner(self)
             for row, info in enumerate(self.series):
-                self._thumbs.submit(lambda info=info: thumbnail_fn(info),
-                                    lambda arr, row=row: self._set_thumbnail(row, arr),
-                                    lambda exc, info=info: log.debug("no thumbnail for %s: %s", info.uid, exc))
+                self._thumbs.submit(partial(thumbnail_fn, info), partial(self._set_thumbnail, row),
+                                    partial(_no_thumbnail, info))
         self.finished.connect(self._on_finished)
 
     def _set_thumbnail(self, row: int, slice_hw: np.ndarray) -> None:
-        self.table.item(row, 0).setIcon(thumbnail_icon(slice_hw))
+        item = self.table.item(row, 0)
+        if item is not None:
+            item.setIcon(thumbnail_icon(slice_hw))
 
     def wait_for_thumbnails(self) -> None:
         if self._thumbs is not None:
@@ -118,3 +121,7 @@ class SeriesDialog(QDialog):
         if rows:
             self.chosen_uid = self.series[min(rows)].uid
         super().accept()
+
+
+def _no_thumbnail(info: SeriesInfo, exc: BaseException) -> None:
+    log.debug("no thumbnail for %s: %s", info.uid, exc)

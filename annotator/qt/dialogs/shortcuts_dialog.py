@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 MOUSE_HELP = [
@@ -33,7 +34,7 @@ def shortcut_rows(actions: list[QAction]) -> list[tuple[str, str]]:
 
 
 class ShortcutsDialog(QDialog):
-    def __init__(self, actions: list[QAction], parent=None) -> None:
+    def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard and mouse shortcuts")
         rows = shortcut_rows(actions) + MOUSE_HELP

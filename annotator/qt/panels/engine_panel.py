@@ -4,7 +4,9 @@ device, last embedding time, cache use, prefetch progress; choose another checkp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -16,13 +18,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from annotator.settings import Settings
+
+if TYPE_CHECKING:
+    from annotator.qt.engine_bridge import EngineBridge
+
 # (setting value, label): "auto" is the fastest runtime that passed its accuracy check here.
 RUNTIME_CHOICES = (("auto", "auto (fastest accurate)"), ("torch", "torch (reference)"),
                    ("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO"))
 
 
 class EnginePanel(QWidget):
-    def __init__(self, bridge, settings, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: EngineBridge, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self.settings = settings
@@ -41,11 +48,14 @@ class EnginePanel(QWidget):
         from annotator.engine.runtime.select import installed_runtimes
 
         installed = set(installed_runtimes())
-        for value, label in RUNTIME_CHOICES:
-            self.runtime_combo.addItem(label if value == "auto" or value in installed else f"{label} (not installed)",
-                                       value)
-            if value != "auto" and value not in installed:
-                self.runtime_combo.model().item(self.runtime_combo.count() - 1).setEnabled(False)
+        model = self.runtime_combo.model()
+        for value, title in RUNTIME_CHOICES:
+            usable = value == "auto" or value in installed
+            self.runtime_combo.addItem(title if usable else f"{title} (not installed)", value)
+            if not usable and isinstance(model, QStandardItemModel):
+                item = model.item(self.runtime_combo.count() - 1)
+                if item is not None:
+                    item.setEnabled(False)
         current = getattr(settings, "runtime", "auto") or "auto"
         self.runtime_combo.setCurrentIndex(max(0, self.runtime_combo.findData(current)))
         form.addRow("Run on", self.runtime_combo)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from annotator.core.document import AnnotationDocument
+from annotator.core.labels import Region
 
 COLUMNS = ("", "Name", "Show", "Lock", "Voxels", "mL")
 
@@ -90,8 +91,14 @@ class LabelsPanel(QWidget):
         self._on_doc_display_changed()
 
     # ---- model -> view -----------------------------------------------------------------------
+    def _set_text(self, row: int, column: int, text: str) -> None:
+        item = self.table.item(row, column)
+        if item is not None:
+            item.setText(text)
+
     def _row_ids(self) -> list[int]:
-        return [int(self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)) for r in range(self.table.rowCount())]
+        items = (self.table.item(r, 1) for r in range(self.table.rowCount()))
+        return [int(item.data(Qt.ItemDataRole.UserRole)) for item in items if item is not None]
 
     def _sync_from_model(self) -> None:
         labels = list(self.doc.labels.table)
@@ -129,7 +136,7 @@ class LabelsPanel(QWidget):
             else:
                 self.table.clearSelection()
 
-    def _on_doc_labels_changed(self, region) -> None:
+    def _on_doc_labels_changed(self, region: Region) -> None:
         self._count_timer.start()
 
     def _on_doc_display_changed(self) -> None:
@@ -146,8 +153,8 @@ class LabelsPanel(QWidget):
             for row, label_id in enumerate(self._row_ids()):
                 count = int(counts[label_id]) if label_id < counts.size else 0
                 self._counts[label_id] = count
-                self.table.item(row, 4).setText(f"{count:,}")
-                self.table.item(row, 5).setText(f"{self.doc.label_volume_ml(label_id, count):.1f}")
+                self._set_text(row, 4, f"{count:,}")
+                self._set_text(row, 5, f"{self.doc.label_volume_ml(label_id, count):.1f}")
 
     def stop_timers(self) -> None:
         self._count_timer.stop()
