@@ -120,6 +120,11 @@ class AutosaveController(QObject):
         except (OSError, ValueError) as exc:
             log.warning("autosave on close failed: %s", exc)
 
+    @property
+    def restore_offer_pending(self) -> bool:
+        """True until the autosave of the volume just opened was looked at (and offered if it differs)."""
+        return self._restore_offer_pending
+
     def stop(self) -> None:
         self.timer.stop()
         self._restore_timer.stop()

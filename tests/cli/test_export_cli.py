@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from cli_export_helpers import SHARED_DATA, make_case, write_pairs_csv
+from support.cli_export import SHARED_DATA, make_case, write_pairs_csv
 
 from annotator.cli import main
 

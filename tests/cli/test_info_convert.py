@@ -10,12 +10,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from support.dicom_factory import write_series
 
 from annotator.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from dicom_factory import write_series  # noqa: E402
 
 
 @pytest.fixture

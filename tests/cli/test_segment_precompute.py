@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,6 @@ import pytest
 
 from annotator.cli import main
 from annotator.core.volume import Volume
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,17 +21,11 @@ def _one_torch_thread():
     except ImportError:  # the classical-engine tests still run without torch
         yield
         return
-    from sam_testing import one_torch_thread
+    from support.sam_models import one_torch_thread
 
     with one_torch_thread():
         yield
 
-
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("ANNOTATOR_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("ANNOTATOR_DATA_DIR", str(tmp_path / "data"))
 
 
 @pytest.fixture
@@ -150,7 +141,7 @@ def test_bad_checkpoint_is_a_one_line_error(ct, tmp_path, capsys):
 
 def test_precompute_then_segment_with_sam_reuses_the_disk_cache(ct, tmp_path, capsys):
     pytest.importorskip("torch")
-    from sam_testing import save_tiny_checkpoint
+    from support.sam_models import save_tiny_checkpoint
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny_sam.pth", seed=4)
     sam = ["--engine", "sam", "--checkpoint", str(checkpoint), "--device", "cpu"]

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import numpy as np
-from cli_export_helpers import make_case, write_pairs_csv
+from support.cli_export import make_case, write_pairs_csv
 
 from annotator.cli import main
 

@@ -8,14 +8,14 @@ import re
 
 import numpy as np
 import pytest
-from sam_testing import build_tiny_sam, save_tiny_checkpoint
+from support.sam_models import build_tiny_sam, save_tiny_checkpoint
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    from sam_testing import one_torch_thread
+    from support.sam_models import one_torch_thread
 
     with one_torch_thread():
         yield

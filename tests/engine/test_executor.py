@@ -253,7 +253,7 @@ def test_synchronous_mode_runs_on_the_callers_thread(engine, volume):
 
 def test_end_to_end_with_real_sam_equals_direct_prediction(volume):
     pytest.importorskip("torch")
-    from sam_testing import build_tiny_sam
+    from support.sam_models import build_tiny_sam
 
     from annotator.engine.sam_engine import SamEngine
 

@@ -7,17 +7,12 @@ import pickle
 import shutil
 from pathlib import Path
 
-import lite_medsam_support as support
 import numpy as np
 import pytest
+from support import lite_medsam as support
 
 torch = pytest.importorskip("torch")
 
-
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    for var in ("ANNOTATOR_CACHE_DIR", "ANNOTATOR_CONFIG_DIR", "ANNOTATOR_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
 
 
 # ---- weights ---------------------------------------------------------------------------------------

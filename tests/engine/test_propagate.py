@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 
-import lite_medsam_support as support
 import numpy as np
 import pytest
+from support import lite_medsam as support
 
 from annotator.core.geometry import Window
 from annotator.core.history import History

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_testing import HAS_OV, needs_ort, needs_ov, private_dirs  # noqa: F401 - autouse fixture
+from support.runtimes import HAS_OV, needs_ort, needs_ov
 
 from annotator.engine.runtime import cpu, malloc
 from annotator.engine.runtime.base import ModelSpec

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from runtime_testing import needs_ort, needs_ov, private_dirs  # noqa: F401 - autouse fixture
-from sam_testing import build_tiny_sam, save_tiny_checkpoint
+from support.runtimes import needs_ort, needs_ov
+from support.sam_models import build_tiny_sam, save_tiny_checkpoint
 
 from annotator.engine.runtime.compiled_cache import CompiledModelCache
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sam_testing import build_tiny_sam
+from support.sam_models import build_tiny_sam
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    from sam_testing import one_torch_thread
+    from support.sam_models import one_torch_thread
 
     with one_torch_thread():
         yield

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
-    from sam_testing import one_torch_thread
+    from support.sam_models import one_torch_thread
 
     with one_torch_thread():
         yield
@@ -28,7 +28,7 @@ def volume():
 
 
 def _counting_engine(seed=0, model_id="tiny", sha="0" * 64):
-    from sam_testing import build_tiny_sam
+    from support.sam_models import build_tiny_sam
 
     from annotator.engine.sam_engine import SamEngine
 

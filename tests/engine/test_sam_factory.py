@@ -49,7 +49,7 @@ def test_auto_uses_lite_medsam_or_falls_back_to_classical(monkeypatch):
 
 def test_auto_with_a_sam_checkpoint_builds_a_sam_engine(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    from sam_testing import one_torch_thread, save_tiny_checkpoint
+    from support.sam_models import one_torch_thread, save_tiny_checkpoint
 
     from annotator.engine.sam_engine import SamEngine
 
@@ -68,7 +68,7 @@ def test_auto_with_a_sam_checkpoint_builds_a_sam_engine(tmp_path, monkeypatch):
 
 def test_sam_flavour_is_passed_through(tmp_path):
     pytest.importorskip("torch")
-    from sam_testing import one_torch_thread, save_tiny_checkpoint
+    from support.sam_models import one_torch_thread, save_tiny_checkpoint
 
     checkpoint = save_tiny_checkpoint(tmp_path / "renamed.pth")
     with one_torch_thread():

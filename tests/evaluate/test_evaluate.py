@@ -15,11 +15,6 @@ SUMMARY_KEYS = {"n_items", "mean_dice_box", "plain", "refine", "app", "mean_enco
                 "encoder_calls", "decoder_calls"}
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path, monkeypatch):
-    for var in ("ANNOTATOR_CACHE_DIR", "ANNOTATOR_CONFIG_DIR", "ANNOTATOR_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-
 
 def _write_case(folder: Path) -> tuple[Path, Path, Path]:
     import SimpleITK as sitk
@@ -92,10 +87,7 @@ def test_lite_medsam_on_the_shared_ct_matches_the_reference_and_clicks_help():
     `plain` clicks reproduce its click sequence, and the `app` clicks end at or above the box."""
     if not (CASE / "image.nii.gz").is_file():
         pytest.skip("shared labelled CT not found")
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-    import lite_medsam_support as support
+    from support import lite_medsam as support
 
     from annotator.evaluate.runner import evaluate_volume
 

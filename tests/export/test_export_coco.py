@@ -278,7 +278,7 @@ def test_connectivity_below_one_is_refused():
 
 @pytest.mark.realdata
 def test_rle_equals_pycocotools_encode_on_every_slice_of_the_real_41_label_ct():
-    from export_helpers import shared_data_or_skip
+    from support.export_cases import shared_data_or_skip
 
     from annotator.core.geometry import slice_2d
     from annotator.io import load_volume, read_labels_onto

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from export_helpers import (
+from support.export_cases import (
     PATIENT,
     all_output_bytes,
     shared_data_or_skip,

@@ -73,7 +73,7 @@ def test_nnunet_integrity_check_catches_a_broken_dataset(tmp_path, volume, label
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_nnunet_integrity_check_passes_on_the_real_labelled_ct(tmp_path, capfd):
-    from export_helpers import shared_data_or_skip
+    from support.export_cases import shared_data_or_skip
 
     from annotator.io import load_volume, read_labels_onto
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from export_helpers import shared_data_or_skip
+from support.export_cases import shared_data_or_skip
 
 from annotator.core.labels import LabelMap
 from annotator.core.volume import Volume

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_factory import write_series
+from support.dicom_factory import write_series
 
 from annotator.core.errors import InputError
 from annotator.io import discover_series, load_volume

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import write_enhanced_mr, write_series
 from pydicom.uid import generate_uid
+from support.dicom_factory import write_enhanced_mr, write_series
 
 from annotator.core.errors import InputError
 from annotator.io import discover_series, load_volume

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import write_series
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from support.dicom_factory import write_series
 
 from annotator.core.errors import InputError
 from annotator.io import dicom as dicom_io

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import write_series
 from pydicom.uid import ImplicitVRLittleEndian
+from support.dicom_factory import write_series
 
 from annotator.io import dicom as dicom_io
 from annotator.io.dicom import frames as dicom_frames

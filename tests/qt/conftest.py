@@ -20,17 +20,14 @@ SMALL_SPACING = (5.0, 3.2, 3.2)
 
 
 def pytest_collection_modifyitems(items):
-    # The offscreen platform plugin warns that it cannot propagate size hints; that is not ours.
     for item in items:
-        if "tests/qt/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.qt_log_ignore("propagateSizeHints"))
+        if "tests/qt/" not in str(item.fspath).replace("\\", "/"):
+            continue
+        # The offscreen platform plugin warns that it cannot propagate size hints; that is not ours.
+        item.add_marker(pytest.mark.qt_log_ignore("propagateSizeHints"))
+        if "qtbot" in getattr(item, "fixturenames", ()) and item.get_closest_marker("gui") is None:
+            raise pytest.UsageError(f"{item.nodeid} drives real widgets (qtbot) but has no `gui` marker")
 
-
-@pytest.fixture(autouse=True)
-def _isolated_dirs(tmp_path, monkeypatch):
-    for var, sub in (("ANNOTATOR_CACHE_DIR", "cache"), ("ANNOTATOR_CONFIG_DIR", "config"),
-                     ("ANNOTATOR_DATA_DIR", "data")):
-        monkeypatch.setenv(var, str(tmp_path / sub))
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ from PySide6.QtWidgets import QMessageBox
 from annotator.core.autosave import find_autosave
 from annotator.settings import autosave_dir
 
+pytestmark = pytest.mark.gui
+
 
 def _paint(win, label_id=1):
     mask = np.zeros(win.doc.labels.shape_zyx[1:], dtype=bool)
@@ -105,9 +107,10 @@ def test_no_question_when_autosave_equals_what_opened(window, qtbot, small_phant
     _paint(window)
     window.doc.undo()  # edited, then back to the opened state
     _autosave(window, qtbot)
+    assert find_autosave(autosave_dir(), small_phantom.volume.content_id) is not None  # there is one to offer
     win2 = _second_window(qtbot, small_phantom.volume)
     try:
-        qtbot.wait(50)
+        qtbot.waitUntil(lambda: not win2.autosave.restore_offer_pending, timeout=5000)  # it was looked at
         assert asked == []
     finally:
         win2.shutdown()

@@ -1,0 +1,1 @@
+"""Helpers the test folders share (on the path through pytest's `pythonpath = ["tests"]`)."""
