@@ -18,7 +18,14 @@ from annotator.cli.options import parse_window_option, read_label_names
 from annotator.core.errors import InputError
 from annotator.core.geometry import CT_PRESETS
 from annotator.core.labels import LabelMap, LabelTable
-from annotator.export.api import FORMATS, ExportResult, ExportSpec, export_volume, get_exporter
+from annotator.export.api import (
+    FORMATS,
+    ExportResult,
+    ExportSpec,
+    check_targets,
+    export_volume,
+    get_exporter,
+)
 
 EXIT_CODES = """exit codes:
   0    every case exported
@@ -54,7 +61,8 @@ def add_parser(subparsers: Any) -> None:
     src.add_argument("--label-names", help="JSON naming the label values ({\"1\": \"liver\"} or our label table)")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("-o", "--output", required=True, help="output folder (the dataset folder for nnunet)")
-    parser.add_argument("--case-id", help="case name for --image (default: the image file name)")
+    parser.add_argument("--case-id", help="case name for --image (default: case_ + a hash of the image content; "
+                        "with --keep-phi, the image file name)")
     parser.add_argument("--plane", choices=("axial", "coronal", "sagittal"), default="axial",
                         help="slice plane for coco/yolo (default axial)")
     parser.add_argument("--slices", choices=("annotated", "all", "every"), default="annotated",
@@ -65,7 +73,12 @@ def add_parser(subparsers: Any) -> None:
                         f"({', '.join(CT_PRESETS)}); default soft tissue for CT, percentiles otherwise")
     parser.add_argument("--keep-phi", action="store_true",
                         help="keep the patient's name/ID/birth date in outputs (default: removed)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files of the same name (cases exported again)")
+    parser.add_argument("--append", action="store_true",
+                        help="add these cases to the dataset already in the output folder (its dataset.json, "
+                        "datalist.json, annotations.json, labels.json or data.yaml); a label value there keeps "
+                        "its meaning or nothing is written")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per CPU)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run cases on this Dask distributed scheduler")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -80,7 +93,9 @@ def default_case_id(image: str) -> str:
     return name
 
 
-def read_pairs(path: str) -> list[tuple[str, str, str]]:
+def read_pairs(path: str, *, names_from_files: bool = False) -> list[tuple[str, str, str]]:
+    """(image, labels, case id) rows; a row without case_id gets "" (named from its content when
+    exported) unless names_from_files."""
     csv_path = Path(path)
     try:
         with open(csv_path, newline="") as fh:
@@ -95,8 +110,9 @@ def read_pairs(path: str) -> list[tuple[str, str, str]]:
             raise InputError(csv_path, f"line {n}: image and labels are both required")
         image = str((csv_path.parent / row["image"]).resolve())
         labels = str((csv_path.parent / row["labels"]).resolve())
-        pairs.append((image, labels, row.get("case_id") or default_case_id(image)))
-    ids = [p[2] for p in pairs]
+        fallback = default_case_id(image) if names_from_files else ""
+        pairs.append((image, labels, row.get("case_id") or fallback))
+    ids = [p[2] for p in pairs if p[2]]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise InputError(csv_path, f"duplicate case ids {duplicates}; add a case_id column")
@@ -137,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, "give --image and --labels (or --pairs CSV)")
     if args.every < 1:
         raise InputError(None, f"--every must be >= 1, got {args.every}")
-    spec = ExportSpec(overwrite=args.overwrite, keep_phi=args.keep_phi, plane=args.plane,
+    spec = ExportSpec(overwrite=args.overwrite, append=args.append, keep_phi=args.keep_phi, plane=args.plane,
                       slices=args.slices, every_k=args.every, window=parse_window_option(args.window),
                       coco_encoding=args.encoding)
-    pairs = read_pairs(args.pairs) if args.pairs else [
-        (args.image, args.labels, args.case_id or default_case_id(args.image))]
+    pairs = read_pairs(args.pairs, names_from_files=args.keep_phi) if args.pairs else [
+        (args.image, args.labels, args.case_id or (default_case_id(args.image) if args.keep_phi else ""))]
     for image, labels, _ in pairs:
         for path in (image, labels):
             if not Path(path).exists():
@@ -151,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out_dir, "exists and is not a folder")
     table = read_label_names(args.label_names)
     progress = not args.no_progress
-    names = [p[2] for p in pairs]
+    case_ids = [p[2] for p in pairs]
+    names = [p[2] or Path(p[0]).name for p in pairs]  # progress lines only, never written to a file
     jobs = [ExportJob(image, labels, case_id, args.format, str(out_dir), spec,
                       tuple(table.to_json()) if table else (), args.series_uid)
             for image, labels, case_id in pairs]
@@ -160,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     if len(jobs) == 1:
         # One case: run here so a bad input is reported as one line with exit code 2.
         volume, label_map = load_case(jobs[0])
-        result = export_volume(exporter, volume, label_map, out_dir, replace(spec, case_id=names[0]))
+        result = export_volume(exporter, volume, label_map, out_dir, replace(spec, case_id=case_ids[0]))
         sys.stdout.write(f"exported {result.case_id} as {args.format} to {out_dir}: {len(result.files)} files\n")
         for warning in result.warnings:
             sys.stdout.write(f"  warning: {warning}\n")
@@ -181,7 +198,10 @@ def run(args: argparse.Namespace) -> int:
         keep = [o.ok for o in scanned.outcomes]
         jobs = [job for job, ok in zip(jobs, keep, strict=True) if ok]
         names = [name for name, ok in zip(names, keep, strict=True) if ok]
-    spec, case_ids = exporter.prepare(out_dir, table, names, spec)
+        case_ids = [cid for cid, ok in zip(case_ids, keep, strict=True) if ok]
+    spec, case_ids = exporter.prepare(out_dir, table, case_ids, spec)
+    # every file the export will write is checked before the first one is
+    check_targets(exporter, out_dir, case_ids, spec, table)
     jobs = [replace(job, case_id=cid, spec=spec, table_json=tuple(table.to_json()))
             for job, cid in zip(jobs, case_ids, strict=True)]
     summary = run_cases(export_one_case, jobs, names, workers=args.workers, scheduler=args.scheduler,

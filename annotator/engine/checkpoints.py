@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +86,8 @@ class LoadedCheckpoint:
 
 
 _sha_lock = threading.Lock()
-_sha_memo: dict[tuple[str, int, int], str] = {}
+_sha_memo: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+_SHA_MEMO_SIZE = 64  # checkpoints a session opens; a file edited in place gets a new key each time
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -102,6 +105,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     value = digest.hexdigest()
     with _sha_lock:
         _sha_memo[memo_key] = value
+        while len(_sha_memo) > _SHA_MEMO_SIZE:
+            _sha_memo.popitem(last=False)
     return value
 
 
@@ -125,6 +130,23 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, Any]:
     return out
 
 
+# torch.load(weights_only=True) is the only guard when a user opens a checkpoint; before 2.6 it
+# can be bypassed to run code (CVE-2025-32434).
+SAFE_TORCH = (2, 6)
+
+
+def require_safe_torch() -> None:
+    """EngineError unless the installed torch loads weights safely (pyproject pins the same floor)."""
+    import torch
+
+    text = str(getattr(torch, "__version__", "0"))
+    parts = [int(p) for p in re.findall(r"\d+", text.split("+")[0])[:2]] + [0, 0]
+    if tuple(parts[:2]) < SAFE_TORCH:
+        raise EngineError(f"torch {text} is installed, but opening a checkpoint needs torch >= "
+                          f"{SAFE_TORCH[0]}.{SAFE_TORCH[1]}: older versions let a crafted file run code "
+                          "while loading (CVE-2025-32434). Upgrade torch (pip install 'torch>=2.6').")
+
+
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Tensors of a checkpoint, read with torch.load(weights_only=True): a file never runs code.
 
@@ -138,6 +160,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"{path}: checkpoint file not found")
+    require_safe_torch()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

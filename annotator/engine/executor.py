@@ -299,11 +299,6 @@ class EngineExecutor:
                 return True
             return False
 
-    @property
-    def latest_request_id(self) -> int:
-        with self._cond:
-            return max([0, *self._latest_embed.values(), *self._latest_predict.values()])
-
     def pending_count(self) -> int:
         with self._cond:
             return len(self._queued) + (1 if self._running is not None else 0)
@@ -347,6 +342,7 @@ class EngineExecutor:
         ticket = Ticket(job.request_id, job.kind, job.future)
         if self.synchronous:
             self._run(job)
+            self._forget(job)
             return ticket
         self._queued[job.request_id] = job
         heapq.heappush(self._heap, (_KIND_PRIORITY[job.kind], next(self._seq), job))
@@ -367,6 +363,14 @@ class EngineExecutor:
                 self._cancel_queued(job)
         if self._running is not None and self._running.kind == "prefetch":
             self._running.cancel.set()
+
+    def _forget(self, job: _Job) -> None:
+        # "Latest request per slice" only matters while a request for that slice is pending: a
+        # long session over many volumes must not keep one entry per slice it ever touched.
+        if job.kind == "predict" and self._latest_predict.get(job.view.slot()) == job.request_id:
+            del self._latest_predict[job.view.slot()]
+        elif job.kind == "embed" and self._latest_embed.get(_view_key(job.view)) == job.request_id:
+            del self._latest_embed[_view_key(job.view)]
 
     def _is_superseded(self, job: _Job) -> bool:
         if job.kind == "predict":
@@ -392,6 +396,7 @@ class EngineExecutor:
             finally:
                 with self._cond:
                     self._running = None
+                    self._forget(job)
                     self._cond.notify_all()
 
     def _run(self, job: _Job) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from annotator.core.atomic import atomic_write_text
-from annotator.core.errors import AnnotatorError, GeometryMismatchError
+from annotator.core.errors import AnnotatorError, GeometryMismatchError, InputError
 from annotator.core.geometry import Window, default_window
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume, grid_differences
@@ -36,16 +36,21 @@ PHI_METADATA_KEYS = ("patient_name", "patient_id", "patient_birth_date")
 class OutputExistsError(AnnotatorError):
     """An output file already exists and the user did not ask to overwrite it."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], hint: str = "use --overwrite to replace it") -> None:
         self.path = os.fspath(path)
-        super().__init__(f"{self.path}: already exists (use --overwrite to replace it)")
+        super().__init__(f"{self.path}: already exists ({hint})")
 
 
 @dataclass(frozen=True)
 class ExportSpec:
     """How to export one case. Formats ignore the fields that do not concern them.
 
-    case_id:        file-name stem of the case (de-identified before use unless keep_phi).
+    case_id:        file-name stem of the case as the user named it; "" = a pseudonym derived
+                    from the image content (the default: file names often carry patient names).
+    overwrite:      replace files of the same name (a case exported again).
+    append:         add cases to the dataset index already in the folder (dataset.json,
+                    datalist.json, annotations.json, labels.json, data.yaml); a label value there
+                    keeps its meaning, or the export is refused before anything is written.
     plane/axis:     for 2-D formats (COCO, YOLO): slices stacked along this array axis
                     (0 = z, 1 = y, 2 = x); `plane` ("axial"...) wins when given.
     slices:         "annotated" (slices with any label), "all", or "every" k-th slice
@@ -55,8 +60,9 @@ class ExportSpec:
                     component with holes falls back to RLE because polygons cannot hold holes).
     """
 
-    case_id: str = "case"
+    case_id: str = ""
     overwrite: bool = False
+    append: bool = False
     keep_phi: bool = False
     plane: str | None = None
     axis: int = 0
@@ -93,6 +99,11 @@ class ExportResult:
 class Exporter(Protocol):
     """One dataset format.
 
+    case_files:   the files one case owns, as (folder, glob pattern) pairs: checked for every
+                  case before the first file of the export is written.
+    index_files:  the dataset-level files finalize writes (refused, replaced or appended to).
+    check_append: raise InputError if adding this table to the index in out_dir would change
+                  what an existing label value means.
     prepare:      once per dataset, before any case: returns the spec carrying dataset-level
                   decisions (label renumbering) and the final case ids (nnU-Net numbers them).
     export_case:  one case; may run in a worker process or on a Dask worker.
@@ -100,6 +111,12 @@ class Exporter(Protocol):
     """
 
     name: str
+
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]: ...
+
+    def index_files(self, out_dir: Path) -> list[Path]: ...
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None: ...
 
     def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
                 spec: ExportSpec) -> tuple[ExportSpec, list[str]]: ...
@@ -178,7 +195,11 @@ def selected_slices(label_array: np.ndarray, axis: int, spec: ExportSpec) -> lis
 
 def refuse_existing(paths: Iterable[Path], spec: ExportSpec) -> None:
     """Raise OutputExistsError for the first path that exists, unless spec.overwrite."""
-    if spec.overwrite:
+    refuse_existing_files(paths, overwrite=spec.overwrite)
+
+
+def refuse_existing_files(paths: Iterable[Path], *, overwrite: bool) -> None:
+    if overwrite:
         return
     for path in paths:
         if Path(path).exists():
@@ -190,6 +211,53 @@ def write_json(path: Path, data: Any, *, overwrite: bool) -> Path:
         raise OutputExistsError(path)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n", overwrite=True)
     return path
+
+
+def read_index_json(path: Path) -> dict[str, Any]:
+    """An existing dataset index file ({} when absent); InputError naming it when unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read the existing dataset file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(path, "the existing dataset file is not a JSON object")
+    return data
+
+
+def check_label_meanings(path: Path, existing: dict[int, str], table: LabelTable) -> None:
+    """InputError naming `path` if a value of `table` means another label than in `existing`."""
+    clashes = [f"{lab.id} is {existing[lab.id]!r} there, {lab.name!r} here" for lab in table
+               if lab.id in existing and existing[lab.id] != lab.name]
+    if clashes:
+        raise InputError(path, "appending would change what label values mean (" + "; ".join(clashes)
+                         + "); export into a new folder or rename the labels to match")
+
+
+def check_targets(exporter: Exporter, out_dir: Path, case_ids: Sequence[str], spec: ExportSpec,
+                  table: LabelTable) -> None:
+    """Refuse the whole export before its first write if it would replace or change a file the
+    user did not ask for. A pseudonymous case ("" id) is checked when its image is loaded, still
+    before its own first write."""
+    out_dir = Path(out_dir)
+    if not spec.overwrite:
+        for case_id in case_ids:
+            if not case_id:
+                continue
+            for folder, pattern in exporter.case_files(out_dir, case_id, spec):
+                clash = next(iter(sorted(folder.glob(pattern))), None) if folder.is_dir() else None
+                if clash is not None:
+                    raise OutputExistsError(clash, f"case {case_id} is already in {out_dir}; "
+                                                   "use --overwrite to replace it")
+    existing = [p for p in exporter.index_files(out_dir) if p.exists()]
+    if not existing:
+        return
+    if spec.append:
+        exporter.check_append(out_dir, table)
+    elif not spec.overwrite:
+        raise OutputExistsError(existing[0], "use --append to add cases to this dataset, or --overwrite "
+                                             "to replace its index")
 
 
 # ---- de-identification --------------------------------------------------------------------------
@@ -221,13 +289,20 @@ def contains_phi(text: str, phi: Sequence[str]) -> bool:
 def safe_case_id(case_id: str, volume: Volume, spec: ExportSpec) -> str:
     """A file-system safe case id that carries no patient identifier (unless keep_phi).
 
-    An id containing the patient's name/ID/birth date is replaced by a stable pseudonym derived
-    from the image content, so the same scan always gets the same name.
+    No id ("") gets a name derived from the image content alone, never from a file name (which
+    so often is the patient's): the same scan always gets the same name, so exporting it again
+    is refused rather than duplicated. A given id that still holds the patient's name, ID or
+    birth date is replaced the same way.
     """
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("._") or "case"
-    if not spec.keep_phi and contains_phi(case_id, phi_values(volume)):
-        clean = "case_" + hashlib.blake2b(volume.content_id.encode(), digest_size=5).hexdigest()
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("._")
+    if not clean or (not spec.keep_phi and contains_phi(case_id, phi_values(volume))):
+        clean = content_case_id(volume)
     return clean
+
+
+def content_case_id(volume: Volume) -> str:
+    """`case_` + 10 hex digits of the image content's hash: stable, and identifying nobody."""
+    return "case_" + hashlib.blake2b(volume.content_id.encode(), digest_size=5).hexdigest()
 
 
 def scrub_text(text: str, phi: Sequence[str], replacement: str = "anonymous") -> str:
@@ -253,6 +328,15 @@ class BaseExporter:
     """Defaults for exporters without dataset-level decisions."""
 
     name = "base"
+
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return []
+
+    def index_files(self, out_dir: Path) -> list[Path]:
+        return []
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None:
+        return None
 
     def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
                 spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
@@ -292,7 +376,8 @@ def export_volume(exporter: Exporter | str, volume: Volume, labels: LabelMap | V
         exporter = get_exporter(exporter)
     label_map = require_label_map_on_grid(volume, labels)
     spec, (case_id,) = exporter.prepare(Path(out_dir), label_map.table, [spec.case_id], spec)
-    spec = replace(spec, case_id=case_id)
+    spec = replace(spec, case_id=case_id or safe_case_id("", volume, spec))
+    check_targets(exporter, Path(out_dir), [spec.case_id], spec, label_map.table)
     result = exporter.export_case(volume, label_map, Path(out_dir), spec)
     result.files.extend(exporter.finalize([result], Path(out_dir), spec, label_map.table))
     return result

@@ -21,7 +21,9 @@ from annotator.export.api import (
     BaseExporter,
     ExportResult,
     ExportSpec,
+    check_label_meanings,
     export_axis,
+    read_index_json,
     refuse_existing,
     require_label_map_on_grid,
     safe_case_id,
@@ -106,6 +108,16 @@ class CocoExporter(BaseExporter):
 
     name = "coco"
 
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return [(Path(out_dir) / IMAGES_DIR, f"{case_id}_*.png")]
+
+    def index_files(self, out_dir: Path) -> list[Path]:
+        return [Path(out_dir) / ANNOTATIONS_FILE]
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None:
+        path = Path(out_dir) / ANNOTATIONS_FILE
+        check_label_meanings(path, category_names(read_index_json(path), path), table)
+
     def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
                     spec: ExportSpec) -> ExportResult:
         label_map = require_label_map_on_grid(volume, labels)
@@ -116,7 +128,7 @@ class CocoExporter(BaseExporter):
         window = slice_window(volume, spec)
         indices = selected_slices(label_map.array, axis, spec)
         image_paths = [out_dir / IMAGES_DIR / slice_image_name(case_id, plane, i) for i in indices]
-        refuse_existing([*image_paths, out_dir / ANNOTATIONS_FILE], spec)
+        refuse_existing([*image_paths, *([] if spec.append else [out_dir / ANNOTATIONS_FILE])], spec)
         result = ExportResult(case_id)
         images: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
@@ -142,25 +154,36 @@ class CocoExporter(BaseExporter):
 
     def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
                  table: LabelTable) -> list[Path]:
-        """Merge every case into one annotations.json with dataset-wide image/annotation ids."""
-        images: list[dict[str, Any]] = []
-        annotations: list[dict[str, Any]] = []
+        """Merge every case into one annotations.json with dataset-wide image/annotation ids; with
+        spec.append, after the images, annotations and categories already in it."""
+        path = Path(out_dir) / ANNOTATIONS_FILE
+        existing = read_index_json(path) if spec.append else {}
+        images: list[dict[str, Any]] = list(existing.get("images", []))
+        annotations: list[dict[str, Any]] = list(existing.get("annotations", []))
+        next_image_id = max((int(i["id"]) for i in images), default=0) + 1
+        next_ann_id = max((int(a["id"]) for a in annotations), default=0) + 1
         for result in results:
-            first_image_id = len(images) + 1
+            first_image_id = next_image_id
             for image in result.records.get("images", []):
                 entry = {k: v for k, v in image.items() if k != "local_id"}
                 entry["id"] = first_image_id + image["local_id"]
+                next_image_id = max(next_image_id, entry["id"] + 1)
                 images.append(entry)
             for ann in result.records.get("annotations", []):
                 entry = {k: v for k, v in ann.items() if k != "local_image_id"}
                 entry["image_id"] = first_image_id + ann["local_image_id"]
-                entry["id"] = len(annotations) + 1
+                entry["id"] = next_ann_id
+                next_ann_id += 1
                 annotations.append(entry)
         present = {ann["category_id"] for ann in annotations}
-        categories = [{"id": lab.id, "name": lab.name, "supercategory": "label", "color": list(lab.color)}
-                      for lab in table]
-        categories += [{"id": v, "name": f"label {v}", "supercategory": "label"}
-                       for v in sorted(present - set(table.ids()))]
+        if existing:
+            check_label_meanings(path, category_names(existing, path), table)
+        categories = [c for c in existing.get("categories", []) if int(c["id"]) not in table]
+        categories += [{"id": lab.id, "name": lab.name, "supercategory": "label", "color": list(lab.color)}
+                       for lab in table]
+        named = {int(c["id"]) for c in categories}
+        categories += [{"id": v, "name": f"label {v}", "supercategory": "label"} for v in sorted(present - named)]
+        categories.sort(key=lambda c: int(c["id"]))
         data = {
             "info": {"description": "exported by annotator", "version": "1.0"},
             "licenses": [],
@@ -168,4 +191,15 @@ class CocoExporter(BaseExporter):
             "annotations": annotations,
             "categories": categories,
         }
-        return [write_json(Path(out_dir) / ANNOTATIONS_FILE, data, overwrite=spec.overwrite)]
+        return [write_json(path, data, overwrite=spec.overwrite or spec.append)]
+
+
+def category_names(data: dict[str, Any], path: Path) -> dict[int, str]:
+    from annotator.core.errors import InputError
+
+    try:
+        for entry in [*data.get("images", []), *data.get("annotations", [])]:
+            int(entry["id"])  # appending numbers new entries after these
+        return {int(c["id"]): str(c["name"]) for c in data.get("categories", [])}
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InputError(path, f"its categories are not COCO categories ({exc})") from exc

@@ -7,7 +7,6 @@ existing datalist keeps its entries.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from annotator.export.api import (
     BaseExporter,
     ExportResult,
     ExportSpec,
+    check_label_meanings,
+    read_index_json,
     refuse_existing,
     require_label_map_on_grid,
     safe_case_id,
@@ -33,6 +34,16 @@ class DatalistExporter(BaseExporter):
     """OUT/imagesTr/{case}.nii.gz, OUT/labelsTr/{case}.nii.gz, OUT/datalist.json."""
 
     name = "datalist"
+
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return [(Path(out_dir) / "imagesTr", f"{case_id}.nii.gz"), (Path(out_dir) / "labelsTr", f"{case_id}.nii.gz")]
+
+    def index_files(self, out_dir: Path) -> list[Path]:
+        return [Path(out_dir) / DATALIST_FILE]
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None:
+        path = Path(out_dir) / DATALIST_FILE
+        check_label_meanings(path, existing_label_names(read_index_json(path), path), table)
 
     def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
                     spec: ExportSpec) -> ExportResult:
@@ -50,14 +61,11 @@ class DatalistExporter(BaseExporter):
 
     def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
                  table: LabelTable) -> list[Path]:
-        """Write datalist.json, keeping the entries of an existing one (adding cases is no overwrite)."""
+        """Write datalist.json; with spec.append, keep the entries and label names of the existing one."""
         path = Path(out_dir) / DATALIST_FILE
-        data: dict[str, Any] = {}
-        if path.exists():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise InputError(path, f"cannot read the existing datalist ({exc})") from exc
+        data: dict[str, Any] = read_index_json(path) if spec.append else {}
+        if data:
+            check_label_meanings(path, existing_label_names(data, path), table)
         training = [e for e in data.get("training", []) if isinstance(e, dict)]
         new = [r.records["entry"] for r in results if "entry" in r.records]
         new_images = {e["image"] for e in new}
@@ -71,4 +79,11 @@ class DatalistExporter(BaseExporter):
             "numTraining": len(training),
             "training": training,
         })
-        return [write_json(path, data, overwrite=True)]
+        return [write_json(path, data, overwrite=spec.overwrite or spec.append)]
+
+
+def existing_label_names(data: dict[str, Any], path: Path) -> dict[int, str]:
+    try:
+        return {int(k): str(v) for k, v in data.get("labels", {}).items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputError(path, f"its labels are not a value -> name map ({exc})") from exc

@@ -153,6 +153,9 @@ class DicomSegExporter(BaseExporter):
 
     name = "dicom-seg"
 
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return [(Path(out_dir), f"{case_id}_seg.dcm")]
+
     def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
                     spec: ExportSpec) -> ExportResult:
         import highdicom as hd

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from annotator.core.atomic import atomic_path
+from annotator.core.errors import InputError
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume
 from annotator.export.api import (
@@ -15,6 +17,7 @@ from annotator.export.api import (
     ExportResult,
     ExportSpec,
     OutputExistsError,
+    check_label_meanings,
     require_label_map_on_grid,
     safe_case_id,
     smallest_unsigned_dtype,
@@ -67,6 +70,16 @@ class NiftiExporter(BaseExporter):
 
     name = "nifti"
 
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return [(Path(out_dir), f"{case_id}_labels.nii.gz")]
+
+    def index_files(self, out_dir: Path) -> list[Path]:
+        return [Path(out_dir) / "labels.json"]
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None:
+        path = Path(out_dir) / "labels.json"
+        check_label_meanings(path, {lab.id: lab.name for lab in read_labels_json(path)}, table)
+
     def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
                     spec: ExportSpec) -> ExportResult:
         label_map = require_label_map_on_grid(volume, labels)
@@ -77,4 +90,18 @@ class NiftiExporter(BaseExporter):
 
     def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
                  table: LabelTable) -> list[Path]:
-        return [write_json(Path(out_dir) / "labels.json", table.to_json(), overwrite=spec.overwrite)]
+        path = Path(out_dir) / "labels.json"
+        if spec.append and path.exists():
+            merged = read_labels_json(path)
+            for lab in table:
+                if lab.id not in merged:
+                    merged.add(lab.name, lab.color, label_id=lab.id)
+            table = merged
+        return [write_json(path, table.to_json(), overwrite=spec.overwrite or spec.append)]
+
+
+def read_labels_json(path: Path) -> LabelTable:
+    try:
+        return LabelTable.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(path, f"cannot read the existing label table ({exc})") from exc

@@ -21,6 +21,7 @@ from annotator.export.api import (
     BaseExporter,
     ExportResult,
     ExportSpec,
+    OutputExistsError,
     refuse_existing,
     remap_labels,
     require_label_map_on_grid,
@@ -80,8 +81,22 @@ class NnUnetExporter(BaseExporter):
 
     name = "nnunet"
 
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return [(Path(out_dir) / "imagesTr", f"{case_id}_0000{FILE_ENDING}"),
+                (Path(out_dir) / "labelsTr", f"{case_id}{FILE_ENDING}")]
+
+    def index_files(self, out_dir: Path) -> list[Path]:
+        return [Path(out_dir) / "dataset.json"]
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None:
+        read_dataset_json(out_dir)  # labels are matched by name: an existing value never changes meaning
+
     def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
                 spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
+        path = Path(out_dir) / "dataset.json"
+        if path.exists() and not spec.append:
+            # its cases keep their label values, so the index cannot be started afresh in place
+            raise OutputExistsError(path, "use --append to add cases to this nnU-Net dataset")
         _, id_map = dataset_label_values(read_dataset_json(out_dir), table)
         return replace(spec, label_id_map=tuple(sorted(id_map.items()))), next_case_ids(out_dir, len(case_ids))
 

@@ -54,9 +54,20 @@ class YoloExporter(BaseExporter):
 
     name = "yolo"
 
+    def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
+        return [(Path(out_dir) / "images", f"{case_id}_*.png"), (Path(out_dir) / "labels", f"{case_id}_*.txt")]
+
+    def index_files(self, out_dir: Path) -> list[Path]:
+        return [Path(out_dir) / "data.yaml"]
+
+    def check_append(self, out_dir: Path, table: LabelTable) -> None:
+        read_class_names(Path(out_dir) / "data.yaml")  # classes are matched by name: indices never move
+
     def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
                 spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
-        return replace(spec, label_id_map=consecutive_id_map(table, start=0)), list(case_ids)
+        path = Path(out_dir) / "data.yaml"
+        existing = read_class_names(path) if spec.append and path.exists() else {}
+        return replace(spec, label_id_map=class_indices(existing, table)), list(case_ids)
 
     def export_case(self, volume: Volume, labels: LabelMap | Volume, out_dir: Path,
                     spec: ExportSpec) -> ExportResult:
@@ -92,13 +103,47 @@ class YoloExporter(BaseExporter):
         from annotator.export.api import OutputExistsError
 
         path = Path(out_dir) / "data.yaml"
-        if path.exists() and not spec.overwrite:
+        if path.exists() and not (spec.overwrite or spec.append):
             raise OutputExistsError(path)
         class_of = dict(spec.label_id_map) or dict(consecutive_id_map(table, start=0))
-        names = "".join(f"  {class_of[lab.id]}: {_yaml_str(lab.name)}\n" for lab in table if lab.id in class_of)
+        names_by_index = read_class_names(path) if spec.append and path.exists() else {}
+        names_by_index.update({class_of[lab.id]: lab.name for lab in table if lab.id in class_of})
+        names = "".join(f"  {index}: {_yaml_str(name)}\n" for index, name in sorted(names_by_index.items()))
         text = f"path: .\ntrain: images\nval: images\nnames:\n{names}"
         atomic_write_text(path, text, overwrite=True)
         return [path]
+
+
+def read_class_names(path: Path) -> dict[int, str]:
+    """Class index -> name of an existing data.yaml (its `names` as a map or a list)."""
+    import yaml
+
+    from annotator.core.errors import InputError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        names = data.get("names", {}) if isinstance(data, dict) else None
+        if isinstance(names, list):
+            return {i: str(n) for i, n in enumerate(names)}
+        if isinstance(names, dict):
+            return {int(k): str(v) for k, v in names.items()}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise InputError(path, f"cannot read the existing YOLO data.yaml ({exc})") from exc
+    raise InputError(path, "the existing YOLO data.yaml has no class names")
+
+
+def class_indices(existing: dict[int, str], table: LabelTable) -> tuple[tuple[int, int], ...]:
+    """Our label id -> YOLO class index: an existing class keeps its index (matched by name),
+    new names take the next free indices (YOLO classes must be 0..N-1)."""
+    index_of = {name: index for index, name in existing.items()}
+    next_index = max(existing, default=-1) + 1
+    pairs = []
+    for lab in table:
+        if lab.name not in index_of:
+            index_of[lab.name] = next_index
+            next_index += 1
+        pairs.append((lab.id, index_of[lab.name]))
+    return tuple(pairs)
 
 
 def _yaml_str(text: str) -> str:

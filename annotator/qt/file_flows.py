@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
 from annotator.core.document import AnnotationDocument
 from annotator.core.geometry import Window
@@ -27,6 +27,7 @@ from annotator.qt.jobs import (
     discover_job,
     export_dataset_job,
     export_labels_job,
+    label_table_path,
     load_image_job,
     read_labels_job,
     series_thumbnail,
@@ -175,15 +176,16 @@ class FileFlows(QObject):
         labels = self.doc.labels
         return LabelMap(labels.shape_zyx, labels.table, labels.array.copy())
 
-    def export_labels(self, path: str) -> None:
+    def export_labels(self, path: str, *, overwrite: bool = False) -> None:
+        """Write the label NIfTI and its '.json' table; existing files only with `overwrite`."""
         if not self.doc.has_volume:
             show_error(self.window, "Export labels", "Nothing to export: no image is open.")
             return
         volume, labels = self.doc.current_volume(), self._snapshot()
         self.autosave.export_started()
         self.set_busy("Exporting labels…")
-        self.background.submit(lambda: export_labels_job(volume, labels, path), self._on_exported,
-                               self._on_export_failed)
+        self.background.submit(lambda: export_labels_job(volume, labels, path, overwrite=overwrite),
+                               self._on_exported, self._on_export_failed)
 
     def _on_exported(self, path: str) -> None:
         self.set_busy("")
@@ -199,8 +201,7 @@ class FileFlows(QObject):
             show_error(self.window, "Export dataset", "Nothing to export: no image is open.")
             return
         volume, labels = self.doc.current_volume(), self._snapshot()
-        source = str(volume.metadata.get("source_path") or "case")
-        case_id = Path(source).name.split(".")[0] or "case"
+        case_id = ""  # named from the image content: a file name so often carries the patient's
         window: Window = self.doc.window
         plane = self.export_plane()
         self.autosave.export_started()
@@ -223,7 +224,16 @@ class FileFlows(QObject):
     def ask_export_labels(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.window, "Export labels",
                                               self.settings.last_directory or "labels.nii.gz", "NIfTI (*.nii.gz *.nii)")
-        if path:
-            if not path.endswith((".nii", ".nii.gz")):
-                path += ".nii.gz"
-            self.export_labels(path)
+        if not path:
+            return
+        confirmed = path  # the dialog already asked before replacing exactly this file
+        if not path.endswith((".nii", ".nii.gz")):
+            path += ".nii.gz"
+        others = [p for p in (Path(path), label_table_path(path)) if p.exists() and str(p) != confirmed]
+        if others:
+            names = "\n".join(p.name for p in others)
+            answer = QMessageBox.question(self.window, "Export labels",
+                                          f"These files already exist in {Path(path).parent}:\n{names}\n\nReplace them?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.export_labels(path, overwrite=True)

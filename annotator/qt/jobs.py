@@ -57,20 +57,32 @@ def autosave_job(volume: Volume, label_array: np.ndarray, table_json: list) -> f
     return time.time()
 
 
-def export_labels_job(volume: Volume, labels: LabelMap, path: str) -> str:
-    """Label map as NIfTI on the source grid, plus '<name>.json' naming the values (atomic writes)."""
-    import json
-
-    from annotator.core.atomic import atomic_write_text
-    from annotator.export.nifti import write_label_nifti
-
-    out = write_label_nifti(volume, labels, Path(path), overwrite=True)
-    name = Path(out).name
+def label_table_path(nifti_path: str | Path) -> Path:
+    """The '<name>.json' naming the values, beside a label NIfTI."""
+    path = Path(nifti_path)
+    name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
-    atomic_write_text(Path(out).with_name(f"{name}.json"), json.dumps(labels.table.to_json(), indent=2))
+    return path.with_name(f"{name}.json")
+
+
+def export_labels_job(volume: Volume, labels: LabelMap, path: str, *, overwrite: bool = False) -> str:
+    """Label map as NIfTI on the source grid, plus '<name>.json' naming the values (atomic writes).
+
+    Both files are checked before either is written: without `overwrite` an existing one is
+    refused (OutputExistsError naming it) and nothing changes."""
+    import json
+
+    from annotator.core.atomic import atomic_write_text
+    from annotator.export.api import refuse_existing_files
+    from annotator.export.nifti import write_label_nifti
+
+    table_path = label_table_path(path)
+    refuse_existing_files([Path(path), table_path], overwrite=overwrite)
+    out = write_label_nifti(volume, labels, Path(path), overwrite=overwrite)
+    atomic_write_text(table_path, json.dumps(labels.table.to_json(), indent=2), overwrite=overwrite)
     return str(out)
 
 

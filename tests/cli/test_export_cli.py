@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,12 +17,29 @@ def test_single_case_to_nifti_keeps_the_image_geometry(tmp_path, capsys):
 
     image, labels, volume, label_array = make_case(tmp_path / "in", "ct1")
     rc = main(["export", "--image", str(image), "--labels", str(labels), "--format", "nifti",
-               "-o", str(tmp_path / "out")])
+               "-o", str(tmp_path / "out"), "--case-id", "ct1"])
     assert rc == 0
     written = nib.load(str(tmp_path / "out" / "ct1_labels.nii.gz"))
     np.testing.assert_allclose(written.affine, nib.load(str(image)).affine, atol=1e-4)
     np.testing.assert_array_equal(np.asarray(written.dataobj).transpose(2, 1, 0), label_array)
     assert "exported ct1 as nifti" in capsys.readouterr().out
+
+
+def test_case_names_come_from_the_image_content_not_the_file_name(tmp_path, capsys):
+    """A file name so often carries the patient's name (Jane_Doe_CT.nii.gz) that it is never a
+    default case name; the content-derived name is stable, so exporting again is refused."""
+    image, labels, *_ = make_case(tmp_path / "in", "Jane_Doe_CT")
+    args = ["export", "--image", str(image), "--labels", str(labels), "--format", "nifti", "-o", str(tmp_path / "out")]
+    assert main(args) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(names) == 2
+    assert names[1] == "labels.json"
+    assert re.fullmatch(r"case_[0-9a-f]{10}_labels\.nii\.gz", names[0])
+    assert not any("jane" in n.lower() or "doe" in n.lower() for n in names)
+    assert main(args) == 2  # the same image gets the same name: refused, not duplicated
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
+    assert main([*args, "--keep-phi", "-o", str(tmp_path / "named")]) == 0
+    assert (tmp_path / "named" / "Jane_Doe_CT_labels.nii.gz").exists()
 
 
 def test_existing_output_needs_overwrite(tmp_path, capsys):

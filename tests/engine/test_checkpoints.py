@@ -149,3 +149,21 @@ def test_engine_load_from_checkpoint_predicts_like_the_model(tiny_ckpt):
     masks, _, logits = predictor.predict(box=np.array([5.0, 5.0, 30.0, 20.0]), multimask_output=False)
     np.testing.assert_array_equal(ours.masks, masks)
     np.testing.assert_allclose(ours.low_res_logits, logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("version", ["2.5.1+cpu", "2.1.0", "1.13.1"])
+def test_a_torch_whose_safe_loading_can_be_bypassed_is_refused(tmp_path, monkeypatch, version):
+    """torch < 2.6 (CVE-2025-32434): no checkpoint is opened, and the message says why and what to do."""
+    import torch
+
+    from annotator.engine.api import EngineError
+    from annotator.engine.checkpoints import load_state_dict
+    from annotator.engine.lite_medsam.model import read_state_dict
+
+    path = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(2)}, path)
+    assert set(load_state_dict(path)) == {"a"}
+    monkeypatch.setattr(torch, "__version__", version)
+    for load in (load_state_dict, read_state_dict):
+        with pytest.raises(EngineError, match=r"torch >= 2\.6.*CVE-2025-32434"):
+            load(path)

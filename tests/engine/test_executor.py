@@ -289,3 +289,27 @@ def test_embed_without_supersede_is_kept(make_executor, engine, volume):
     visible = executor.embed(SliceRef(volume, 0, 5, WINDOW))
     engine.release.set()
     assert [t.result(WAIT).status for t in (*ahead, visible)] == ["ok", "ok", "ok"]
+
+
+def test_a_long_session_keeps_no_record_per_slice_it_ever_touched(engine, volume):
+    """Bookkeeping for superseding is per pending request: after 300 slices it is empty again."""
+    executor = EngineExecutor(EmbeddingService(engine, EmbeddingCache(1 << 20, None)), synchronous=True)
+    for index in range(volume.shape_zyx[0]):
+        for _ in range(60):
+            ticket = executor.predict(PredictRequest.from_prompts(SliceRef(volume, 0, index, WINDOW),
+                                                                  PromptSet(box=BoxPrompt(1, 1, 4, 4))))
+            assert ticket.result().status == "ok"
+    assert executor._latest_predict == {}
+    assert executor._latest_embed == {}
+    assert len(executor.stats.order) <= executor.stats.order.maxlen
+    assert executor.shutdown()
+
+
+def test_checkpoint_hash_memo_is_bounded(tmp_path):
+    from annotator.engine import checkpoints
+
+    for i in range(checkpoints._SHA_MEMO_SIZE + 20):
+        path = tmp_path / f"w{i}.pth"
+        path.write_bytes(bytes([i % 256]) * 10)
+        checkpoints.file_sha256(path)
+    assert len(checkpoints._sha_memo) == checkpoints._SHA_MEMO_SIZE

@@ -18,7 +18,7 @@ def test_monai_loads_the_datalist_and_the_label_volumes_match(tmp_path, volume, 
     from monai.transforms import LoadImage
 
     export_volume("datalist", volume, label_map, tmp_path, ExportSpec(case_id="c1"))
-    export_volume("datalist", volume, label_map, tmp_path, ExportSpec(case_id="c2"))
+    export_volume("datalist", volume, label_map, tmp_path, ExportSpec(case_id="c2", append=True))
     items = monai_data.load_decathlon_datalist(str(tmp_path / "datalist.json"), is_segmentation=True,
                                                data_list_key="training", base_dir=str(tmp_path))
     assert [p["image"] for p in items] == [str(tmp_path / "imagesTr" / f"c{i}.nii.gz") for i in (1, 2)]

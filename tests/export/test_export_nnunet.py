@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from annotator.core.labels import LabelMap, LabelTable
-from annotator.export.api import ExportSpec, export_volume
+from annotator.export.api import ExportSpec, OutputExistsError, export_volume
 
 
 def verify_with_nnunet(folder, capfd):
@@ -47,7 +47,11 @@ def test_nnunet_integrity_check_passes_and_cases_are_added_without_renumbering(t
     array[2, 4:9, 4:9] = 7
     array[5, 1:3, 1:3] = 1
     before = (dataset / "labelsTr" / "case_001.nii.gz").read_bytes()
-    export_volume("nnunet", volume, LabelMap(volume.shape_zyx, table, array=array), dataset, ExportSpec())
+    second_case = LabelMap(volume.shape_zyx, table, array=array)
+    with pytest.raises(OutputExistsError, match="--append"):  # adding to a dataset is explicit
+        export_volume("nnunet", volume, second_case, dataset, ExportSpec(overwrite=True))
+    assert not (dataset / "labelsTr" / "case_002.nii.gz").exists()
+    export_volume("nnunet", volume, second_case, dataset, ExportSpec(append=True))
     data = json.loads((dataset / "dataset.json").read_text())
     assert data["labels"] == {"background": 0, "liver": 1, "kidney": 2, "spleen": 3}
     assert data["numTraining"] == 2

@@ -76,6 +76,9 @@ def read_state_dict(path: Path, expected_sha256: str | None = None) -> tuple[dic
             f"{path}: SHA-256 {sha256[:16]}... does not match the expected {expected_sha256[:16]}... "
             "(the file is damaged or was altered); refusing to load it"
         )
+    from annotator.engine.checkpoints import require_safe_torch
+
+    require_safe_torch()
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
