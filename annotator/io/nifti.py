@@ -1,4 +1,5 @@
-"""NIfTI-1/2 (nibabel) and NRRD/MHA (SimpleITK) to and from core.Volume with the files' exact geometry."""
+"""NIfTI-1/2 (nibabel) to and from core.Volume with the file's exact geometry, and the suffix and
+geometry helpers the other single-file formats (io/itk_image: NRRD, MetaImage) share."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 
 from annotator.core.atomic import atomic_path
 from annotator.core.errors import InputError
-from annotator.core.volume import Volume, affine_ras_of, lps_of_ras
+from annotator.core.volume import Volume, lps_of_ras
+from annotator.io.limits import DEFLATE_MAX_RATIO, check_fits_file, check_within_cap
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +67,14 @@ def is_sheared(direction: np.ndarray, tol: float = 1e-4) -> bool:
     return not np.allclose(d.T @ d, np.eye(3), atol=tol)
 
 
-def _native(array: np.ndarray) -> np.ndarray:
+def native_order(array: np.ndarray) -> np.ndarray:
     """Native byte order (big-endian files give '>i2'), C-contiguous."""
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return np.ascontiguousarray(array)
 
 
-def _check_finite(path: Path, array: np.ndarray) -> None:
+def check_finite(path: Path, array: np.ndarray) -> None:
     if array.dtype.kind not in "biuf":
         raise InputError(path, f"voxel type {array.dtype} is not a scalar image (RGB/complex "
                                "images are not supported)")
@@ -115,10 +117,30 @@ def _nifti_shape_xyzt(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int
     return dims[0], dims[1], dims[2], dims[3]
 
 
+def _check_nifti_claims(path: Path, header: Any, shape_xyzt: tuple[int, int, int, int], stored_bytes: int,
+                        *, compressed: bool, data_offset: int | None = None) -> None:
+    """The header's voxel count against the cap and against what the file can hold."""
+    x, y, z, t = shape_xyzt
+    if min(shape_xyzt) < 1:
+        raise InputError(path, f"header gives an empty image (dimensions {shape_xyzt})")
+    itemsize = header.get_data_dtype().itemsize
+    check_within_cap(path, x * y * z * itemsize)
+    offset = int(header.get_data_offset()) if data_offset is None else data_offset
+    payload = stored_bytes if compressed else stored_bytes - offset
+    check_fits_file(path, x * y * z * t * itemsize, payload, expansion=DEFLATE_MAX_RATIO if compressed else 1.0)
+
+
+def _data_offset(img: Any) -> int:
+    # a loaded image's header may report offset 0; the array proxy holds where the voxels start
+    return int(getattr(img.dataobj, "offset", None) or img.header.get_data_offset())
+
+
 def nifti_header_geometry(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Shape, affine and volume count from the header only (no voxel data read)."""
     path = Path(path)
     img = _nifti_image(path)
+    _check_nifti_claims(path, img.header, _nifti_shape_xyzt(path, img.shape), path.stat().st_size,
+                        compressed=path.name.lower().endswith(".gz"), data_offset=_data_offset(img))
     affine = np.asarray(img.affine, dtype=np.float64)
     problem = affine_problem(affine)
     if problem:
@@ -207,6 +229,7 @@ def _gz_header_and_volume(path: Path, volume_index: int) -> tuple[Any, np.ndarra
         except Exception as exc:  # nibabel raises many types for damaged headers; all mean "unreadable"
             raise InputError(path, f"not a readable NIfTI header ({type(exc).__name__}: {exc})") from exc
         x, y, z, t = _nifti_shape_xyzt(path, header.get_data_shape())
+        _check_nifti_claims(path, header, (x, y, z, t), len(remaining), compressed=True)
         if not 0 <= volume_index < t:
             raise InputError(path, f"volume {volume_index} requested but the file holds {t} volume(s) (0..{t - 1})")
         dtype = header.get_data_dtype()
@@ -251,6 +274,8 @@ def load_nifti(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume
         header = img.header
         affine = np.asarray(img.affine, dtype=np.float64)
         x, y, z, t = _nifti_shape_xyzt(path, img.shape)
+        _check_nifti_claims(path, header, (x, y, z, t), path.stat().st_size, compressed=False,
+                            data_offset=_data_offset(img))
         if not 0 <= volume_index < t:
             raise InputError(path, f"volume {volume_index} requested but the file holds {t} volume(s) (0..{t - 1})")
         proxy = img.dataobj
@@ -269,8 +294,8 @@ def load_nifti(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume
         raise InputError(path, problem)
     if data.dtype.kind == "f" and data.dtype.itemsize > 4 and _fits_float32(data):
         data = data.astype(np.float32)
-    array = _native(data.T)  # (x, y, z) Fortran-ordered on disk -> (z, y, x) C-ordered, no copy
-    _check_finite(path, array)
+    array = native_order(data.T)  # (x, y, z) Fortran-ordered on disk -> (z, y, x) C-ordered, no copy
+    check_finite(path, array)
     spacing, origin, direction = geometry_from_ras_affine(affine)
     warnings: list[str] = []
     if is_sheared(direction):
@@ -329,114 +354,3 @@ def write_nifti(volume: Volume, path: Path) -> None:
 
 
 # ---- NRRD / MHA via SimpleITK --------------------------------------------------------------------
-def _read_itk(path: Path) -> Any:
-    import SimpleITK as sitk
-
-    if not path.exists():
-        raise InputError(path, "file does not exist")
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in reversed(first) if line.strip()), "unreadable")
-        raise InputError(path, f"cannot be read as an image ({detail[:200]})") from exc
-
-
-def load_itk(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume:
-    """NRRD / MetaImage (2-D, 3-D, 4-D or vector-valued) through SimpleITK, LPS geometry as stored."""
-    import SimpleITK as sitk
-
-    path = Path(path)
-    img = _read_itk(path)
-    dim = img.GetDimension()
-    components = img.GetNumberOfComponentsPerPixel()
-    array = sitk.GetArrayFromImage(img)  # reversed index order: (t,) z, y, x (, components)
-    spacing = list(img.GetSpacing())
-    origin = list(img.GetOrigin())
-    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(dim, dim)
-    if components > 1:
-        n_volumes = components
-        array = np.moveaxis(array, -1, 0)
-    elif dim == 4:
-        n_volumes = array.shape[0]
-    else:
-        n_volumes = 1
-        array = array[None]
-    if dim == 4 and components > 1:
-        raise InputError(path, "4-D images with vector pixels are not supported")
-    if not 0 <= volume_index < n_volumes:
-        raise InputError(path, f"volume {volume_index} requested but the file holds {n_volumes} volume(s)")
-    array = array[volume_index]
-    if dim == 2:
-        array = array[None]
-        spacing = [*spacing, 1.0]
-        origin = [*origin, 0.0]
-        d3 = np.eye(3)
-        d3[:2, :2] = direction
-        direction = d3
-    elif dim in (3, 4):
-        spacing, origin, direction = spacing[:3], origin[:3], direction[:3, :3]
-    else:
-        raise InputError(path, f"{dim}-D images are not supported")
-    if array.ndim != 3:
-        raise InputError(path, f"unexpected array shape {array.shape}")
-    array = _native(array)
-    _check_finite(path, array)
-    if abs(np.linalg.det(direction)) < 1e-6:
-        raise InputError(path, f"direction matrix is singular: {np.round(direction, 6).tolist()}")
-    metadata = {"source_path": str(path), "warnings": [], "n_volumes": n_volumes,
-                "volume_index": volume_index, "format": path.suffix.lower().lstrip(".")}
-    return Volume(array, spacing_zyx_mm=(spacing[2], spacing[1], spacing[0]),
-                  origin_lps_mm=tuple(origin), direction_lps=direction, modality="", metadata=metadata)
-
-
-def itk_header_geometry(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Shape and geometry of an NRRD/MHA file from its header (SimpleITK's ImageFileReader)."""
-    import SimpleITK as sitk
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file does not exist")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InputError(path, "cannot be read as an image") from exc
-    dim = reader.GetDimension()
-    size = list(reader.GetSize())
-    spacing = list(reader.GetSpacing())
-    origin = list(reader.GetOrigin())
-    direction = np.asarray(reader.GetDirection(), dtype=np.float64).reshape(dim, dim)
-    n_volumes = reader.GetNumberOfComponents() if reader.GetNumberOfComponents() > 1 else (size[3] if dim == 4 else 1)
-    if dim == 2:
-        size, spacing, origin = size + [1], spacing + [1.0], origin + [0.0]
-        d3 = np.eye(3)
-        d3[:2, :2] = direction
-        direction = d3
-    else:
-        size, spacing, origin, direction = size[:3], spacing[:3], origin[:3], direction[:3, :3]
-    affine = affine_ras_of(direction, tuple(spacing), tuple(origin))
-    return {
-        "shape_zyx": (size[2], size[1], size[0]),
-        "n_volumes": n_volumes,
-        "affine_ras": affine,
-        "spacing_zyx_mm": (spacing[2], spacing[1], spacing[0]),
-        "direction_lps": direction,
-        "dtype": sitk.GetPixelIDValueAsString(reader.GetPixelID()),
-        "description": "",
-    }
-
-
-def write_itk(volume: Volume, path: Path) -> None:
-    import SimpleITK as sitk
-
-    array = np.asarray(volume.array)
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    img.SetSpacing(volume.spacing_xyz_mm)
-    img.SetOrigin(volume.origin_lps_mm)
-    img.SetDirection(tuple(float(v) for v in np.asarray(volume.direction_lps).ravel()))
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from annotator.core.errors import InputError
 from annotator.core.volume import Volume
-from annotator.io import nifti
+from annotator.io import itk_image, nifti
 from annotator.io.series import SeriesInfo
 
 
@@ -48,7 +48,7 @@ def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
         if kind == "nifti":
             return nifti.load_nifti(path, volume_index=volume_index)
         if kind == "itk":
-            return nifti.load_itk(path, volume_index=volume_index)
+            return itk_image.load_itk(path, volume_index=volume_index)
         from annotator.io import dicom
 
         return dicom.load_dicom(path, series_uid=series_uid, volume_index=volume_index, regularize=regularize)
@@ -77,7 +77,7 @@ def discover_series(path: str | os.PathLike[str]) -> list[SeriesInfo]:
 
 def _file_info(path: Path) -> SeriesInfo:
     geo = nifti.nifti_header_geometry(path) if nifti.has_suffix(path, nifti.NIFTI_SUFFIXES) \
-        else nifti.itk_header_geometry(path)
+        else itk_image.itk_header_geometry(path)
     fmt = "nifti" if nifti.has_suffix(path, nifti.NIFTI_SUFFIXES) else path.suffix.lower().lstrip(".")
     return SeriesInfo(
         uid=str(path), source_path=str(path), format=fmt, shape_zyx=tuple(geo["shape_zyx"]),
@@ -136,4 +136,4 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: boo
     if nifti.has_suffix(path, nifti.NIFTI_SUFFIXES):
         nifti.write_nifti(volume, path)
     else:
-        nifti.write_itk(volume, path)
+        itk_image.write_itk(volume, path)

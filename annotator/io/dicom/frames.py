@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from annotator.io.dicom.raw import native_pixel_format
+from annotator.core.errors import InputError
+from annotator.io.dicom.raw import EXPLICIT_LE, IMPLICIT_LE, native_pixel_format
 from annotator.io.dicom.values import (
     as_float,
     as_int,
@@ -25,6 +27,7 @@ from annotator.io.dicom.values import (
     sequence_item,
     valid_iop,
 )
+from annotator.io.limits import DEFLATE_MAX_RATIO, check_fits_file, check_within_cap
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +144,40 @@ def frames_of_dataset(ds: Any, path: str) -> list[Frame]:
         n_frames=as_int(ds.get("NumberOfFrames"), 1) or 1,
         spacing_hint=as_float(ds.get("SpacingBetweenSlices")) or as_float(ds.get("SliceThickness")),
     )
+    check_pixel_claims(ds, facts)
     if ds.get("PerFrameFunctionalGroupsSequence"):
         return _enhanced_frames(ds, facts)
     classic = _ClassicGeometry.of(ds, facts)
     mosaic = mosaic_info(ds) if classic.has_geometry and facts.n_frames == 1 else None
     if mosaic is not None:
+        if math.ceil(math.sqrt(mosaic[0])) > min(facts.rows, facts.cols):
+            raise InputError(path, f"mosaic of {mosaic[0]} images cannot fit a {facts.rows}x{facts.cols} image")
         return _mosaic_frames(facts, classic, *mosaic)
     if facts.n_frames > 1:
         return _cine_frames(facts, classic)
     return [_classic_frame(ds, facts, classic)]
+
+
+# Native (uncompressed) encodings: every frame's bytes are in the file; deflate may expand 1032x.
+_NATIVE_SYNTAXES = {EXPLICIT_LE: 1.0, IMPLICIT_LE: 1.0, "1.2.840.10008.1.2.2": 1.0,
+                    "1.2.840.10008.1.2.1.99": float(DEFLATE_MAX_RATIO)}
+
+
+def check_pixel_claims(ds: Any, facts: _FileFacts) -> None:
+    """Rows x Columns x NumberOfFrames against the cap and the file's size, before a frame record
+    is made or a byte decoded: a tiny file claiming 2^31 frames must not hang the folder scan."""
+    bits = as_int(ds.get("BitsAllocated"), 16) or 16
+    claimed = math.ceil(facts.rows * facts.cols * facts.samples * facts.n_frames * max(bits, 1) / 8)
+    check_within_cap(facts.path, claimed, "pixel data")
+    try:
+        size = os.path.getsize(facts.path)
+    except OSError:
+        return  # the reader that opens it next reports the file
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if syntax in _NATIVE_SYNTAXES:
+        check_fits_file(facts.path, claimed, size, expansion=_NATIVE_SYNTAXES[syntax], what="pixel data")
+    elif facts.n_frames * 8 > size:  # encapsulated: every frame is at least one 8-byte item
+        raise InputError(facts.path, f"header claims {facts.n_frames} frames, more than a {size}-byte file can hold")
 
 
 def _enhanced_frames(ds: Any, facts: _FileFacts) -> list[Frame]:

@@ -115,34 +115,29 @@ def scan_files(path: Path, files: list[Path]) -> tuple[list[Frame], dict[str, di
     for file in files:
         try:
             ds = read_header(file, strict=path.is_file())
+            if ds is None or str(ds.get("SOPClassUID", "")) in NON_IMAGE_SOP_CLASSES:
+                continue
+            if "PixelData" not in ds and "Rows" not in ds:
+                continue
+            file_frames = frames_of_dataset(ds, str(file))
+            if not file_frames:
+                continue
+            series_key = file_frames[0].group_key[:2]  # (SeriesInstanceUID, SeriesNumber)
+            # series-level fields are equal across a series: the first file's stand for all
+            fields = fields_by_series.get(series_key) or fields_by_series.setdefault(series_key, series_fields(ds))
         except InputError as exc:
             if path.is_file():
                 raise
             unreadable.append(f"{file.name}: {exc.problem}")
             log.warning("%s", exc)
             continue
-        if ds is None:
-            continue
-        if str(ds.get("SOPClassUID", "")) in NON_IMAGE_SOP_CLASSES:
-            continue
-        if "PixelData" not in ds and "Rows" not in ds:
-            continue
-        try:
-            file_frames = frames_of_dataset(ds, str(file))
-        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-            # malformed header values (wrong VR, empty sequence items): unusable, not fatal
+        except Exception as exc:  # pydicom converts values lazily: any access to a damaged header can raise
             problem = f"header values cannot be interpreted ({type(exc).__name__}: {exc})"
             if path.is_file():
                 raise InputError(file, problem) from exc
             unreadable.append(f"{file.name}: {problem}")
             continue
-        if not file_frames:
-            continue
         frames.extend(file_frames)
-        series_key = file_frames[0].group_key[:2]  # (SeriesInstanceUID, SeriesNumber)
-        fields = fields_by_series.get(series_key)
-        if fields is None:  # series-level fields are equal across a series: parse them once
-            fields = fields_by_series[series_key] = series_fields(ds)
         fields_by_file[str(file)] = fields
     return frames, fields_by_file, unreadable
 
