@@ -32,8 +32,12 @@ def compiled_model_dir() -> Path:
     return cache_dir() / "compiled-models"
 
 
+def data_dir() -> Path:
+    return Path(os.environ.get("ANNOTATOR_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
+
+
 def autosave_dir() -> Path:
-    return Path(os.environ.get("ANNOTATOR_DATA_DIR") or platformdirs.user_data_dir(APP_NAME)) / "autosave"
+    return data_dir() / "autosave"
 
 
 @dataclass

@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="resample gantry-tilted or unevenly spaced DICOM slices onto a regular "
                              "grid instead of refusing them")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--keep-phi", action="store_true",
+                        help="copy the source's free-text series description into the NIfTI header "
+                             "(default: left out, it may name the patient)")
     parser.set_defaults(func=run)
 
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(args.output, f"unsupported output type; use one of {', '.join(WRITE_SUFFIXES)}")
     volume = load_volume(args.input, series_uid=args.series, volume_index=args.volume,
                          regularize=args.resample)
-    write_volume(volume, args.output, overwrite=args.overwrite)
+    write_volume(volume, args.output, overwrite=args.overwrite, keep_description=args.keep_phi)
     shape = " x ".join(str(s) for s in volume.shape_zyx)
     spacing = " x ".join(f"{s:g}" for s in volume.spacing_zyx_mm)
     sys.stdout.write(f"wrote {args.output}: shape (z,y,x) {shape}, spacing {spacing} mm, "

@@ -73,6 +73,9 @@ def add_parser(subparsers: Any) -> None:
                         f"({', '.join(CT_PRESETS)}); default soft tissue for CT, percentiles otherwise")
     parser.add_argument("--keep-phi", action="store_true",
                         help="keep the patient's name/ID/birth date in outputs (default: removed)")
+    parser.add_argument("--pseudonym-key", metavar="FILE",
+                        help="dicom-seg: the key (one line of hex) that makes Patient ID pseudonyms; default: "
+                        "a random key per output folder, kept in the user's data folder, never in the output")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing files of the same name (cases exported again)")
     parser.add_argument("--append", action="store_true",
@@ -153,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, "give --image and --labels (or --pairs CSV)")
     if args.every < 1:
         raise InputError(None, f"--every must be >= 1, got {args.every}")
-    spec = ExportSpec(overwrite=args.overwrite, append=args.append, keep_phi=args.keep_phi, plane=args.plane,
+    spec = ExportSpec(overwrite=args.overwrite, append=args.append, keep_phi=args.keep_phi,
+                      pseudonym_key_file=args.pseudonym_key, plane=args.plane,
                       slices=args.slices, every_k=args.every, window=parse_window_option(args.window),
                       coco_encoding=args.encoding)
     pairs = read_pairs(args.pairs, names_from_files=args.keep_phi) if args.pairs else [

@@ -74,6 +74,10 @@ class ExportSpec:
     # Dataset-level decisions made once by Exporter.prepare before cases run (possibly in other
     # processes): our label id -> the id written (nnU-Net and YOLO need consecutive ids).
     label_id_map: tuple[tuple[int, int], ...] = ()
+    # DICOM de-identification: a key file the user keeps (hex), else one kept per output folder
+    # outside it; `pseudonym_key` is the resolved key (hex), set by prepare.
+    pseudonym_key_file: str | None = None
+    pseudonym_key: str = ""
 
     def __post_init__(self) -> None:
         if self.slices not in ("annotated", "all", "every"):

@@ -8,8 +8,8 @@ so a segment can never land on the wrong frame.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,6 @@ from annotator.export.api import (
     scrub_text,
 )
 
-# Patient-identifying attributes replaced in the copies of the source headers handed to
-# highdicom (it copies the patient module into the SEG) unless --keep-phi.
-_PHI_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
-                   "OtherPatientNames", "OtherPatientIDsSequence", "PatientBirthName", "PatientAddress")
-
 
 def source_datasets(volume: Volume) -> list[Any]:
     """The source DICOM headers, one per z slice in array order (pixel data not read)."""
@@ -54,8 +49,45 @@ def source_datasets(volume: Volume) -> list[Any]:
             datasets.append(pydicom.dcmread(str(path), stop_before_pixels=True))
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
             raise InputError(path, f"cannot read the source DICOM file ({exc})") from exc
+    complete_uids(datasets, [str(getattr(ds, "filename", "") or "") for ds in datasets])
     check_frames_match_volume(volume, datasets)
     return datasets
+
+
+def _text(ds: Any, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def complete_uids(datasets: Sequence[Any], paths: Sequence[str]) -> None:
+    """Fill UIDs a source file carries empty (real archives hold such files) from what the file
+    meta or the series' other files provide, generating only what the standard lets us (a new
+    frame of reference); refuse, naming the attribute, where a SEG could not reference the source."""
+    from pydicom.uid import generate_uid
+
+    for ds, path in zip(datasets, paths, strict=True):
+        meta = getattr(ds, "file_meta", None)
+        for keyword, meta_keyword in (("SOPClassUID", "MediaStorageSOPClassUID"),
+                                      ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+            if not _text(ds, keyword):
+                value = str(getattr(meta, meta_keyword, "") or "").strip() if meta is not None else ""
+                if not value:
+                    raise InputError(path or None, f"{keyword} is empty in the file and in its file meta; "
+                                                   "a DICOM SEG cannot reference this image")
+                setattr(ds, keyword, value)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+        values = {_text(ds, keyword) for ds in datasets} - {""}
+        if len(values) > 1:
+            raise InputError(paths[0] or None, f"the slices disagree on {keyword} ({len(values)} values); "
+                                               "a DICOM SEG references one series")
+        if values:
+            value = values.pop()
+        elif keyword == "FrameOfReferenceUID":
+            value = generate_uid()  # a SEG needs one; a new one claims no registration to anything
+        else:
+            raise InputError(paths[0] or None, f"{keyword} is empty in every slice; a DICOM SEG cannot "
+                                               "reference a series without it")
+        for ds in datasets:
+            setattr(ds, keyword, value)
 
 
 def check_frames_match_volume(volume: Volume, datasets: Sequence[Any], atol_mm: float = 1e-2) -> None:
@@ -80,21 +112,12 @@ def check_frames_match_volume(volume: Volume, datasets: Sequence[Any], atol_mm: 
                                         f"{np.round(expected, 3).tolist()}")
 
 
-def deidentified_copies(datasets: Sequence[Any], volume: Volume) -> list[Any]:
-    """Copies of the headers with the patient identifiers replaced by a stable pseudonym."""
-    pseudonym = "ANON-" + hashlib.blake2b(
-        str(volume.metadata.get("patient_id") or volume.content_id).encode(), digest_size=5).hexdigest().upper()
-    out = []
-    for ds in datasets:
-        ds = copy.deepcopy(ds)
-        for keyword in _PHI_ATTRIBUTES:
-            if keyword in ds:
-                delattr(ds, keyword)
-        ds.PatientName = "Anonymous^"
-        ds.PatientID = pseudonym
-        ds.PatientBirthDate = ""
-        out.append(ds)
-    return out
+def deidentified_copies(datasets: Sequence[Any], key: bytes) -> list[Any]:
+    """Copies of the source headers de-identified by the PS3.15 basic profile (UIDs retained, so
+    the SEG still references its source instances) with a keyed pseudonymous Patient ID."""
+    from annotator.export.deidentify import deidentify_dataset
+
+    return [deidentify_dataset(copy.deepcopy(ds), key) for ds in datasets]
 
 
 _TEXT_VRS = {"PN": 64, "LO": 64, "SH": 16, "LT": 10240, "ST": 1024, "UT": 1 << 20, "UC": 1 << 20,
@@ -153,6 +176,14 @@ class DicomSegExporter(BaseExporter):
 
     name = "dicom-seg"
 
+    def prepare(self, out_dir: Path, table: LabelTable, case_ids: Sequence[str],
+                spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
+        if spec.keep_phi or spec.pseudonym_key:
+            return spec, list(case_ids)
+        from annotator.export.deidentify import dataset_key
+
+        return replace(spec, pseudonym_key=dataset_key(out_dir, spec.pseudonym_key_file).hex()), list(case_ids)
+
     def case_files(self, out_dir: Path, case_id: str, spec: ExportSpec) -> list[tuple[Path, str]]:
         return [(Path(out_dir), f"{case_id}_seg.dcm")]
 
@@ -166,7 +197,9 @@ class DicomSegExporter(BaseExporter):
         refuse_existing([path], spec)
         datasets = source_datasets(volume)
         if not spec.keep_phi:
-            datasets = deidentified_copies(datasets, volume)
+            if not spec.pseudonym_key:  # export_case called without prepare (a library caller)
+                spec, _ = self.prepare(Path(out_dir), label_map.table, [case_id], spec)
+            datasets = deidentified_copies(datasets, bytes.fromhex(spec.pseudonym_key))
         label_ids = label_map.present_ids()
         if not label_ids:
             raise InputError(None, f"case {case_id}: the label map is empty; a DICOM SEG needs at least one segment")

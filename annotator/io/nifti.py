@@ -336,8 +336,9 @@ def _nifti_ready_array(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def write_nifti(volume: Volume, path: Path) -> None:
-    """NIfTI-1 with sform and qform both set to the Volume's RAS affine (code 1, scanner)."""
+def write_nifti(volume: Volume, path: Path, *, keep_description: bool = False) -> None:
+    """NIfTI-1 with sform and qform both set to the Volume's RAS affine (code 1, scanner); the
+    source's description in `descrip` only with keep_description (free text may identify)."""
     import nibabel as nib
 
     data = _nifti_ready_array(np.asarray(volume.array)).T  # (z, y, x) -> (x, y, z)
@@ -346,7 +347,7 @@ def write_nifti(volume: Volume, path: Path) -> None:
     img.header.set_xyzt_units(xyz="mm")
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
-    description = str(volume.metadata.get("series_description", ""))[:79]
+    description = str(volume.metadata.get("series_description", ""))[:79] if keep_description else ""
     if description:
         img.header["descrip"] = description.encode("ascii", "replace")
     with atomic_path(path) as tmp:

@@ -120,11 +120,13 @@ def _image_file_in_folder(folder: Path, series_uid: str | None) -> Path | None:
     raise InputError(folder, f"holds {len(series) + len(files)} images; choose one with its UID/path: {listing}")
 
 
-def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: bool = False,
+                 keep_description: bool = False) -> None:
     """Write NIfTI (.nii/.nii.gz), NRRD (.nrrd) or MetaImage (.mha) with the Volume's exact geometry.
 
     The write is atomic (temporary file + rename). An existing file is replaced only with
-    overwrite=True.
+    overwrite=True. The source's free-text description (a series description may name the
+    patient) goes into the NIfTI header only with keep_description.
     """
     path = Path(path)
     if not nifti.has_suffix(path, nifti.WRITE_SUFFIXES):
@@ -134,6 +136,6 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: boo
     if path.is_dir():
         raise InputError(path, "is a folder, not a file name")
     if nifti.has_suffix(path, nifti.NIFTI_SUFFIXES):
-        nifti.write_nifti(volume, path)
+        nifti.write_nifti(volume, path, keep_description=keep_description)
     else:
         itk_image.write_itk(volume, path)

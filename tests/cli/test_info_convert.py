@@ -121,3 +121,29 @@ def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("annotator convert: error:")
     assert "empty" in result.stderr
+
+
+def test_no_source_free_text_reaches_a_converted_or_cleaned_file_without_keep_phi(tmp_path, capsys):
+    """A series description may name the patient: convert, clean and segment leave it out of the
+    NIfTI header; convert --keep-phi keeps it."""
+    import nibabel as nib
+
+    src = tmp_path / "src.nii.gz"
+    image = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.eye(4))
+    image.header["descrip"] = b"Jane Doe head CT 1970-02-15"
+    nib.save(image, src)
+    labels = tmp_path / "labels.nii.gz"
+    lab = nib.Nifti1Image(np.ones((6, 5, 4), np.uint8), np.eye(4))
+    lab.header["descrip"] = b"Jane Doe liver"
+    nib.save(lab, labels)
+
+    def descrip(path):
+        return nib.load(str(path)).header["descrip"].item().decode()
+
+    assert main(["convert", str(src), str(tmp_path / "plain.nii.gz")]) == 0
+    assert "Jane" not in descrip(tmp_path / "plain.nii.gz")
+    assert main(["clean", str(labels), "--fill-holes", "-o", str(tmp_path / "cleaned")]) == 0
+    (cleaned,) = (tmp_path / "cleaned").glob("*.nii.gz")
+    assert "Jane" not in descrip(cleaned)
+    assert main(["convert", str(src), str(tmp_path / "kept.nii.gz"), "--keep-phi"]) == 0
+    assert descrip(tmp_path / "kept.nii.gz") == "Jane Doe head CT 1970-02-15"

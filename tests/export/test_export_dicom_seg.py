@@ -68,8 +68,67 @@ def test_synthetic_series_round_trip_and_no_phi_in_any_byte(tmp_path):
     import pydicom
 
     ds = pydicom.dcmread(str(path))
-    assert str(ds.PatientName) == "Anonymous^"
+    assert str(ds.PatientName) == "Anonymous"
     assert ds.PatientID.startswith("ANON-")
+
+
+def test_seg_is_deidentified_by_the_ps315_basic_profile_with_an_unlinkable_pseudonym(tmp_path):
+    """Every identifying attribute the issue found in a SEG (and the rest of table E.1-1) is gone
+    or emptied; the UIDs are kept so the SEG still lies on its source; the Patient ID pseudonym is
+    keyed per output folder, so two datasets cannot be linked and a record number cannot be
+    recovered by hashing candidates."""
+    import hashlib
+    import hmac
+
+    import pydicom
+
+    files = write_synthetic_ct_series(tmp_path / "src")
+    for file in files:  # what real archives carry (the issue's list)
+        ds = pydicom.dcmread(file)
+        ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "ACC99", "WHO^DOCTOR", "STUDY77"
+        ds.InstitutionName, ds.OtherPatientIDs, ds.PatientAddress = "Saint Elsewhere", "OTHER123", "1 Main St"
+        ds.PatientAge, ds.StudyDescription = "055Y", "Jane's liver follow-up"
+        ds.save_as(file)
+    volume = volume_from_dicom_files(files)
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    export_volume("dicom-seg", volume, labels_for(volume), out_a, ExportSpec(case_id="one"))
+    export_volume("dicom-seg", volume, labels_for(volume), out_b, ExportSpec(case_id="one"))
+    seg_a = pydicom.dcmread(next(out_a.glob("*.dcm")))
+    seg_b = pydicom.dcmread(next(out_b.glob("*.dcm")))
+    # removed, emptied, or the profile's dummy value (dates 00010101): never the source's value
+    dummies = ("", "00010101", "000000.00", "000000", "ANONYMOUS", "Anonymous", "O")
+    for keyword in ("AccessionNumber", "ReferringPhysicianName", "StudyID", "PatientBirthDate", "PatientSex",
+                    "PatientAge", "StudyDate", "StudyTime"):
+        assert str(seg_a.get(keyword, "") or "") in dummies, (keyword, seg_a.get(keyword))
+    for keyword in ("InstitutionName", "OtherPatientIDs", "PatientAddress", "StudyDescription"):
+        assert keyword not in seg_a, keyword
+    data = next(out_a.glob("*.dcm")).read_bytes()
+    for value in ("ACC99", "WHO^DOCTOR", "STUDY77", "Elsewhere", "OTHER123", "Main St", "20240101", "PID4711"):
+        assert value.encode() not in data, value
+    assert seg_a.PatientIdentityRemoved == "YES"
+    assert "PS3.15" in seg_a.DeidentificationMethod
+    assert [c.CodeValue for c in seg_a.DeidentificationMethodCodeSequence] == ["113100", "113110"]
+    assert seg_a.StudyInstanceUID == pydicom.dcmread(files[0]).StudyInstanceUID  # Retain UIDs
+    check_seg_reads_back(next(out_a.glob("*.dcm")), volume, labels_for(volume))
+    # the pseudonym: stable within a folder, different across folders, never an unkeyed hash
+    assert seg_a.PatientID != seg_b.PatientID
+    export_volume("dicom-seg", volume, labels_for(volume), out_a, ExportSpec(case_id="two"))
+    assert pydicom.dcmread(out_a / "two_seg.dcm").PatientID == seg_a.PatientID
+    unkeyed = {hashlib.blake2b(b"PID4711", digest_size=5).hexdigest().upper(),
+               hashlib.sha256(b"PID4711").hexdigest()[:16].upper()}
+    assert seg_a.PatientID[len("ANON-"):] not in unkeyed
+    # the key lives outside the dataset and, kept by the user, re-identifies
+    from annotator.export.deidentify import key_path_for
+
+    key_file = key_path_for(out_a)
+    assert not key_file.is_relative_to(out_a)
+    key = bytes.fromhex(key_file.read_text().split()[0])
+    expected = hmac.new(key, b"PID4711", hashlib.sha256).hexdigest()[:16].upper()
+    assert seg_a.PatientID == "ANON-" + expected
+    out_c = tmp_path / "c"
+    export_volume("dicom-seg", volume, labels_for(volume), out_c,
+                  ExportSpec(case_id="one", pseudonym_key_file=str(key_file)))
+    assert pydicom.dcmread(next(out_c.glob("*.dcm"))).PatientID == seg_a.PatientID
 
 
 def test_keep_phi_copies_the_patient_module(tmp_path):
@@ -128,3 +187,39 @@ def test_source_without_plane_position_is_a_clear_input_error(tmp_path):
     with pytest.raises(InputError, match="single-frame source images"):
         export_volume("dicom-seg", volume, labels_for(volume), tmp_path / "out", ExportSpec())
     assert not (tmp_path / "out").exists()
+
+
+def test_empty_uids_in_the_source_are_taken_from_file_meta_and_other_slices(tmp_path):
+    """Real archives hold files whose dataset body carries empty UIDs (highdicom then raised
+    KeyError: ''): the SEG is written from the file meta and the other slices, and each frame
+    references the right source instance; where no source has the UID, a one-line refusal names it."""
+    import highdicom as hd
+    import pydicom
+
+    files = write_synthetic_ct_series(tmp_path / "src")
+    instance_uids = []
+    for n, file in enumerate(files):
+        ds = pydicom.dcmread(file)
+        instance_uids.append(ds.file_meta.MediaStorageSOPInstanceUID)
+        ds.SOPInstanceUID, ds.SOPClassUID = "", ""
+        if n % 2:
+            ds.StudyInstanceUID, ds.FrameOfReferenceUID = "", ""
+        ds.save_as(file, enforce_file_format=False)
+    volume = volume_from_dicom_files(files)
+    label_map = labels_for(volume)
+    export_volume("dicom-seg", volume, label_map, tmp_path / "out", ExportSpec(case_id="c"))
+    seg = hd.seg.segread(str(tmp_path / "out" / "c_seg.dcm"))
+    numbers = list(seg.segment_numbers)
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=instance_uids, segment_numbers=numbers)
+    assert pixels.shape[0] == len(files)
+    assert np.any(pixels)
+    assert seg.StudyInstanceUID == pydicom.dcmread(files[0]).StudyInstanceUID
+
+    for file in files:
+        ds = pydicom.dcmread(file)
+        ds.StudyInstanceUID = ""
+        ds.save_as(file, enforce_file_format=False)
+    volume = volume_from_dicom_files(files)
+    with pytest.raises(InputError, match="StudyInstanceUID is empty in every slice"):
+        export_volume("dicom-seg", volume, labels_for(volume), tmp_path / "refused", ExportSpec(case_id="c"))
+    assert not list((tmp_path / "refused").glob("*.dcm"))
