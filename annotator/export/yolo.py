@@ -1,12 +1,21 @@
 """YOLO segmentation: one PNG per slice and a .txt of normalised polygons per image, plus data.yaml.
 
 Each line is `class x1 y1 x2 y2 ...` with coordinates in 0..1 of the image width/height; class
-numbers are the label table renumbered 0..N-1 (names in data.yaml). Polygons follow pixel edges
-exactly; YOLO polygons cannot hold holes, so a hole is filled (the result's warnings count them).
+numbers are the label table renumbered 0..N-1 (names in data.yaml).
+
+The consumer decides what a polygon means. Ultralytics rasterises a label by scaling the
+coordinates to pixels, truncating them to integers and filling with cv2.fillPoly, which paints
+the pixels whose centres lie on or inside the polygon (ultralytics.data.utils.polygon2mask).
+So the polygons here run through the centres of a component's boundary pixels (its OpenCV
+contour), nudged 0.01 px up so that truncation lands on the intended pixel: filled that way they
+give back exactly our mask. (Pixel-edge polygons, right for COCO/pycocotools, grow every mask by
+a ring of pixels there.) YOLO polygons cannot hold holes, so a hole is filled (the result's
+warnings count them).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,21 +39,35 @@ from annotator.export.api import (
     slice_window,
 )
 from annotator.export.components import label_components_2d
-from annotator.export.polygons import loop_area, pixel_edge_loops
 from annotator.export.slice_images import slice_image_name, write_png
 
 
+# Written coordinates are rounded up to 6 decimals after this nudge, so that scaling back to
+# pixels (float32 in Ultralytics) and truncating gives the pixel itself, never the one before it.
+_NUDGE_PX = 0.01
+
+
+def _normalised(value: int, size: int) -> str:
+    return f"{math.ceil((value + _NUDGE_PX) / size * 1e6) / 1e6:.6f}"
+
+
 def yolo_lines(label_slice: np.ndarray, class_of: dict[int, int], connectivity: int = 2) -> tuple[list[str], int]:
-    """YOLO polygon lines for one slice, and how many holes had to be dropped."""
+    """YOLO polygon lines for one slice (one per connected component), and how many holes were filled."""
+    import cv2
+
     height, width = label_slice.shape
     lines, holes = [], 0
     for label_id, stack in label_components_2d(label_slice, connectivity):
         for k in range(stack.shape[2]):
-            for loop in pixel_edge_loops(stack[:, :, k]):
-                if loop_area(loop) <= 0:
+            component = np.ascontiguousarray(stack[:, :, k])
+            contours, hierarchy = cv2.findContours(component, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+            for contour, links in zip(contours, hierarchy[0], strict=True):
+                if links[3] >= 0:  # a hole's contour: YOLO cannot hold it, the fill covers it
                     holes += 1
                     continue
-                coords = " ".join(f"{x / width:.6f} {y / height:.6f}" for x, y in loop)
+                points = contour.reshape(-1, 2).tolist()
+                points += [points[0]] * (3 - len(points))  # a line needs 3 points to read as a polygon
+                coords = " ".join(f"{_normalised(x, width)} {_normalised(y, height)}" for x, y in points)
                 lines.append(f"{class_of[label_id]} {coords}")
     return lines, holes
 
