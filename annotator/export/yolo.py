@@ -41,13 +41,12 @@ from annotator.export.api import (
 from annotator.export.components import label_components_2d
 from annotator.export.slice_images import slice_image_name, write_png
 
-
 # Written coordinates are rounded up to 6 decimals after this nudge, so that scaling back to
 # pixels (float32 in Ultralytics) and truncating gives the pixel itself, never the one before it.
 _NUDGE_PX = 0.01
 
 
-def _normalised(value: int, size: int) -> str:
+def _normalised(value: float, size: int) -> str:
     return f"{math.ceil((value + _NUDGE_PX) / size * 1e6) / 1e6:.6f}"
 
 
