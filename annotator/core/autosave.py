@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +138,84 @@ def discard_autosave(directory: str | os.PathLike[str], volume_content_id: str) 
         except FileNotFoundError:
             pass
     return removed
+
+
+# ---- one window's claim on a volume's recovery files --------------------------------------------
+MAX_SLOTS = 16
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive lock on `path`, or None if someone holds it. The
+    operating system drops the lock when the process dies, so a crashed window frees its slot."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class AutosaveSlot:
+    """The recovery files one window writes for one volume, locked for as long as it is open.
+
+    A second window (or app instance) on the same image gets the next slot, so neither overwrites
+    nor deletes the other's recovery copy. Writes are ordered: a write of an older snapshot
+    (`sequence`) that arrives after a newer one (a background save finishing after the final save
+    on close) is dropped instead of replacing it.
+    """
+
+    def __init__(self, directory: Path, name: str, lock_fd: int) -> None:
+        self.directory = directory
+        self.name = name
+        self._lock_fd: int | None = lock_fd
+        self._write_lock = threading.Lock()
+        self._written = -1
+
+    @classmethod
+    def claim(cls, directory: str | os.PathLike[str], volume_content_id: str) -> AutosaveSlot:
+        """The first free slot of this volume (its own id, then id-1, id-2, ...)."""
+        directory = Path(directory)
+        base = _checked_id(volume_content_id)
+        for n in range(MAX_SLOTS):
+            name = base if n == 0 else f"{base[:120]}-{n}"
+            fd = _try_lock(directory / f"{name}.lock")
+            if fd is not None:
+                return cls(directory, name, fd)
+        raise OSError(f"{directory}: {MAX_SLOTS} windows already hold autosaves of this image")
+
+    def save(self, sequence: int, source_path: str | None, label_array: np.ndarray,
+             label_table_json: list[dict[str, Any]] | dict[str, Any]) -> bool:
+        """Write snapshot number `sequence`; False (nothing written) if a newer one is already saved."""
+        with self._write_lock:
+            if sequence < self._written:
+                return False
+            save_autosave(self.directory, self.name, source_path, label_array, label_table_json)
+            self._written = sequence
+            return True
+
+    def find(self) -> AutosaveInfo | None:
+        return find_autosave(self.directory, self.name)
+
+    def discard(self) -> bool:
+        with self._write_lock:
+            self._written = -1
+            return discard_autosave(self.directory, self.name)
+
+    def release(self) -> None:
+        """Give the slot back (its files stay: they are what a later window may offer)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the lock
+            self._lock_fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock_fd is not None

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
-from annotator.core.autosave import AutosaveInfo, discard_autosave, find_autosave, load_autosave
+from annotator.core.autosave import AutosaveInfo, AutosaveSlot, load_autosave
 from annotator.core.document import AnnotationDocument
 from annotator.core.errors import AnnotatorError
 from annotator.core.labels import LabelMap, LabelTable
@@ -44,6 +44,7 @@ class AutosaveController(QObject):
         self._export_snapshot: tuple[Volume, int] | None = None
         self._in_flight = False
         self._restore_offer_pending = False
+        self.slot: AutosaveSlot | None = None  # this window's recovery files of the open volume
         self.timer = QTimer(self)
         self.timer.setObjectName("autosave")
         self.timer.timeout.connect(self.save_now)
@@ -64,6 +65,15 @@ class AutosaveController(QObject):
         self.edit_count = self.autosaved_count = self.exported_count = 0
         self._export_snapshot = None
         self.label.setText("")
+        self._release_slot()
+        volume = self.doc.volume
+        if volume is not None:
+            try:
+                self.slot = AutosaveSlot.claim(autosave_dir(), volume.content_id)
+            except (OSError, ValueError) as exc:
+                log.warning("no autosave for this window: %s", exc)
+                self.label.setText("autosave off")
+                self.show_message(f"Autosave is off for this window: {exc}", 10000)
         if self.settings.autosave_seconds > 0:
             self.timer.start(int(self.settings.autosave_seconds) * 1000)
         self._restore_offer_pending = True
@@ -72,14 +82,14 @@ class AutosaveController(QObject):
     # ---- saving -----------------------------------------------------------------------------
     def save_now(self) -> Future | None:
         """Timer slot: save the label map off the GUI thread if it changed since the last autosave."""
-        volume = self.doc.volume
-        if volume is None or self.edit_count == self.autosaved_count or self._in_flight:
+        volume, slot = self.doc.volume, self.slot
+        if volume is None or slot is None or self.edit_count == self.autosaved_count or self._in_flight:
             return None
         count = self.edit_count
         snapshot = self.doc.labels.array.copy()  # the user keeps painting while it is written
         table_json = self.doc.labels.table.to_json()
         self._in_flight = True
-        return self.background.submit(lambda: autosave_job(volume, snapshot, table_json),
+        return self.background.submit(lambda: autosave_job(slot, count, volume, snapshot, table_json),
                                       lambda saved_at: self._on_saved(volume, count, saved_at),
                                       self._on_failed)
 
@@ -108,17 +118,25 @@ class AutosaveController(QObject):
     # ---- leaving the volume -----------------------------------------------------------------
     def finish(self) -> None:
         """Leaving this volume: drop its autosave if everything was exported, else save the last edits."""
-        volume = self.doc.volume
-        if volume is None:
+        volume, slot = self.doc.volume, self.slot
+        if volume is None or slot is None:
             return
         try:
             if self.edit_count == self.exported_count and not self._restore_offer_pending:
-                discard_autosave(autosave_dir(), volume.content_id)
+                slot.discard()  # only this window's copy: another window's stays
             elif self.edit_count != self.autosaved_count:
-                autosave_job(volume, self.doc.labels.array, self.doc.labels.table.to_json())
+                # ordered after any background save still running: that older snapshot is dropped
+                autosave_job(slot, self.edit_count, volume, self.doc.labels.array, self.doc.labels.table.to_json())
                 self.autosaved_count = self.edit_count
         except (OSError, ValueError) as exc:
             log.warning("autosave on close failed: %s", exc)
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
 
     @property
     def restore_offer_pending(self) -> bool:
@@ -145,10 +163,10 @@ class AutosaveController(QObject):
     def _offer_restore(self) -> None:
         """A volume just opened: if its autosave holds other labels, offer them back (one undo step)."""
         self._restore_offer_pending = False
-        volume = self.doc.volume
-        if volume is None:
+        volume, slot = self.doc.volume, self.slot
+        if volume is None or slot is None:
             return
-        info = find_autosave(autosave_dir(), volume.content_id)
+        info = slot.find()
         if info is None:
             return
         try:
@@ -171,4 +189,4 @@ class AutosaveController(QObject):
                 self.doc.replace_labels(saved_labels, "restore autosave")
                 self.show_message("Restored the autosaved labels (Ctrl+Z undoes it)", 8000)
         else:
-            discard_autosave(autosave_dir(), volume.content_id)
+            slot.discard()

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator.core.autosave import save_autosave
+from annotator.core.autosave import AutosaveSlot
 from annotator.core.geometry import Window, slice_2d
 from annotator.core.labels import LabelMap
 from annotator.core.volume import Volume
 from annotator.io.series import SeriesInfo
-from annotator.settings import autosave_dir
 
 
 def load_image_job(path: str, series_uid: str | None) -> Volume:
@@ -50,10 +49,11 @@ def read_labels_job(volume: Volume, path: str) -> LabelMap:
     return read_labels_onto(volume, path)
 
 
-def autosave_job(volume: Volume, label_array: np.ndarray, table_json: list) -> float:
-    """Write the crash-recovery copy of a label map snapshot; returns when it was saved."""
-    save_autosave(autosave_dir(), volume.content_id, str(volume.metadata.get("source_path") or ""),
-                  label_array, table_json)
+def autosave_job(slot: AutosaveSlot, sequence: int, volume: Volume, label_array: np.ndarray,
+                 table_json: list) -> float:
+    """Write the crash-recovery copy of label snapshot `sequence` into this window's slot; returns
+    when it was saved (a snapshot older than one already saved is dropped)."""
+    slot.save(sequence, str(volume.metadata.get("source_path") or ""), label_array, table_json)
     return time.time()
 
 

@@ -129,3 +129,40 @@ def test_unreadable_sidecar_means_not_found(tmp_path):
     save_autosave(tmp_path, CID, None, _labels(), _table())
     (tmp_path / f"{CID}.json").write_text("{not json")
     assert find_autosave(tmp_path, CID) is None
+
+
+def test_slots_are_exclusive_across_processes_and_freed_when_one_dies(tmp_path):
+    """A lock the OS drops on death: a second process on the same image gets another slot, and the
+    first slot is free again once its process is killed (a crash)."""
+    import subprocess
+    import sys
+
+    from annotator.core.autosave import AutosaveSlot
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; from annotator.core.autosave import AutosaveSlot; "
+         f"s = AutosaveSlot.claim(sys.argv[1], {CID!r}); print(s.name, flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == CID
+        mine = AutosaveSlot.claim(tmp_path, CID)
+        assert mine.name == f"{CID}-1"
+        mine.release()
+    finally:
+        holder.kill()
+        holder.wait()
+    again = AutosaveSlot.claim(tmp_path, CID)
+    assert again.name == CID
+    again.release()
+
+
+def test_an_older_snapshot_finishing_late_never_replaces_a_newer_one(tmp_path):
+    from annotator.core.autosave import AutosaveSlot
+
+    slot = AutosaveSlot.claim(tmp_path, CID)
+    newer, older = _labels(), _labels()
+    newer[0, 0, 0] = 7
+    assert slot.save(5, None, newer, _table())  # the final save on close
+    assert not slot.save(3, None, older, _table())  # the background save of an earlier state
+    np.testing.assert_array_equal(load_autosave(slot.find())[0], newer)
+    slot.release()

@@ -41,6 +41,11 @@ def answer_dialog(monkeypatch):
     return asked, answer
 
 
+def _crash(win):
+    """What the operating system does when the app dies: the window's autosave lock is dropped."""
+    win.autosave.slot.release()
+
+
 def _second_window(qtbot, volume):
     from annotator.qt.main_window import MainWindow
     from annotator.settings import Settings
@@ -74,6 +79,7 @@ def test_restore_in_new_window_is_one_undoable_edit(window, qtbot, small_phantom
     _autosave(window, qtbot)
 
     answer["button"] = QMessageBox.StandardButton.Yes
+    _crash(window)
     win2 = _second_window(qtbot, small_phantom.volume)  # as after a crash: the first never closed
     try:
         qtbot.waitUntil(lambda: bool(asked), timeout=5000)
@@ -93,6 +99,7 @@ def test_discard_leaves_labels_empty_and_removes_file(window, qtbot, small_phant
     _paint(window)
     _autosave(window, qtbot)
     answer["button"] = QMessageBox.StandardButton.Discard
+    _crash(window)
     win2 = _second_window(qtbot, small_phantom.volume)
     try:
         qtbot.waitUntil(lambda: bool(asked), timeout=5000)
@@ -108,6 +115,7 @@ def test_no_question_when_autosave_equals_what_opened(window, qtbot, small_phant
     window.doc.undo()  # edited, then back to the opened state
     _autosave(window, qtbot)
     assert find_autosave(autosave_dir(), small_phantom.volume.content_id) is not None  # there is one to offer
+    _crash(window)
     win2 = _second_window(qtbot, small_phantom.volume)
     try:
         qtbot.waitUntil(lambda: not win2.autosave.restore_offer_pending, timeout=5000)  # it was looked at
@@ -137,6 +145,7 @@ def test_corrupt_autosave_is_reported_not_fatal(window, qtbot, small_phantom, an
     _autosave(window, qtbot)
     info = find_autosave(autosave_dir(), small_phantom.volume.content_id)
     info.labels_path.write_bytes(b"not a zip at all")
+    _crash(window)
     win2 = _second_window(qtbot, small_phantom.volume)
     try:
         qtbot.waitUntil(lambda: "Autosave not restored" in win2.statusBar().currentMessage(), timeout=5000)
@@ -145,3 +154,27 @@ def test_corrupt_autosave_is_reported_not_fatal(window, qtbot, small_phantom, an
         assert not win2.doc.labels.array.any()
     finally:
         win2.shutdown()
+
+
+def test_two_live_windows_on_one_image_keep_separate_recovery_copies(window, qtbot, small_phantom, answer_dialog):
+    """No shared file: the second window writes its own slot, and closing it with no edits leaves
+    the first window's autosave in place."""
+    asked, _ = answer_dialog
+    content_id = small_phantom.volume.content_id
+    _paint(window)
+    _autosave(window, qtbot)
+    first = window.autosave.slot.find()
+    before = first.labels_path.read_bytes()
+    win2 = _second_window(qtbot, small_phantom.volume)
+    qtbot.waitUntil(lambda: not win2.autosave.restore_offer_pending, timeout=5000)
+    assert asked == []  # the live window's copy is not offered to another window
+    assert win2.autosave.slot.name != window.autosave.slot.name
+    _paint(win2, label_id=1)
+    win2.doc.add_label("other")
+    _autosave(win2, qtbot)
+    assert first.labels_path.read_bytes() == before  # not overwritten by the other window
+    win2.doc.undo()
+    win2.doc.undo()
+    win2.close()
+    assert find_autosave(autosave_dir(), content_id) is not None  # the first window's copy survives
+    assert first.labels_path.read_bytes() == before
