@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import subprocess
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,8 +47,8 @@ class EngineBridge(QObject):
     embedding_ready = Signal(int, int)  # axis, index
     propagation_progress = Signal(int, int)  # done, total
     propagation_finished = Signal(str)  # "" on success, else why not
-    _engine_loaded = Signal(object)  # a PromptEngine, from the loader thread
-    _engine_failed = Signal(str)     # why it could not load, from the loader thread
+    _engine_loaded = Signal(int, object)  # load generation, a PromptEngine, from the loader thread
+    _engine_failed = Signal(int, str)     # load generation, why it could not load
     _executor_result = Signal(object)  # EngineResult of an embed/prefetch/predict, from the engine thread
 
     def __init__(self, doc: AnnotationDocument, settings: Any = None, options: dict | None = None,
@@ -67,6 +68,7 @@ class EngineBridge(QObject):
         self.prefetch_total = 0
         self.active_axis = 0
         self._closed = False
+        self._load_generation = 0  # a load started before the latest reload delivers a stale engine
         self._model_window: tuple[Volume, Window] | None = None
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-engine-load")
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-prompts")
@@ -100,8 +102,10 @@ class EngineBridge(QObject):
         name = self.options.get("engine") or getattr(self.settings, "engine", "auto") or "auto"
         checkpoint = self.options.get("checkpoint") or getattr(self.settings, "checkpoint", None)
         runtime = self.options.get("runtime") or getattr(self.settings, "runtime", "auto") or "auto"
+        self._load_generation += 1
+        generation = self._load_generation
         future = self._loader.submit(_create_engine, name, checkpoint, runtime)
-        future.add_done_callback(self._deliver_engine)
+        future.add_done_callback(lambda done: self._deliver_engine(generation, done))
 
     def reload(self, *, engine_name: str | None = None, checkpoint: str | None = None,
                runtime: str | None = None) -> None:
@@ -113,25 +117,28 @@ class EngineBridge(QObject):
         if runtime is not None:
             self.options["runtime"] = runtime
         self._stop_executor()
+        _stop_background_check(self.engine)
         self.engine = None
         self.service = None
         self.start()
 
-    def _deliver_engine(self, future: Future) -> None:  # runs on the loader thread
-        if self._closed:
-            return
+    def _deliver_engine(self, generation: int, future: Future) -> None:  # runs on the loader thread
         exc = future.exception()
         if exc is not None:
-            self._engine_failed.emit(str(exc))
+            self._engine_failed.emit(generation, str(exc))
+        elif self._closed:
+            _stop_background_check(future.result())
         else:
-            self._engine_loaded.emit(future.result())
+            self._engine_loaded.emit(generation, future.result())
 
-    def _on_engine_loaded(self, engine: Any) -> None:
-        if not self._closed:
-            self._build(engine)
+    def _on_engine_loaded(self, generation: int, engine: Any) -> None:
+        if self._closed or generation != self._load_generation:
+            _stop_background_check(engine)  # superseded by a later choice: never built, nothing left running
+            return
+        self._build(engine)
 
-    def _on_engine_failed(self, why: str) -> None:
-        if self._closed:
+    def _on_engine_failed(self, generation: int, why: str) -> None:
+        if self._closed or generation != self._load_generation:
             return
         self.state = "failed"
         self.load_error = why
@@ -143,6 +150,7 @@ class EngineBridge(QObject):
         from annotator.engine.executor import EngineExecutor
         from annotator.engine.service import EmbeddingService
 
+        self._stop_executor()  # one executor, one model thread, whatever came before
         self.engine = engine
         if self.cache is None:
             self.cache = EmbeddingCache.from_settings(self.settings) if self.settings is not None \
@@ -171,10 +179,7 @@ class EngineBridge(QObject):
         self._stop_executor()  # unblocks a helper waiting on a prediction (its future resolves)
         self._helper.shutdown(wait=True, cancel_futures=True)
         self._loader.shutdown(wait=True, cancel_futures=True)
-        check = getattr(self.engine, "background_check", None)
-        if check is not None and check.poll() is None:
-            check.terminate()  # its cache writes are atomic; the next start simply checks again
-            check.wait(timeout=10)
+        _stop_background_check(self.engine)
 
     @property
     def ready(self) -> bool:
@@ -295,6 +300,17 @@ class EngineBridge(QObject):
 
     def propagation_keys(self, axis: int, label_id: int) -> list:
         return self.propagation.keys(axis, label_id)
+
+
+def _stop_background_check(engine: Any) -> None:
+    check = getattr(engine, "background_check", None)
+    if check is not None and check.poll() is None:
+        check.terminate()  # its cache writes are atomic; the next start simply checks again
+        try:
+            check.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            check.kill()
+            check.wait(timeout=10)
 
 
 def _create_engine(name: str, checkpoint: str | None, runtime: str) -> Any:  # loader thread

@@ -385,3 +385,30 @@ def test_stored_only_returns_none_until_a_check_has_stored_a_choice(tiny_encoder
     assert again is not None
     assert again.from_cache
     assert again.name == first.name
+
+
+def test_background_preparation_starts_without_preexec_fn_and_lowers_its_own_priority(monkeypatch):
+    """preexec_fn is documented to deadlock when the parent has threads (the window starts the
+    preparation from its loader thread): the child lowers its priority itself."""
+    import os
+    import subprocess
+
+    from annotator.engine.runtime import prepare
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, args, **kwargs):
+            seen.update(kwargs, args=args)
+
+    monkeypatch.setattr(subprocess, "Popen", Recorder)
+    prepare.start_background_preparation("auto", "lite-medsam")
+    assert "preexec_fn" not in seen
+    assert seen["args"][1:4] == ["-m", "annotator.engine.runtime.prepare", "auto"]
+    if hasattr(os, "nice"):
+        niced = []
+        monkeypatch.setattr(os, "nice", niced.append)
+        monkeypatch.setattr("annotator.engine.factory.create_engine",
+                            lambda *a, **k: type("E", (), {"model_id": "x", "runtime": "torch"})())
+        assert prepare.main(["auto", "classical"]) == 0
+        assert niced == [10]

@@ -333,3 +333,44 @@ def test_forcing_a_runtime_reloads_the_engine_on_it_and_is_remembered(qtbot, sma
         assert calls == ["auto", "torch"]
     finally:
         win.shutdown()
+
+
+def test_ten_engine_switches_leave_one_executor_and_at_most_one_preparation_process(make_window, qtbot,
+                                                                                   monkeypatch):
+    """Choosing another engine or runtime stops the old executor (its model thread) and the old
+    background preparation process, also when a slow load is overtaken by a later choice."""
+    import subprocess
+    import sys
+
+    from annotator.qt import engine_bridge
+
+    started: list[subprocess.Popen] = []
+
+    def create(name, checkpoint, runtime):  # each load starts a preparation process, as LiteMedSAM's first start does
+        time.sleep(0.05 if len(started) % 2 else 0.0)
+        engine = FakeEngine()
+        engine.background_check = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        started.append(engine.background_check)
+        return engine
+
+    monkeypatch.setattr(engine_bridge, "_create_engine", create)
+    win = make_window(FakeEngine())
+    bridge = win.bridge
+    try:
+        for n in range(10):
+            bridge.reload(runtime="torch" if n % 2 else "auto")
+            if n % 3 == 2:  # sometimes the next choice comes before the load finished
+                continue
+            qtbot.waitUntil(lambda: bridge.ready, timeout=10000)
+        qtbot.waitUntil(lambda: bridge.ready and len(started) == 10, timeout=10000)
+        qtbot.wait(200)  # any stale load still in the queue has delivered by now
+        executor_threads = [t for t in threading.enumerate() if t.name == "annotator-engine" and t.is_alive()]
+        assert len(executor_threads) == 1
+        alive = [p for p in started if p.poll() is None]
+        assert len(alive) <= 1
+        assert alive == [] or alive[0] is bridge.engine.background_check
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -21,15 +21,15 @@ def start_background_preparation(runtime: str = "auto", engine: str = "auto",
     """Start the check for the engine create_engine(engine, checkpoint) gives ("auto": by the
     checkpoint's layout, the bundled LiteMedSAM without one) in a separate low-priority process;
     None if it could not be started."""
-    def lower_priority() -> None:
-        os.nice(10)
-
+    # The child lowers its own priority (main): a preexec_fn may deadlock when the parent has
+    # threads, and the window starts this from its loader thread.
+    flags = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0) if os.name == "nt" else 0
     try:
         return subprocess.Popen(  # our own module, fixed arguments
             [sys.executable, "-m", "annotator.engine.runtime.prepare", runtime, engine,
              *([str(checkpoint)] if checkpoint else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=lower_priority if hasattr(os, "nice") else None,
+            creationflags=flags,
         )
     except OSError as exc:
         log.warning("could not start the background runtime check: %s", exc)
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Loads the engine with that runtime on the CPU: checks, exports, stores the choice."""
     argv = sys.argv[1:] if argv is None else argv
+    if hasattr(os, "nice"):
+        os.nice(10)  # a background job: the user's window comes first
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from annotator.engine.factory import create_engine
 
