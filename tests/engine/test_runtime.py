@@ -412,3 +412,57 @@ def test_background_preparation_starts_without_preexec_fn_and_lowers_its_own_pri
                             lambda *a, **k: type("E", (), {"model_id": "x", "runtime": "torch"})())
         assert prepare.main(["auto", "classical"]) == 0
         assert niced == [10]
+
+
+def test_an_entry_rewritten_with_a_matching_manifest_is_not_trusted(tmp_path):
+    """Whoever can write the cache folder can rewrite a blob and its manifest together; only a
+    manifest recorded outside the cache certifies an entry."""
+    import hashlib
+    import json
+
+    builds = []
+
+    def build(folder: Path) -> None:
+        builds.append(folder)
+        (folder / "m.bin").write_bytes(b"weights")
+
+    cache = CompiledModelCache(tmp_path / "cache")
+    assert cache.get_or_build(_key(), build, lambda f: (f / "m.bin").read_bytes()) == b"weights"
+    assert not cache.trust_dir.is_relative_to(cache.root)
+    entry = cache.folder(_key())
+    (entry / "m.bin").write_bytes(b"planted")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["files"]["m.bin"] = hashlib.sha256(b"planted").hexdigest()
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    again = CompiledModelCache(tmp_path / "cache")
+    assert again.get_or_build(_key(), build, lambda f: (f / "m.bin").read_bytes()) == b"weights"
+    assert again.stats.rebuilt_corrupt == 1
+    assert len(builds) == 2
+
+
+@needs_ort
+def test_a_stored_choice_is_reverified_on_a_sample_when_loaded(tiny_encoder, tmp_path, monkeypatch):
+    """A cache hit does not skip the accuracy check: a stored choice whose runner now disagrees
+    with torch fp32 (a changed or tampered blob) is checked again, not used."""
+    from annotator.engine.runtime import select
+
+    spec = _spec(tiny_encoder, sha="ab" * 32)
+    monkeypatch.setattr(select, "candidate_variants", lambda device="cpu": ["onnxruntime-fp32", "torch-fp32"])
+    first = select_runner(spec, check=_check(spec), cache=CompiledModelCache(tmp_path), require_faster=False)
+    assert first.name == "onnxruntime-fp32"
+    real_build = select.build_runner
+
+    def build(variant, spec, cache, device="cpu"):
+        runner = real_build(variant, spec, cache, device)
+        if variant != "onnxruntime-fp32":
+            return runner
+        return lambda *inputs: tuple(o * 1.05 for o in runner(*inputs))
+
+    monkeypatch.setattr(select, "build_runner", build)
+    again = select_runner(spec, check=_check(spec), cache=CompiledModelCache(tmp_path), require_faster=False)
+    assert not again.from_cache
+    assert again.name == "torch-fp32"
+    stored_only = select_runner(spec, check=_check(spec), cache=CompiledModelCache(tmp_path),
+                                require_faster=False, stored_only=True)
+    assert stored_only is not None
+    assert stored_only.name == "torch-fp32"

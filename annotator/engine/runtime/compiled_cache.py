@@ -4,6 +4,10 @@ Each entry is a folder under settings.compiled_model_dir() named from a key (wei
 runtime and its version, precision, input shapes, ...). It is built in a temporary folder and
 renamed into place (atomic), and holds a manifest with the SHA-256 of every file: an entry whose
 files do not match, or that the runtime fails to load, is deleted and rebuilt, never trusted.
+
+A manifest beside the files it certifies proves nothing to whoever can write that folder, so the
+SHA-256 of every manifest we wrote is also recorded outside the cache (the trust folder, under
+the config directory): an entry is used only if its manifest is one we recorded for that key.
 """
 
 from __future__ import annotations
@@ -65,13 +69,35 @@ class CacheStats:
 class CompiledModelCache:
     """Folders of exported models keyed by ArtifactKey; see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None,
+                 trust_dir: str | os.PathLike[str] | None = None) -> None:
         if root is None:
-            from annotator.settings import compiled_model_dir
+            from annotator.settings import compiled_model_dir, config_dir
 
             root = compiled_model_dir()
+            trust_dir = trust_dir or config_dir() / "compiled-model-trust"
         self.root = Path(root)
+        # outside the cache folder: what certifies the entries must not live beside them
+        self.trust_dir = Path(trust_dir) if trust_dir is not None else self.root.with_name(self.root.name + ".trust")
         self.stats = CacheStats()
+
+    def _trust_path(self, key: ArtifactKey) -> Path:
+        return self.trust_dir / f"{key.folder_name()}.json"
+
+    def _trusted_manifests(self, key: ArtifactKey) -> set[str]:
+        try:
+            record = json.loads(self._trust_path(key).read_text(encoding="utf-8"))
+            if record.get("key_digest") != key.digest():
+                return set()
+            return {str(m) for m in record.get("manifests", [])}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return set()
+
+    def _trust(self, key: ArtifactKey, manifest_sha: str) -> None:
+        from annotator.core.atomic import atomic_write_text
+
+        known = sorted(self._trusted_manifests(key) | {manifest_sha})[-8:]
+        atomic_write_text(self._trust_path(key), json.dumps({"key_digest": key.digest(), "manifests": known}))
 
     def folder(self, key: ArtifactKey) -> Path:
         return self.root / key.folder_name()
@@ -83,7 +109,10 @@ class CompiledModelCache:
         if not manifest_path.is_file():
             return None
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            manifest_bytes = manifest_path.read_bytes()
+            if hashlib.sha256(manifest_bytes).hexdigest() not in self._trusted_manifests(key):
+                raise ValueError("its manifest is not one this app recorded (written by something else?)")
+            manifest = json.loads(manifest_bytes.decode("utf-8"))
             if manifest.get("format") != CACHE_FORMAT or manifest.get("key_digest") != key.digest():
                 raise ValueError("manifest is for another key")
             files = manifest["files"]
@@ -129,7 +158,10 @@ class CompiledModelCache:
             files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             manifest = {"format": CACHE_FORMAT, "key_digest": key.digest(), "key": asdict(key),
                         "files": files}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=list), encoding="utf-8")
+            manifest_bytes = json.dumps(manifest, indent=1, default=list).encode("utf-8")
+            (tmp / MANIFEST).write_bytes(manifest_bytes)
+            # recorded before the rename, so another process that finds this entry first trusts it
+            self._trust(key, hashlib.sha256(manifest_bytes).hexdigest())
             if target.exists():
                 shutil.rmtree(target)
             try:

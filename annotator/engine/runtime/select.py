@@ -174,8 +174,9 @@ def _decision_key(spec: ModelSpec, variants: list[str], check: SelfCheck, device
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
 
+# Decisions live in the trust folder, outside the cache: a choice is a claim of accuracy.
 def _read_decision(cache: CompiledModelCache, key: str) -> str | None:
-    path = cache.root / "selections" / f"{key[:32]}.json"
+    path = cache.trust_dir / "selections" / f"{key[:32]}.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return str(data["variant"]) if data.get("key") == key else None
@@ -187,7 +188,7 @@ def _write_decision(cache: CompiledModelCache, key: str, variant: str,
                     results: list[VariantResult]) -> None:
     from annotator.core.atomic import atomic_write_text
 
-    path = cache.root / "selections" / f"{key[:32]}.json"
+    path = cache.trust_dir / "selections" / f"{key[:32]}.json"
     atomic_write_text(path, json.dumps({"key": key, "variant": variant,
                                         "results": [asdict(r) for r in results]}, indent=1))
 
@@ -230,6 +231,15 @@ def check_variants(spec: ModelSpec, variants: Sequence[str], check: SelfCheck,
     return results, runners
 
 
+def sample_agrees(spec: ModelSpec, runner: ModelRunner, check: SelfCheck, cache: CompiledModelCache,
+                  device: str = "cpu") -> bool:
+    """Re-verify a stored choice on load: its outputs on the check's first input still agree with
+    torch fp32's (two model calls; a cache hit never skips the accuracy check entirely)."""
+    reference = build_runner("torch-fp32", spec, cache, device)(*check.inputs[0])
+    scores = [float(s) for s in check.scores(0, reference, runner(*check.inputs[0]))]
+    return bool(scores) and float(np.mean(scores)) >= check.min_mean and min(scores) >= check.min_each
+
+
 def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | None = None,
                   cache: CompiledModelCache | None = None, device: str = "cpu",
                   require_faster: bool = True, stored_only: bool = False) -> Selection | None:
@@ -264,7 +274,11 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
     decided = _read_decision(cache, key)
     if decided is not None:
         try:
-            return Selection(build_runner(decided, spec, cache, device), from_cache=True)
+            runner = build_runner(decided, spec, cache, device)
+            if decided == "torch-fp32" or sample_agrees(spec, runner, check, cache, device):
+                return Selection(runner, from_cache=True)
+            log.warning("%s: stored runtime choice %s no longer agrees with torch fp32 on the check's "
+                        "first input; checking again", spec.part, decided)
         except Exception as exc:  # noqa: BLE001 - a stored choice that no longer loads is re-checked
             log.warning("%s: stored runtime choice %s failed (%s); checking again", spec.part, decided, exc)
     if stored_only:
