@@ -24,7 +24,7 @@ from annotator.core.errors import InputError
 # DICOM CID 7050 codes for what was done (PS3.16): the basic profile and the options applied.
 BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
 RETAIN_UIDS = ("113110", "Retain UIDs Option")
-METHOD_TEXT = "PS3.15 E.1-1 Basic Profile, Retain UIDs Option; pseudonymous Patient ID (annotator)"
+METHOD_TEXT = "PS3.15 E.1-1 Basic Profile, Retain UIDs (annotator)"  # LO: at most 64 characters
 
 
 def pseudonym_key_dir() -> Path:
