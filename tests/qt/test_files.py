@@ -149,3 +149,22 @@ def test_drop_a_file_on_the_window_opens_it(empty_window, small_phantom, tmp_pat
     assert empty_window.doc.volume.metadata["source_path"].endswith("dropped.nii.gz")
     # ... and it is now the first recent file, offered in File → Open recent.
     assert [a.data() for a in empty_window.recent_menu.actions()][0].endswith("dropped.nii.gz")
+
+
+def test_text_from_a_file_shows_as_its_characters_never_as_markup(window, small_phantom):
+    """A crafted SeriesDescription or path must not fake the info panel (rich text off for it)."""
+    from PySide6.QtGui import QTextDocument
+
+    crafted = '<b style="color:red">ANONYMISED</b><img src="x">'
+    volume = small_phantom.volume
+    fake = volume.with_array(volume.array)
+    fake.metadata.update(series_description=crafted, source_path="/data/<i>scan</i>.nii.gz",
+                         warnings=["<a href='x'>click</a>"])
+    window.doc.set_volume(fake)
+    rendered = QTextDocument()
+    rendered.setHtml(window.info.text())
+    text = rendered.toPlainText()
+    assert crafted in text  # shown literally
+    assert "/data/<i>scan</i>.nii.gz" in text
+    assert "<a href='x'>click</a>" in text
+    assert "<img" not in window.info.text()
