@@ -87,6 +87,7 @@ class PropagationParams:
     max_intensity_z: float = 3.0     # median intensity vs the running value, in robust sds
     intensity_min_sd_frac: float = 0.025  # floor of that sd, as a share of the key's window width
     intensity_adapt: float = 0.3     # how fast the running intensity follows accepted slices
+    intensity_from: str = "keys"     # "keys": the structure's intensity pooled over every key; "own": the run's key
     min_pixels: int = 4              # a mask smaller than this counts as empty
     between_keys: str = "blend"      # "blend" (model from both keys, shape-blended) or "interpolate"
     prefetch: int = 2                # slices embedded ahead of the current one
@@ -166,8 +167,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 class _IntensityModel:
     """Running robust intensity of the structure (raw image units)."""
 
-    def __init__(self, raw_hw: np.ndarray, mask: np.ndarray, window: Window, params: PropagationParams) -> None:
-        values = raw_hw[mask].astype(np.float64)
+    def __init__(self, values: np.ndarray, window: Window, params: PropagationParams) -> None:
+        values = np.asarray(values, dtype=np.float64)
         self.value = float(np.median(values))
         mad = float(np.median(np.abs(values - self.value)))
         self.sd = max(1.4826 * mad, params.intensity_min_sd_frac * float(window.width), 1e-6)
@@ -224,6 +225,8 @@ class _Run:
     progress: ProgressFn | None
     cancel: threading.Event | None
     done: int = 0
+    # the structure's voxel values on every non-empty key: what it looks like wherever the user said
+    pooled: np.ndarray | None = None
 
     def tick(self) -> None:
         self.done += 1
@@ -237,7 +240,9 @@ class _Run:
             return masks, "key is empty"
         if (end - key.index) * step <= 0:
             return masks, "volume edge"
-        intensity = _IntensityModel(self.predictor.raw(key.index), key.mask, key.window, self.params)
+        values = self.pooled if self.params.intensity_from == "keys" and self.pooled is not None \
+            else self.predictor.raw(key.index)[key.mask]
+        intensity = _IntensityModel(values, key.window, self.params)
         previous, index = key.mask, key.index
         while index != end:
             if self.cancel is not None and self.cancel.is_set():
@@ -292,8 +297,14 @@ def _interpolate_gap(lower: Key, upper: Key, spacing_rc: tuple[float, float]) ->
 def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: int, *, direction: str = "both",
               index_range: tuple[int, int] | None = None, params: PropagationParams = PropagationParams(),
               slice_spacing_px: float = 1.0, spacing_rc: tuple[float, float] = (1.0, 1.0),
+              extent: tuple[int, int] | None = None,
               progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> PropagationResult:
     """Masks for the slices around and between `keys` (see the module docstring).
+
+    extent: the structure's current (first, last) slice along the axis (what is labelled now, from
+    an earlier propagation or painting). A correction inside it refines the structure without
+    re-deciding where it ends: beyond an outermost key that lies inside the extent, the run stops at
+    the extent's end. A key on or beyond an end (or an empty key there) moves that end.
 
     direction: "both", "up" (+1) or "down" (-1) beyond the outermost keys; index_range: inclusive
     (first, last) slice limits; slice_spacing_px: slice spacing over the in-plane pixel size (how far
@@ -321,14 +332,28 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
         (low.index - first if go_down and low.mask.any() else 0)
     for lower, upper in zip(keys, keys[1:], strict=False):
         total += (upper.index - lower.index - 1) * (int(lower.mask.any()) + int(upper.mask.any()))
-    run = _Run(predictor, params, max(1.0, params.growth_slope * slice_spacing_px), max(total, 1), progress, cancel)
+    if params.intensity_from not in ("keys", "own"):
+        raise ValueError(f"intensity_from must be 'keys' or 'own', got {params.intensity_from!r}")
+    pooled = np.concatenate([predictor.raw(k.index)[k.mask] for k in keys if k.mask.any()])
+    run = _Run(predictor, params, max(1.0, params.growth_slope * slice_spacing_px), max(total, 1), progress, cancel,
+               pooled=pooled)
     result = PropagationResult(masks={k.index: k.mask.copy() for k in keys}, keys=frozenset(k.index for k in keys))
+    up_end, down_end = last, first
+    if extent is not None:
+        if high.index < extent[1]:
+            up_end = min(last, int(extent[1]))
+        if low.index > extent[0]:
+            down_end = max(first, int(extent[0]))
     try:
         if go_up:
-            masks, result.stops["+"] = run.chain(high, +1, last)
+            masks, result.stops["+"] = run.chain(high, +1, up_end)
+            if up_end != last and result.stops["+"] == "volume edge":
+                result.stops["+"] = f"kept to the structure's current end (slice {up_end})"
             result.masks.update(masks)
         if go_down:
-            masks, result.stops["-"] = run.chain(low, -1, first)
+            masks, result.stops["-"] = run.chain(low, -1, down_end)
+            if down_end != first and result.stops["-"] == "volume edge":
+                result.stops["-"] = f"kept to the structure's current end (slice {down_end})"
             result.masks.update(masks)
         for lower, upper in zip(keys, keys[1:], strict=False):
             if upper.index - lower.index < 2:

@@ -139,13 +139,14 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
                    "window": list(first.window.key()), "z_range_label": _z_range(truth_3d, axis)}
     slices = MeterSlices(meter)
 
-    def run() -> tuple[np.ndarray, dict]:
+    def run(extent: list[int] | None) -> tuple[np.ndarray, dict]:
         if not any(k.mask.any() for k in keys.values()):
             return np.zeros_like(truth_3d), {"+": "empty key", "-": "empty key"}
-        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params)
+        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params,
+                                  extent=None if extent is None else (extent[0], extent[1]))
         return result_volume_mask(result, truth_3d.shape, axis), result.stops
 
-    predicted, stops = run()
+    predicted, stops = run(None)
     entry.update(dice_3d=protocol.dice(predicted, truth_3d), z_range_predicted=_z_range(predicted, axis),
                  voxels_label=int(truth_3d.sum()), voxels_predicted=int(predicted.sum()), stops=stops,
                  stop_error_slices=_stop_errors(predicted, truth_3d, axis))
@@ -161,7 +162,8 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
         index = _where_to_erase(predicted, truth_3d, axis, index, keys)
         current = protocol.plane_slice(predicted, axis, index)
         keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current)
-        predicted, stops = run()
+        # as in the window: what is labelled now is the structure's current extent
+        predicted, stops = run(_z_range(predicted, axis))
         dices.append(protocol.dice(predicted, truth_3d))
         corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
     entry["corrections"] = dices

@@ -33,6 +33,14 @@ class PropagationJob:
     axis: int
     keys: tuple[Key, ...]
     label_id: int
+    extent: tuple[int, int] | None = None  # the label's labelled slices along the axis before the run
+
+
+def label_extent(label_array: np.ndarray, label_id: int, axis: int) -> tuple[int, int] | None:
+    """First and last slice along `axis` holding `label_id` (None when it has no voxels)."""
+    other = tuple(a for a in range(3) if a != axis)
+    present = np.flatnonzero(np.any(label_array == label_id, axis=other))
+    return (int(present[0]), int(present[-1])) if present.size else None
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,8 @@ class PropagationController(QObject):
         self._cancel = threading.Event()
         self.running = True
         executor.cancel_prefetch()
-        job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label)
+        job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
+                             label_extent(doc.labels.array, doc.active_label, axis))
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 
@@ -152,7 +161,7 @@ class PropagationController(QObject):
 
         try:
             result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
-                                      cancel=cancel)
+                                      cancel=cancel, extent=job.extent)
             outcome = PropagationOutcome(job, result, cancelled=result.cancelled)
         except Exception as exc:  # reported to the user (or a cancel when stopping)
             if cancel.is_set() or self.closed:

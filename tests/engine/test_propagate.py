@@ -108,6 +108,49 @@ def test_between_two_keys_both_are_used_and_an_empty_key_ends_the_structure():
     assert "8..12" in result.stops
 
 
+class BlurredKeyTube(TubeModel):
+    """Slice 13 is blurred (partial volume): inside the disk its values spread from the background's
+    to the structure's, as where a correction box caught a vessel's edge."""
+
+    def raw(self, index: int) -> np.ndarray:
+        img = super().raw(index)
+        if index == 13:
+            img[self.disk] = np.linspace(-100.0, 60.0, int(self.disk.sum()))
+        return img
+
+
+def test_a_blurred_correction_key_does_not_lose_what_the_structure_looks_like():
+    """A run from a key whose voxels are half background learns a wide, wrong intensity from it alone
+    and follows the background through the volume; learning from every key's voxels, it still
+    stops where the tube ends."""
+    model = BlurredKeyTube()
+    keys = [key(model, 10), key(model, 13)]
+    pooled = propagate(model, keys, TubeModel.N, direction="up")
+    assert max(pooled.masks) == TubeModel.LAST
+    assert "intensity" in pooled.stops["+"]
+    own = propagate(model, keys, TubeModel.N, direction="up", params=PropagationParams(intensity_from="own"))
+    assert max(own.masks) == TubeModel.N - 1  # the old rule: it never stops
+    with pytest.raises(ValueError, match="intensity_from"):
+        propagate(model, keys, TubeModel.N, params=PropagationParams(intensity_from="x"))
+
+
+def test_a_correction_inside_the_structure_does_not_move_its_ends():
+    """Re-propagating after a correction inside what is labelled refines it, but the outward runs stop
+    where the structure ends now; a key on an end (or beyond) is how the user moves that end."""
+    model = TubeModel()
+    loose = PropagationParams(max_intensity_z=1e9)  # nothing else would stop these runs
+    inside = propagate(model, [key(model, 9), key(model, 12)], TubeModel.N, params=loose, extent=(7, 14))
+    assert min(inside.masks) == 7
+    assert max(inside.masks) == 14
+    assert "current end (slice 14)" in inside.stops["+"]
+    assert "current end (slice 7)" in inside.stops["-"]
+    on_end = propagate(model, [key(model, 9), key(model, 14)], TubeModel.N, params=loose, extent=(7, 14))
+    assert max(on_end.masks) == TubeModel.N - 1  # the key on the end lets it go on
+    assert min(on_end.masks) == 7
+    free = propagate(model, [key(model, 9), key(model, 12)], TubeModel.N, params=loose)
+    assert (min(free.masks), max(free.masks)) == (0, TubeModel.N - 1)
+
+
 def test_interpolation_between_keys_needs_no_model():
     model = TubeModel()
     keys = [key(model, 5), Key(9, np.roll(model.disk, 8, axis=1), W)]
