@@ -90,6 +90,7 @@ class PropagationParams:
     intensity_from: str = "keys"     # "keys": the structure's intensity pooled over every key; "own": the run's key
     min_pixels: int = 4              # a mask smaller than this counts as empty
     between_keys: str = "blend"      # "blend" (model from both keys, shape-blended) or "interpolate"
+    interpolate_up_to: int = 2       # gaps of at most this many slices between keys: shape interpolation
     prefetch: int = 2                # slices embedded ahead of the current one
 
 
@@ -359,7 +360,7 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
             if upper.index - lower.index < 2:
                 continue
             name = f"{lower.index}..{upper.index}"
-            if params.between_keys == "interpolate":
+            if params.between_keys == "interpolate" or upper.index - lower.index - 1 <= params.interpolate_up_to:
                 result.masks.update(_interpolate_gap(lower, upper, spacing_rc))
                 result.stops[name] = "interpolated"
                 continue

@@ -151,6 +151,22 @@ def test_a_correction_inside_the_structure_does_not_move_its_ends():
     assert (min(free.masks), max(free.masks)) == (0, TubeModel.N - 1)
 
 
+def test_keys_close_together_are_filled_by_shape_interpolation():
+    """Between keys at most two slices apart the shape is interpolated (measured better than running
+    the model there); a wider gap is run from both keys."""
+    model = TubeModel()
+    close = propagate(model, [key(model, 8), key(model, 11)], TubeModel.N, direction="up",
+                      index_range=(8, 11))
+    assert close.stops["8..11"] == "interpolated"
+    assert not set(model.predicted) & {9, 10}
+    assert close.masks[9].any()
+    assert close.masks[10].any()
+    wide = TubeModel()
+    far = propagate(wide, [key(wide, 7), key(wide, 11)], TubeModel.N, index_range=(7, 11))
+    assert far.stops["7..11"].startswith("up:")
+    assert {8, 9, 10} <= set(wide.predicted)
+
+
 def test_interpolation_between_keys_needs_no_model():
     model = TubeModel()
     keys = [key(model, 5), Key(9, np.roll(model.disk, 8, axis=1), W)]
