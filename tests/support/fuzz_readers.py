@@ -154,7 +154,11 @@ def run(seeds_dir: Path, out_json: Path, count: int, seed: int) -> None:
                 signal.alarm(0)
         target.unlink()
     results["seconds"] = time.perf_counter() - start
-    results["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM is this process image's own peak; ru_maxrss would include the parent's (pytest's) size
+    # at fork, which Linux carries across exec
+    status = Path("/proc/self/status").read_text()
+    results["peak_rss_bytes"] = next(int(line.split()[1]) * 1024 for line in status.splitlines()
+                                     if line.startswith("VmHWM:"))
     out_json.write_text(json.dumps(results, indent=1))
 
 
