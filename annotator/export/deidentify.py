@@ -78,7 +78,7 @@ def deidentify_dataset(ds: Any, key: bytes) -> Any:
     uid_tags = [tag for tag, action in actions.items() if len(tag) == 2 and _is_uid_tag(tag)]
     anonymize_dataset(ds, extra_anonymization_rules={tag: keep for tag in uid_tags},
                       delete_private_tags=True, base_rules_gen=lambda: actions)
-    ds.PatientName = "Anonymous"
+    ds.PatientName = "Anonymous^"  # a family name and an empty given name: unambiguous PN
     ds.PatientID = pseudonym(patient_id, key) if patient_id else pseudonym(str(ds.get("StudyInstanceUID", "")), key)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = METHOD_TEXT

@@ -68,7 +68,7 @@ def test_synthetic_series_round_trip_and_no_phi_in_any_byte(tmp_path):
     import pydicom
 
     ds = pydicom.dcmread(str(path))
-    assert str(ds.PatientName) == "Anonymous"
+    assert str(ds.PatientName) == "Anonymous^"
     assert ds.PatientID.startswith("ANON-")
 
 
