@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from support.export_cases import (
@@ -223,3 +225,39 @@ def test_empty_uids_in_the_source_are_taken_from_file_meta_and_other_slices(tmp_
     with pytest.raises(InputError, match="StudyInstanceUID is empty in every slice"):
         export_volume("dicom-seg", volume, labels_for(volume), tmp_path / "refused", ExportSpec(case_id="c"))
     assert not list((tmp_path / "refused").glob("*.dcm"))
+
+
+def test_real_512_ct_in_jpeg2000_with_empty_body_uids_still_gets_its_seg(tmp_path):
+    """The issue's case on real scanner data: the shared 512² Philips CT re-encoded as JPEG 2000
+    (lossless), its dataset bodies carrying empty SOP Class/Instance UIDs and, in every other file,
+    an empty Study Instance UID. Loaded through our reader, exported, read back by highdicom: every
+    frame references the right source instance (the file meta's)."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    from annotator.io import load_volume
+
+    folder = shared_data_or_skip() / "dicom" / "ct_philips_ingenuity_axial_5mm" / "dcm"
+    src = tmp_path / "j2k"
+    src.mkdir()
+    for n, file in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(file)
+        ds.compress(JPEG2000Lossless)
+        ds.SOPInstanceUID, ds.SOPClassUID = "", ""
+        if n % 2:
+            ds.StudyInstanceUID = ""
+        ds.save_as(src / file.name, enforce_file_format=False)
+    volume = load_volume(src)
+    assert volume.shape_zyx == (28, 512, 512)
+    label_map = labels_for(volume)
+    export_volume("dicom-seg", volume, label_map, tmp_path / "out", ExportSpec(case_id="c"))
+    seg = hd.seg.segread(str(tmp_path / "out" / "c_seg.dcm"))
+    by_file = {str(p): pydicom.dcmread(p, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID
+               for p in src.iterdir()}
+    uids = [by_file[str(Path(f))] for f in volume.metadata["source_files"]]
+    numbers = list(seg.segment_numbers)
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers)
+    for number in numbers:
+        label_id = label_map.table.by_name(seg.get_segment_description(number).segment_label).id
+        np.testing.assert_array_equal(pixels[..., numbers.index(number)].astype(bool), label_map.array == label_id)
