@@ -377,6 +377,14 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
     return result
 
 
+def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:
+    """First and last slice along `axis` where `mask_3d` is set (None when it is empty): the
+    structure's current extent that `propagate(extent=...)` takes."""
+    other = tuple(a for a in range(3) if a != axis)
+    present = np.flatnonzero(np.any(mask_3d, axis=other))
+    return (int(present[0]), int(present[-1])) if present.size else None
+
+
 def result_volume_mask(result: PropagationResult, shape_zyx: tuple[int, int, int], axis: int) -> np.ndarray:
     """The propagated masks (keys included) as one (z, y, x) bool volume."""
     out = np.zeros(shape_zyx, dtype=bool)

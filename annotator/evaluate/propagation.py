@@ -14,7 +14,13 @@ from annotator.core.geometry import Window
 from annotator.engine import slice_segmentation
 from annotator.engine.api import MaskPrediction
 from annotator.engine.click_strategy import Click, ClickOutcome
-from annotator.engine.propagate import Key, PropagationParams, propagate_volume, result_volume_mask
+from annotator.engine.propagate import (
+    Key,
+    PropagationParams,
+    mask_extent,
+    propagate_volume,
+    result_volume_mask,
+)
 from annotator.engine.slice_segmentation import SliceOutcome
 from annotator.evaluate import protocol
 
@@ -39,9 +45,8 @@ class MeterSlices:
 
 
 def _z_range(mask_3d: np.ndarray, axis: int) -> list[int] | None:
-    other = tuple(a for a in range(3) if a != axis)
-    hits = np.flatnonzero(mask_3d.any(axis=other))
-    return [int(hits[0]), int(hits[-1])] if hits.size else None
+    extent = mask_extent(mask_3d, axis)
+    return None if extent is None else list(extent)
 
 
 def _stop_errors(predicted: np.ndarray, truth_3d: np.ndarray, axis: int) -> dict[str, int | None]:
@@ -139,11 +144,10 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
                    "window": list(first.window.key()), "z_range_label": _z_range(truth_3d, axis)}
     slices = MeterSlices(meter)
 
-    def run(extent: list[int] | None) -> tuple[np.ndarray, dict]:
+    def run(extent: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
         if not any(k.mask.any() for k in keys.values()):
             return np.zeros_like(truth_3d), {"+": "empty key", "-": "empty key"}
-        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params,
-                                  extent=None if extent is None else (extent[0], extent[1]))
+        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent)
         return result_volume_mask(result, truth_3d.shape, axis), result.stops
 
     predicted, stops = run(None)
@@ -163,7 +167,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
         current = protocol.plane_slice(predicted, axis, index)
         keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current)
         # as in the window: what is labelled now is the structure's current extent
-        predicted, stops = run(_z_range(predicted, axis))
+        predicted, stops = run(mask_extent(predicted, axis))
         dices.append(protocol.dice(predicted, truth_3d))
         corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
     entry["corrections"] = dices

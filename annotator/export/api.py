@@ -8,6 +8,7 @@ unless `spec.keep_phi`.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -246,14 +247,17 @@ def check_targets(exporter: Exporter, out_dir: Path, case_ids: Sequence[str], sp
     before its own first write."""
     out_dir = Path(out_dir)
     if not spec.overwrite:
+        listings: dict[Path, list[str]] = {}  # each folder listed once, not once per case
         for case_id in case_ids:
             if not case_id:
                 continue
             for folder, pattern in exporter.case_files(out_dir, case_id, spec):
-                clash = next(iter(sorted(folder.glob(pattern))), None) if folder.is_dir() else None
+                if folder not in listings:
+                    listings[folder] = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+                clash = next(iter(fnmatch.filter(listings[folder], pattern)), None)
                 if clash is not None:
-                    raise OutputExistsError(clash, f"case {case_id} is already in {out_dir}; "
-                                                   "use --overwrite to replace it")
+                    raise OutputExistsError(folder / clash, f"case {case_id} is already in {out_dir}; "
+                                                            "use --overwrite to replace it")
     existing = [p for p in exporter.index_files(out_dir) if p.exists()]
     if not existing:
         return

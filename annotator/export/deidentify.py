@@ -11,6 +11,7 @@ the user may keep the key to re-identify.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -70,14 +71,12 @@ def pseudonym(patient_id: str, key: bytes) -> str:
 
 def deidentify_dataset(ds: Any, key: bytes) -> Any:
     """`ds` de-identified in place by the PS3.15 basic profile (UIDs retained); returns it."""
-    from dicomanonymizer.simpledicomanonymizer import anonymize_dataset, initialize_actions, keep
+    from dicomanonymizer.simpledicomanonymizer import anonymize_dataset
     from pydicom.dataset import Dataset
 
     patient_id = str(ds.get("PatientID", "") or "")
-    actions = initialize_actions("dicomfields_2026c")
-    uid_tags = [tag for tag, action in actions.items() if len(tag) == 2 and _is_uid_tag(tag)]
-    anonymize_dataset(ds, extra_anonymization_rules={tag: keep for tag in uid_tags},
-                      delete_private_tags=True, base_rules_gen=lambda: actions)
+    actions = basic_profile_retaining_uids()
+    anonymize_dataset(ds, delete_private_tags=True, base_rules_gen=lambda: dict(actions))
     ds.PatientName = "Anonymous^"  # a family name and an empty given name: unambiguous PN
     ds.PatientID = pseudonym(patient_id, key) if patient_id else pseudonym(str(ds.get("StudyInstanceUID", "")), key)
     ds.PatientIdentityRemoved = "YES"
@@ -89,6 +88,16 @@ def deidentify_dataset(ds: Any, key: bytes) -> Any:
         codes.append(item)
     ds.DeidentificationMethodCodeSequence = codes
     return ds
+
+
+@functools.cache
+def basic_profile_retaining_uids() -> dict[Any, Any]:
+    """Table E.1-1's action per attribute, UIDs kept (built once: a series has hundreds of slices)."""
+    from dicomanonymizer.simpledicomanonymizer import initialize_actions, keep
+
+    actions = initialize_actions("dicomfields_2026c")
+    actions.update({tag: keep for tag in actions if len(tag) == 2 and _is_uid_tag(tag)})
+    return actions
 
 
 def _is_uid_tag(tag: tuple[int, int]) -> bool:

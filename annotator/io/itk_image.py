@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,23 @@ from annotator.core.atomic import atomic_path
 from annotator.core.errors import InputError
 from annotator.core.volume import Volume, affine_ras_of
 from annotator.io.limits import DEFLATE_MAX_RATIO, check_fits_file, check_within_cap
-from annotator.io.nifti import check_finite, native_order
+from annotator.io.nifti import ITK_SUFFIXES, check_finite, has_suffix, native_order
 
 _META_VECTORS = ("elementspacing", "elementsize", "offset", "position", "origin", "centerofrotation")
 _META_MATRICES = ("transformmatrix", "rotation", "orientation")
 
 
-def _text_header(path: Path) -> tuple[str, dict[str, str], int, int]:
-    """(kind "nrrd" or "meta", lower-case fields, header length, file size) from the file's text."""
+@dataclass(frozen=True)
+class _TextHeader:
+    """An NRRD or MetaImage header as text, read once per file."""
+
+    kind: str  # "nrrd" or "meta"
+    fields: dict[str, str]  # lower-case keys
+    length: int  # bytes before the voxel data
+    file_size: int
+
+
+def _text_header(path: Path) -> _TextHeader:
     try:
         with open(path, "rb") as fh:
             head = fh.read(1 << 16)
@@ -38,7 +48,7 @@ def _text_header(path: Path) -> tuple[str, dict[str, str], int, int]:
             key, sep, value = line.partition(":")
             if sep and not line.startswith("#"):
                 fields[key.strip().lower().replace(" ", "")] = value.lstrip("=").strip()
-        return "nrrd", fields, header_len, size
+        return _TextHeader("nrrd", fields, header_len, size)
     header_len = 0  # MetaImage: "Key = Value" lines, the last is ElementDataFile
     for line in text.splitlines(keepends=True):
         header_len += len(line)
@@ -47,7 +57,7 @@ def _text_header(path: Path) -> tuple[str, dict[str, str], int, int]:
             fields[key.strip().lower()] = value.strip()
         if key.strip().lower() == "elementdatafile":
             break
-    return "meta", fields, header_len, size
+    return _TextHeader("meta", fields, header_len, size)
 
 
 def _numbers(path: Path, fields: dict[str, str], key: str, count: int, *, integer: bool = False) -> list[float]:
@@ -61,11 +71,11 @@ def _numbers(path: Path, fields: dict[str, str], key: str, count: int, *, intege
     return values
 
 
-def check_text_header(path: Path) -> None:
+def check_text_header(path: Path, header: _TextHeader) -> None:
     """Refuse a malformed NRRD or MetaImage header before ITK parses it (its MetaIO reader crashes
     the process on some, e.g. an absurd NDims) with a message naming the field."""
-    kind, fields, _, _ = _text_header(path)
-    if kind == "meta":
+    fields = header.fields
+    if header.kind == "meta":
         (ndims,) = _numbers(path, fields, "ndims", 1, integer=True)
         if not 2 <= ndims <= 4:
             raise InputError(path, f"header says NDims = {int(ndims)}; 2-, 3- and 4-D images are read")
@@ -90,11 +100,11 @@ def check_text_header(path: Path) -> None:
             raise InputError(path, f"header sizes {fields['sizes']!r} has a size below 1")
 
 
-def _itk_payload(path: Path) -> tuple[int, float]:
+def _itk_payload(path: Path, header: _TextHeader) -> tuple[int, float]:
     """(bytes of stored voxel data, how far one stored byte may expand) of an NRRD or MetaImage
     file, from its own header text; expansion 0 where it cannot be known (bzip2, file lists)."""
-    kind, fields, header_len, size = _text_header(path)
-    if kind == "nrrd":
+    fields = header.fields
+    if header.kind == "nrrd":
         data_file = fields.get("datafile")
         encoding = fields.get("encoding", "raw").lower()
         expansion = {"raw": 1.0, "gzip": DEFLATE_MAX_RATIO, "gz": DEFLATE_MAX_RATIO}.get(encoding, 0.0)
@@ -111,10 +121,10 @@ def _itk_payload(path: Path) -> tuple[int, float]:
             return target.stat().st_size, expansion
         except OSError as exc:
             raise InputError(target, f"data file named by {path.name} cannot be read ({exc.strerror or exc})") from exc
-    return size - header_len, expansion
+    return header.file_size - header.length, expansion
 
 
-def _check_itk_claims(path: Path, reader: Any) -> None:
+def _check_itk_claims(path: Path, reader: Any, header: _TextHeader | None) -> None:
     import SimpleITK as sitk
 
     size = [int(n) for n in reader.GetSize()]
@@ -123,28 +133,41 @@ def _check_itk_claims(path: Path, reader: Any) -> None:
     component_bytes = sitk.Image([1] * len(size), reader.GetPixelID()).GetSizeOfPixelComponent()
     claimed = math.prod(size) * max(1, reader.GetNumberOfComponents()) * component_bytes
     check_within_cap(path, claimed)
-    if path.suffix.lower() in (".nrrd", ".nhdr", ".mha", ".mhd"):
-        stored, expansion = _itk_payload(path)
+    if header is not None:
+        stored, expansion = _itk_payload(path, header)
         check_fits_file(path, claimed, stored, expansion=expansion)
 
 
-def _read_itk(path: Path) -> Any:
+def _checked_reader(path: Path) -> Any:
+    """An ImageFileReader with the header read and every claim checked; no voxel read yet."""
     import SimpleITK as sitk
 
     if not path.exists():
         raise InputError(path, "file does not exist")
-    if path.suffix.lower() in (".nrrd", ".nhdr", ".mha", ".mhd"):
-        check_text_header(path)
+    header = _text_header(path) if has_suffix(path, ITK_SUFFIXES) else None
+    if header is not None:
+        check_text_header(path, header)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
-        _check_itk_claims(path, reader)
+    except RuntimeError as exc:
+        raise InputError(path, f"cannot be read as an image ({_last_line(exc)})") from exc
+    _check_itk_claims(path, reader, header)
+    return reader
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "unreadable")[:200]
+
+
+def _read_itk(path: Path) -> Any:
+    reader = _checked_reader(path)
+    try:
         return reader.Execute()
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in reversed(first) if line.strip()), "unreadable")
-        raise InputError(path, f"cannot be read as an image ({detail[:200]})") from exc
+        raise InputError(path, f"cannot be read as an image ({_last_line(exc)})") from exc
 
 
 def load_itk(path: str | os.PathLike[str], *, volume_index: int = 0) -> Volume:
@@ -200,17 +223,7 @@ def itk_header_geometry(path: str | os.PathLike[str]) -> dict[str, Any]:
     import SimpleITK as sitk
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file does not exist")
-    if path.suffix.lower() in (".nrrd", ".nhdr", ".mha", ".mhd"):
-        check_text_header(path)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InputError(path, "cannot be read as an image") from exc
-    _check_itk_claims(path, reader)
+    reader = _checked_reader(path)
     dim = reader.GetDimension()
     size = list(reader.GetSize())
     spacing = list(reader.GetSpacing())

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult
+from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult, mask_extent
 
 if TYPE_CHECKING:
     from annotator.engine.executor import EngineExecutor, SliceRef
@@ -34,13 +34,6 @@ class PropagationJob:
     keys: tuple[Key, ...]
     label_id: int
     extent: tuple[int, int] | None = None  # the label's labelled slices along the axis before the run
-
-
-def label_extent(label_array: np.ndarray, label_id: int, axis: int) -> tuple[int, int] | None:
-    """First and last slice along `axis` holding `label_id` (None when it has no voxels)."""
-    other = tuple(a for a in range(3) if a != axis)
-    present = np.flatnonzero(np.any(label_array == label_id, axis=other))
-    return (int(present[0]), int(present[-1])) if present.size else None
 
 
 @dataclass(frozen=True)
@@ -131,7 +124,7 @@ class PropagationController(QObject):
         self.running = True
         executor.cancel_prefetch()
         job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
-                             label_extent(doc.labels.array, doc.active_label, axis))
+                             mask_extent(doc.labels.array == doc.active_label, axis))
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 

@@ -12,7 +12,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage, EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
-def _base(sop_class: str, modality: str, series_uid: str, study_uid: str) -> Dataset:
+def base_dataset(sop_class: str, modality: str, series_uid: str, study_uid: str,
+                 frame_of_reference_uid: str | None = None) -> Dataset:
+    """File meta, UIDs, a test patient and 16-bit signed greyscale pixel attributes."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -23,7 +25,7 @@ def _base(sop_class: str, modality: str, series_uid: str, study_uid: str) -> Dat
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = generate_uid()
+    ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid()
     ds.Modality = modality
     ds.PatientName = "Test^Patient"
     ds.PatientID = "P1"
@@ -60,7 +62,7 @@ def write_series(folder: Path, stored: np.ndarray, *, positions: Sequence[Sequen
     intercepts = list(intercept) if isinstance(intercept, (list, tuple, np.ndarray)) else [intercept] * n
     paths = []
     for k in range(n):
-        ds = _base(CTImageStorage if modality == "CT" else pydicom.uid.MRImageStorage, modality, series_uid, study_uid)
+        ds = base_dataset(CTImageStorage if modality == "CT" else pydicom.uid.MRImageStorage, modality, series_uid, study_uid)
         ds.SeriesNumber = series_number
         ds.SeriesDescription = description
         ds.ImageType = list(image_type)
@@ -87,7 +89,7 @@ def write_enhanced_mr(path: Path, stored: np.ndarray, *, frame_types: Sequence[S
                       pixel_spacing: Sequence[float] = (2.0, 1.5), iop: Sequence[float] = (1, 0, 0, 0, 1, 0),
                       series_uid: str | None = None) -> Path:
     """An Enhanced MR object: geometry and rescale only in the functional groups (none at top level)."""
-    ds = _base(EnhancedMRImageStorage, "MR", series_uid or generate_uid(), generate_uid())
+    ds = base_dataset(EnhancedMRImageStorage, "MR", series_uid or generate_uid(), generate_uid())
     ds.SeriesNumber = 7
     ds.SeriesDescription = "enhanced"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "MIXED", "NONE"]

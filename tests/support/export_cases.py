@@ -17,36 +17,27 @@ PATIENT = {"patient_name": "DOE^JANE", "patient_id": "PID4711", "patient_birth_d
 
 def write_synthetic_ct_series(folder: Path, n_slices: int = 4, rows: int = 16, cols: int = 18,
                               spacing_mm: float = 2.5) -> list[Path]:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, generate_uid
+
+    from support.dicom_factory import base_dataset
 
     folder.mkdir(parents=True, exist_ok=True)
     study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     rng = np.random.default_rng(1)
     paths = []
     for z in range(n_slices):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_of_reference
+        ds = base_dataset(CTImageStorage, "CT", series, study, frame_of_reference)
         ds.PatientName, ds.PatientID = PATIENT["patient_name"], PATIENT["patient_id"]
         ds.PatientBirthDate, ds.PatientSex = PATIENT["patient_birth_date"], "F"
         ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", "ACC1"
         ds.ReferringPhysicianName = ""
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 3, z + 1
+        ds.SeriesNumber, ds.InstanceNumber = 3, z + 1
         ds.Manufacturer = "test"
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [-20.0, -15.0, 100.0 + spacing_mm * z]
         ds.PixelSpacing = [0.8, 0.7]  # row spacing (y), column spacing (x)
         ds.SliceThickness = spacing_mm
         ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope = 0, 1
         ds.PixelData = rng.integers(-500, 500, size=(rows, cols)).astype(np.int16).tobytes()
         # Files written in reverse order and named so lexical order is not slice order.
