@@ -1,239 +1,117 @@
 """`annotator validate DATASET_DIR`: check a segmentation dataset before training on it.
 
-Understands nnU-Net raw datasets (dataset.json + imagesTr/labelsTr), MONAI datalists
-(datalist.json) and plain image/label folder pairs (images/ + labels/, or imagesTr/ + labelsTr/).
-Checks image/label pairing, grid equality, label values against the label table, empty labels,
-NaNs and orientation consistency across cases.
+Understands nnU-Net raw datasets (dataset.json + imagesTr/labelsTr), Decathlon and MONAI datalists,
+a CSV of image,labels pairs and plain folder pairs (images/ + labels/, or imagesTr/ + labelsTr/).
+Problems: image/label pairing, unreadable files, grid mismatch, label values not in the table,
+empty labels, NaNs, orientation differing from the rest. Warnings: islands, enclosed holes, a
+label most other cases have. With --session, each case's review status is shown and
+--status keeps only cases with that status (e.g. reviewed cases before export).
 
-Exit codes: 0 no problems; 1 problems found (listed); 2 the folder cannot be read as a dataset.
+Exit codes: 0 no problems (warnings allowed unless --strict); 1 problems found (listed);
+2 the folder cannot be read as a dataset.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from annotator.core.errors import AnnotatorError, InputError
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-
-
-@dataclass
-class CasePair:
-    case_id: str
-    image: str | None
-    label: str | None
-
-
-@dataclass
-class CaseReport:
-    case_id: str
-    image: str | None
-    label: str | None
-    orientation: str = ""
-    label_values: list[int] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
+from annotator.core.errors import InputError
+from annotator.io.dataset import Dataset, DatasetCase, open_dataset
+from annotator.io.dataset_check import CaseReport, Finding, check_case, dataset_findings
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "validate", help="check a dataset folder (pairing, grids, label values, empty labels, NaNs, orientation)",
+        "validate", help="check a dataset folder (pairing, grids, label values, empty labels, islands, holes, NaNs, "
+                         "orientation)",
         description=__doc__.split("\n\n")[0], epilog="exit codes: 0 no problems, 1 problems found, 2 unreadable input",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", metavar="DATASET_DIR")
+    parser.add_argument("dataset", metavar="DATASET", help="dataset folder, or its dataset.json / datalist / CSV")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--strict", action="store_true", help="warnings (islands, holes, missing labels) fail too")
+    parser.add_argument("--session", metavar="FILE", help="review session file (default: the one beside the dataset)")
+    parser.add_argument("--status", action="append", choices=["not seen", "reviewed", "modified", "flagged"],
+                        help="only cases with this review status (repeatable)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
 
-def _strip_suffix(name: str) -> str | None:
-    low = name.lower()
-    for suffix in IMAGE_SUFFIXES:
-        if low.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
+def _check(args: tuple[DatasetCase, Any]) -> CaseReport:
+    case, table = args
+    return check_case(case, table)
 
 
-def _files(folder: Path) -> dict[str, Path]:
-    out = {}
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            stem = _strip_suffix(path.name)
-            if stem is not None and not path.name.startswith("."):
-                out[stem] = path
-    return out
-
-
-def discover_dataset(root: Path) -> tuple[str, list[CasePair], dict[int, str] | None]:
-    """(layout name, image/label pairs, label table {value: name} or None when unknown)."""
-    if not root.is_dir():
-        raise InputError(root, "is not a folder")
-    dataset_json = root / "dataset.json"
-    if dataset_json.exists():
-        data = _read_json(dataset_json)
-        images = _files(root / "imagesTr")
-        labels = _files(root / "labelsTr")
-        by_case: dict[str, list[Path]] = {}
-        for stem, path in images.items():
-            m = re.match(r"^(.*)_(\d{4})$", stem)
-            by_case.setdefault(m.group(1) if m else stem, []).append(path)
-        ids = sorted(set(by_case) | set(labels))
-        pairs = [CasePair(c, str(sorted(by_case[c])[0]) if c in by_case else None,
-                          str(labels[c]) if c in labels else None) for c in ids]
-        table = {int(v): str(k) for k, v in data.get("labels", {}).items() if isinstance(v, int | float)}
-        return "nnunet", pairs, table or None
-    datalist = root / "datalist.json"
-    if datalist.exists():
-        data = _read_json(datalist)
-        pairs = []
-        for i, entry in enumerate(data.get("training", [])):
-            image = str(root / entry["image"]) if entry.get("image") else None
-            label = str(root / entry["label"]) if entry.get("label") else None
-            pairs.append(CasePair(_strip_suffix(Path(image or label or f"case{i}").name) or f"case{i}", image, label))
-        table = {int(k): str(v) for k, v in data.get("labels", {}).items() if str(k).isdigit()}
-        return "monai-datalist", pairs, table or None
-    for image_dir, label_dir in (("images", "labels"), ("imagesTr", "labelsTr")):
-        if (root / image_dir).is_dir() and (root / label_dir).is_dir():
-            images, labels = _files(root / image_dir), _files(root / label_dir)
-            ids = sorted(set(images) | set(labels))
-            pairs = [CasePair(c, str(images[c]) if c in images else None,
-                              str(labels[c]) if c in labels else None) for c in ids]
-            names: dict[int, str] | None = None
-            if (root / "labels.json").exists():
-                raw = _read_json(root / "labels.json")
-                raw = raw.get("labels", raw) if isinstance(raw, dict) else raw
-                from annotator.core.labels import LabelTable
-
-                names = {lab.id: lab.name for lab in LabelTable.from_json(raw)} or None
-            return "folders", pairs, names
-    raise InputError(root, "not a dataset: expected dataset.json (nnU-Net), datalist.json (MONAI) "
-                           "or images/ + labels/ folders")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read JSON ({exc})") from exc
-
-
-def check_case(args: tuple[CasePair, dict[int, str] | None]) -> CaseReport:
-    """Read one pair and list its problems (runs in a worker)."""
-    from annotator.core.volume import grid_differences
-    from annotator.io import load_volume
-    from annotator.io.series import axis_codes_ras
-
-    pair, table = args
-    report = CaseReport(pair.case_id, pair.image, pair.label)
-    if pair.image is None:
-        report.problems.append("label without an image")
-    if pair.label is None:
-        report.problems.append("image without a label")
-    image = labels = None
-    for kind, path in (("image", pair.image), ("label", pair.label)):
-        if path is None:
-            continue
-        if not Path(path).exists():
-            report.problems.append(f"{kind} file missing: {path}")
-            continue
-        try:
-            volume = load_volume(path)
-        except AnnotatorError as exc:
-            report.problems.append(f"{kind} unreadable: {exc}")
-            continue
-        if kind == "image":
-            image = volume
-        else:
-            labels = volume
-    if image is not None:
-        # axis codes (e.g. 'LPS', 'RAS') as nibabel names them: training code that does not
-        # reorient sees differently stored cases as mirrored or rotated.
-        report.orientation = axis_codes_ras(image.affine_ras())
-        if image.array.dtype.kind == "f" and np.isnan(image.array).any():
-            report.problems.append(f"image has {int(np.isnan(image.array).sum())} NaN voxels")
-    if labels is not None:
-        values = labels.array
-        if values.dtype.kind == "f":
-            if np.isnan(values).any():
-                report.problems.append("label map has NaN voxels")
-            if np.any(np.isfinite(values) & (values != np.round(values))):
-                report.problems.append("label map has non-integer values")
-        present = [int(v) for v in np.unique(values[np.isfinite(values)] if values.dtype.kind == "f" else values)]
-        report.label_values = [v for v in present if v != 0]
-        if not report.label_values:
-            report.problems.append("label map is empty (background only)")
-        if table is not None:
-            unknown = sorted(set(present) - set(table) - {0})
-            if unknown:
-                report.problems.append(f"label values {unknown} are not in the label table")
-        if image is not None:
-            diffs = grid_differences(image, labels)
-            if diffs:
-                report.problems.append("label grid differs from image: " + "; ".join(diffs))
-    return report
-
-
-def orientation_problems(reports: list[CaseReport]) -> None:
-    """Flag cases whose orientation differs from the most common one in the dataset."""
-    counts = Counter(r.orientation for r in reports if r.orientation)
-    if len(counts) <= 1:
-        return
-    usual, _ = counts.most_common(1)[0]
-    for r in reports:
-        if r.orientation and r.orientation != usual:
-            r.problems.append(f"orientation {r.orientation} differs from the dataset's usual {usual}")
-
-
-def run(args: argparse.Namespace) -> int:
+def check_dataset(dataset: Dataset, *, workers: int = 1, progress: bool = False) -> list[CaseReport]:
+    """Every case's report, with the findings that need the whole dataset."""
     from annotator.export.batch import run_cases
 
-    root = Path(args.dataset)
-    layout, pairs, table = discover_dataset(root)
-    if not pairs:
-        raise InputError(root, f"{layout} dataset without any cases")
-    summary = run_cases(check_case, [(p, table) for p in pairs], [p.case_id for p in pairs],
-                        workers=args.workers, progress=not args.no_progress, description="validate")
+    summary = run_cases(_check, [(c, dataset.table) for c in dataset.cases], dataset.case_ids,
+                        workers=workers, progress=progress, description="validate")
     reports = []
-    for pair, outcome in zip(pairs, summary.outcomes, strict=True):
+    for case, outcome in zip(dataset.cases, summary.outcomes, strict=True):
         if outcome.ok:
             reports.append(outcome.value)
         else:
-            reports.append(CaseReport(pair.case_id, pair.image, pair.label, problems=[f"check failed: {outcome.error}"]))
-    orientation_problems(reports)
-    dataset_problems = []
-    if layout == "nnunet" and table is not None:
-        values = sorted(table)
-        if values != list(range(len(values))):
-            dataset_problems.append(f"dataset.json labels must be consecutive 0..N for nnU-Net, got {values}")
-    n_problems = sum(len(r.problems) for r in reports) + len(dataset_problems)
+            reports.append(CaseReport(case.case_id, case.image, case.label,
+                                      findings=[Finding("unreadable", f"check failed: {outcome.error}")]))
+    dataset_findings(reports, dataset.table)
+    return reports
+
+
+def review_statuses(dataset: Dataset, session_file: str | None) -> dict[str, str] | None:
+    from annotator.core.review_session import load_session, session_path
+
+    path = Path(session_file) if session_file else session_path(dataset.root)
+    if not path.exists():
+        if session_file:
+            raise InputError(path, "does not exist")
+        return None
+    session = load_session(path, dataset.case_ids)
+    return {c: session.state(c).status for c in dataset.case_ids}
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args.dataset)
+    if not dataset.cases:
+        raise InputError(dataset.root, f"{dataset.layout} dataset without any cases")
+    statuses = review_statuses(dataset, args.session)
+    if args.status:
+        if statuses is None:
+            raise InputError(dataset.root, "--status needs a review session (none beside the dataset; give --session)")
+        dataset.cases = [c for c in dataset.cases if statuses[c.case_id] in args.status]
+    reports = check_dataset(dataset, workers=args.workers, progress=not args.no_progress) if dataset.cases else []
+    n_problems = sum(len(r.problems) for r in reports) + len(dataset.notes)
+    n_warnings = sum(len(r.warnings) for r in reports)
     if args.json:
-        out = {"dataset": str(root), "layout": layout, "cases": len(reports), "problems": n_problems,
-               "dataset_problems": dataset_problems,
-               "label_table": {str(k): v for k, v in sorted((table or {}).items())},
-               "reports": [asdict(r) for r in reports]}
+        table = dataset.table
+        out = {"dataset": str(dataset.root), "layout": dataset.layout, "cases": len(reports), "problems": n_problems,
+               "warnings": n_warnings, "dataset_problems": dataset.notes,
+               "label_table": {str(lab.id): lab.name for lab in table} if table is not None else {},
+               "reports": [dict(r.to_json(), **({"review_status": statuses[r.case_id]} if statuses else {}))
+                           for r in reports]}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
-        sys.stdout.write(render_table(root, layout, reports))
-        for problem in dataset_problems:
+        sys.stdout.write(render_table(dataset, reports, statuses))
+        for problem in dataset.notes:
             sys.stdout.write(f"dataset: {problem}\n")
-    return 1 if n_problems else 0
+    return 1 if n_problems or (args.strict and n_warnings) else 0
 
 
-def render_table(root: Path, layout: str, reports: list[CaseReport]) -> str:
+def render_table(dataset: Dataset, reports: list[CaseReport], statuses: dict[str, str] | None = None) -> str:
     width = max([len("case")] + [len(r.case_id) for r in reports])
-    lines = [f"{root} ({layout}, {len(reports)} cases)", f"{'case':<{width}}  {'orientation':<11}  labels  status"]
+    review = f"{'review':<9}  " if statuses else ""
+    lines = [f"{dataset.root} ({dataset.layout}, {len(reports)} cases)",
+             f"{'case':<{width}}  {review}{'orientation':<11}  labels  findings"]
     for r in reports:
-        status = "ok" if not r.problems else "; ".join(r.problems)
-        lines.append(f"{r.case_id:<{width}}  {r.orientation or '-':<11}  {len(r.label_values):>6}  {status}")
+        status = "; ".join(r.problems + [f"warning: {w}" for w in r.warnings]) or "ok"
+        state = f"{statuses[r.case_id]:<9}  " if statuses else ""
+        lines.append(f"{r.case_id:<{width}}  {state}{r.orientation or '-':<11}  {len(r.label_values):>6}  {status}")
     bad = sum(1 for r in reports if r.problems)
-    lines.append(f"{bad} of {len(reports)} cases with problems" if bad else "no problems found")
+    warned = sum(1 for r in reports if r.warnings and not r.problems)
+    tail = f"{bad} of {len(reports)} cases with problems" if bad else "no problems found"
+    lines.append(tail + (f"; {warned} more with warnings only" if warned else ""))
     return "\n".join(lines) + "\n"
