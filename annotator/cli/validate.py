@@ -23,6 +23,7 @@ from annotator.core.errors import InputError
 from annotator.io.dataset import Dataset, DatasetCase, open_dataset
 from annotator.io.dataset_check import CaseReport, Finding, check_case, dataset_findings
 
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "validate", help="check a dataset folder (pairing, grids, label values, empty labels, islands, holes, NaNs, "

@@ -21,9 +21,13 @@ def test_round_trip_and_seen_does_not_downgrade(tmp_path):
     path = tmp_path / "annotator-review.json"
     s.save(path)
     back = load_session(path, CASES)
-    assert back.state("a").status == "flagged" and back.state("a").comment == "liver tip cut off"
-    assert back.state("b").status == "reviewed" and back.state("c").status == "not seen"
-    assert back.current == "b" and back.reviewer == "dr x" and back.settings == s.settings
+    assert back.state("a").status == "flagged"
+    assert back.state("a").comment == "liver tip cut off"
+    assert back.state("b").status == "reviewed"
+    assert back.state("c").status == "not seen"
+    assert back.current == "b"
+    assert back.reviewer == "dr x"
+    assert back.settings == s.settings
     assert back.with_status("flagged") == ["a"]
 
 
@@ -31,7 +35,7 @@ def _valid() -> dict:
     return {"format": "annotator-review", "version": 1, "cases": {"a": {"status": "reviewed"}}}
 
 
-@pytest.mark.parametrize("change, problem", [
+@pytest.mark.parametrize(("change", "problem"), [
     (lambda d: d.update(format="x"), "'format'"),
     (lambda d: d.update(version=9), "version 9"),
     (lambda d: d.update(labels="/etc/passwd"), "never file paths"),

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from support.review_dataset import SHARED_CT, planted_cases, shared_ct_case, write_dataset
 
 from annotator.core.errors import InputError
 from annotator.core.volume import Volume
 from annotator.io.dataset import open_dataset
 from annotator.io.dataset_check import check_case, dataset_findings
-from support.review_dataset import SHARED_CT, planted_cases, shared_ct_case, write_dataset
 
 
 def _synthetic() -> tuple[Volume, np.ndarray, dict[int, str]]:
@@ -69,10 +69,11 @@ def test_nnunet_channels_and_decathlon(tmp_path):
     write_dataset(deca, "datalist", image, {"b": labels}, names)
     (deca / "datalist.json").rename(deca / "dataset.json")
     dataset = open_dataset(deca)
-    assert dataset.layout == "decathlon" and dataset.case_ids == ["b"]
+    assert dataset.layout == "decathlon"
+    assert dataset.case_ids == ["b"]
 
 
-@pytest.mark.parametrize("content, problem", [
+@pytest.mark.parametrize(("content", "problem"), [
     ("{", "cannot read JSON"),
     ('{"labels": {"liver": "one"}}', "value must be a number"),
     ('{"labels": [1, 2]}', "'labels' must be an object"),

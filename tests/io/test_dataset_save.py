@@ -7,13 +7,13 @@ import hashlib
 
 import numpy as np
 import pytest
+from support.review_dataset import write_dataset
 
 from annotator.core.errors import InputError
 from annotator.core.volume import Volume
-from annotator.export.dataset_save import ORIGINALS_DIR, DatasetSaver
 from annotator.io import load_volume
 from annotator.io.dataset import open_dataset
-from support.review_dataset import write_dataset
+from annotator.io.dataset_save import ORIGINALS_DIR, DatasetSaver
 
 
 def _md5(path) -> str:
@@ -39,7 +39,8 @@ def test_in_place_keeps_the_first_original(tmp_path):
     edited[0, 0, 0] = 2
     saver.save_case("a", image, edited)
     kept = dataset.root / ORIGINALS_DIR / "labelsTr" / "a.nii.gz"
-    assert saver.original_of("a") == kept and _md5(kept) == before
+    assert saver.original_of("a") == kept
+    assert _md5(kept) == before
     assert np.array_equal(load_volume(label_file).array, edited)
     edited[0, 0, 1] = 1
     saver.save_case("a", image, edited)  # a second save: the first original stays
@@ -54,7 +55,8 @@ def test_values_are_never_renumbered_and_big_values_widen(tmp_path):
     edited[0, 0, 0] = 300
     path = DatasetSaver(dataset).save_case("b", image, edited)
     back = load_volume(path).array
-    assert back.dtype == np.uint16 and sorted(np.unique(back)) == [0, 1, 2, 300]
+    assert back.dtype == np.uint16
+    assert sorted(np.unique(back)) == [0, 1, 2, 300]
 
 
 def test_copy_mode_leaves_the_source_untouched(tmp_path):
@@ -92,4 +94,4 @@ def test_wrong_shape_and_copy_into_existing(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(InputError, match="not a copy of the dataset"):
-        DatasetSaver(dataset, other).target
+        _ = DatasetSaver(dataset, other).target
