@@ -66,6 +66,7 @@ class AnnotationDocument:
     active_label_changed = Signal(int)
     prompts_changed = Signal(int, int)  # axis, index
     preview_changed = Signal()
+    change_preview_changed = Signal()  # a proposed whole-map change (clean-up) to show, or none
     display_changed = Signal()  # overlay opacity / outline mode
     status = Signal(str)  # short messages for the status bar
 
@@ -79,6 +80,8 @@ class AnnotationDocument:
         self.overlay_opacity: float = 0.5
         self.outline_only: bool = False
         self.preview: Preview | None = None
+        # int8 (z, y, x): +1 a voxel the proposed change adds to a label, -1 one it clears
+        self.change_preview: np.ndarray | None = None
         self._prompts: dict[SliceRef, PromptSet] = {}
         self._stroke: tuple[int, int, np.ndarray, str] | None = None
         if volume is not None:
@@ -111,6 +114,7 @@ class AnnotationDocument:
         self._connect_labels()
         self._prompts.clear()
         self.preview = None
+        self.change_preview = None
         self._stroke = None
         self.cursor_zyx = tuple(n // 2 for n in volume.shape_zyx)  # type: ignore[assignment]
         self.window = default_window(volume)
@@ -314,6 +318,44 @@ class AnnotationDocument:
         if self.preview is not None:
             self.clear_prompts(self.preview.axis, self.preview.index)
         self.set_preview(None)
+
+    # ---- whole-map edits (clean-up, fill between slices) -------------------------------------
+    def set_change_preview(self, new_array: np.ndarray | None) -> None:
+        """Show what replacing the label array by `new_array` would change (None hides it)."""
+        if new_array is None:
+            self.change_preview = None
+        else:
+            new = np.asarray(new_array)
+            if new.shape != self.labels.shape_zyx:
+                raise ValueError(f"proposed labels {new.shape} do not match {self.labels.shape_zyx}")
+            old = self.labels.array
+            delta = np.zeros(old.shape, np.int8)
+            delta[(new != old) & (new != 0)] = 1
+            delta[(new != old) & (new == 0)] = -1
+            self.change_preview = delta
+        self.change_preview_changed.emit()
+
+    def apply_labels(self, new_array: np.ndarray, description: str) -> LabelEdit | None:
+        """Replace the label array by `new_array` as one undo step storing only the changed box.
+        Locked labels are kept as they are. Clears any change preview."""
+        new = np.asarray(new_array)
+        if new.shape != self.labels.shape_zyx:
+            raise ValueError(f"new labels {new.shape} do not match {self.labels.shape_zyx}")
+        old = self.labels.array
+        locked = [lab.id for lab in self.labels.table if lab.locked]
+        if locked:
+            keep = np.isin(old, locked) | np.isin(new, locked)
+            new = np.where(keep, old, new)
+        self.set_change_preview(None)
+        region = bounding_region(new != old)
+        if region is None:
+            return None
+        for value in np.unique(new[region]):
+            if value and int(value) not in self.labels.table:
+                self.labels.table.add(label_id=int(value))
+        edit = self.labels.apply(region, new[region], description)
+        self.history.push(edit)
+        return edit
 
     # ---- manual edits ------------------------------------------------------------------------
     def apply_edit(self, edit: LabelEdit | None) -> None:

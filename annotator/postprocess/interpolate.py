@@ -53,3 +53,23 @@ def fill_between(mask_lo: np.ndarray, mask_hi: np.ndarray, count: int,
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     return [blend_masks(mask_lo, mask_hi, (i + 1) / (count + 1), spacing_rc) for i in range(count)]
+
+
+def fill_between_slices(array: np.ndarray, label_id: int, axis: int,
+                        spacing_zyx_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """A copy of the label array in which every run of slices (along `axis`) without `label_id`
+    that lies between two slices with it is filled by shape interpolation. Only background is
+    painted: other labels are never overwritten."""
+    out = np.array(array, copy=True)
+    moved = np.moveaxis(out, axis, 0)  # a view: writing into it writes into `out`
+    in_plane = tuple(float(s) for i, s in enumerate(spacing_zyx_mm) if i != axis)
+    has = np.flatnonzero((moved == label_id).any(axis=(1, 2)))
+    for lo, hi in zip(has[:-1], has[1:], strict=True):
+        if hi - lo < 2:
+            continue
+        fills = fill_between(moved[lo] == label_id, moved[hi] == label_id, int(hi - lo - 1),
+                             (in_plane[0], in_plane[1]))
+        for offset, mask in enumerate(fills, start=1):
+            target = moved[lo + offset]
+            target[mask & (target == 0)] = label_id
+    return out

@@ -217,3 +217,30 @@ def test_accepting_on_a_propagated_slice_replaces_it_and_on_a_key_slice_adds_to_
     doc.set_preview(Preview(0, 3, other[None]))
     doc.accept_preview()
     np.testing.assert_array_equal(doc.labels.array[3] == label, piece | other)  # a key grows piece by piece
+
+
+def test_apply_labels_is_one_undo_step_over_the_changed_box_and_keeps_locked_labels():
+    vol = Volume(np.zeros((6, 10, 10), np.int16), (1.0, 1.0, 1.0))
+    doc = AnnotationDocument(vol)
+    doc.labels.table.add("b", label_id=2)
+    doc.labels.array[1, 1, 1] = 1
+    doc.labels.array[4, 8, 8] = 2
+    doc.labels.table.update(2, locked=True)
+    new = doc.labels.array.copy()
+    new[2, 3:5, 3:5] = 1
+    new[1, 1, 1] = 0
+    new[4, 8, 8] = 0  # locked: must survive
+    doc.set_change_preview(new)
+    assert int((doc.change_preview == 1).sum()) == 4
+    assert int((doc.change_preview == -1).sum()) == 2
+    edit = doc.apply_labels(new, "clean-up")
+    assert doc.change_preview is None
+    assert edit is not None
+    assert edit.before.shape == (2, 4, 4)
+    assert doc.labels.array[4, 8, 8] == 2
+    assert doc.labels.array[1, 1, 1] == 0
+    assert doc.history.descriptions()[-1] == "clean-up"
+    doc.undo()
+    assert doc.labels.array[1, 1, 1] == 1
+    assert not doc.labels.array[2].any()
+    assert doc.apply_labels(doc.labels.array.copy(), "nothing") is None

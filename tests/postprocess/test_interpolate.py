@@ -46,3 +46,24 @@ def test_towards_an_empty_slice_the_shape_shrinks_to_its_core():
     assert not blend_masks(empty, empty, 0.5).any()
     with pytest.raises(ValueError, match="within 0..1"):
         blend_masks(a, empty, 1.5)
+
+
+def test_fill_between_slices_fills_gaps_only_inside_and_never_over_other_labels():
+    from annotator.postprocess.interpolate import fill_between_slices
+
+    a = np.zeros((9, 20, 20), np.uint8)
+    a[1, 5:10, 5:10] = 3
+    a[4, 5:13, 5:13] = 3
+    a[5, 5:13, 5:13] = 3  # adjacent slices: no gap
+    a[2, 7, 7] = 9  # another label inside the gap stays
+    out = fill_between_slices(a, 3, axis=0, spacing_zyx_mm=(2.0, 1.0, 1.0))
+    assert out[2, 7, 7] == 9
+    for z in (2, 3):
+        filled = out[z] == 3
+        assert 20 <= filled.sum() <= 64  # between the 25- and 64-pixel squares
+    assert not (out[0] == 3).any()
+    assert not (out[6:] == 3).any()  # outside the outermost slices nothing is added
+    assert np.array_equal(out[[1, 4, 5]], a[[1, 4, 5]])
+    # along another axis the same rule holds
+    b = np.moveaxis(a, 0, 2).copy()
+    assert np.array_equal(np.moveaxis(fill_between_slices(b, 3, axis=2, spacing_zyx_mm=(1.0, 1.0, 2.0)), 2, 0), out)
