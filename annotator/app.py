@@ -19,6 +19,23 @@ def parse_gui_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_review_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="annotator review",
+        description="Open a dataset in the window to review and fix its cases: nnU-Net v2 (dataset.json), "
+                    "Decathlon / MONAI datalists, a CSV of image,labels pairs, or images/ + labels/ folders. "
+                    "Edited labels are saved in place, each original kept once in DATASET/annotator-originals/, "
+                    "or with --output into a copy of the dataset. The review session "
+                    "(annotator-review.json beside the dataset) resumes where you stopped.")
+    parser.add_argument("review", metavar="DATASET", help="dataset folder, or its dataset.json / datalist / CSV")
+    parser.add_argument("--output", help="save into a copy of the dataset here instead of in place")
+    parser.add_argument("--engine", help="engine to use: lite-medsam (default), sam, classical")
+    parser.add_argument("--checkpoint", help="SAM / MedSAM / LiteMedSAM checkpoint (.pth)")
+    parser.add_argument("--runtime", help="torch, onnxruntime or openvino (default: fastest that passes its check)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # Before any thread allocates: M_ARENA_MAX only reaches threads without an arena yet, and the
@@ -31,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if cli.is_subcommand(argv):
         return cli.main(argv)
-    args = parse_gui_args(argv)
+    args = parse_review_args(argv[1:]) if argv[:1] == ["review"] else parse_gui_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from annotator.qt.run import run_app  # Qt is imported only on this path

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="annotator",
         description="Label CT/MR scans with Segment Anything. With no subcommand, opens the window "
-        "(optionally on PATH, or on the demo volume with --demo).",
+        "(optionally on PATH, or on the demo volume with --demo); `annotator review DATASET` opens a "
+        "dataset in the window for review.",
     )
     parser.add_argument("--version", action="version", version=f"annotator {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,12 @@ from annotator.core.geometry import Window, slice_2d
 from annotator.core.labels import LabelMap
 from annotator.core.volume import Volume
 from annotator.io.series import SeriesInfo
+
+if TYPE_CHECKING:
+    from annotator.core.labels import LabelTable
+    from annotator.io.dataset import DatasetCase
+    from annotator.io.dataset_check import CaseReport
+    from annotator.io.dataset_save import DatasetSaver
 
 
 def load_image_job(path: str, series_uid: str | None) -> Volume:
@@ -99,3 +106,44 @@ def export_dataset_job(fmt: str, volume: Volume, labels: LabelMap, out_dir: str,
     spec = ExportSpec(case_id=case_id, window=window, plane=plane)
     result = export_volume(fmt, volume, labels, out_dir, spec)
     return [str(p) for p in result.files]
+
+
+def load_case_job(case: DatasetCase, table: LabelTable | None) -> tuple[Volume, LabelMap, str]:
+    """(image, its labels, a note for the user) of one dataset case. Labels that cannot be read onto
+    the image come back empty with the reason in the note, so the case can still be reviewed; the
+    dataset's own label names win over a sidecar's."""
+    from annotator.core.errors import AnnotatorError
+    from annotator.core.labels import LabelTable as Table
+    from annotator.io import load_volume, read_labels_onto
+
+    if case.image is None:
+        raise FileNotFoundError(f"case {case.case_id} has no image")
+    volume = load_volume(case.image)
+    _ = volume.content_id
+    note = ""
+    labels = None
+    if case.label is not None:
+        try:
+            labels = read_labels_onto(volume, case.label)
+        except AnnotatorError as exc:
+            note = f"labels not shown: {exc}"
+    if labels is None:
+        labels = LabelMap(volume.shape_zyx, Table())
+    for label in table or []:
+        if label.id in labels.table:
+            labels.table.update(label.id, name=label.name)
+        else:
+            labels.table.add(label.name, label.color, label_id=label.id)
+    if not len(labels.table):
+        labels.table.add("label 1")
+    return volume, labels, note
+
+
+def check_case_job(case: DatasetCase, table: LabelTable | None) -> CaseReport:
+    from annotator.io.dataset_check import check_case
+
+    return check_case(case, table)
+
+
+def save_case_job(saver: DatasetSaver, case_id: str, volume: Volume, label_array: np.ndarray) -> str:
+    return str(saver.save_case(case_id, volume, label_array))

@@ -23,6 +23,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QDockWidget,
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -44,9 +45,12 @@ from annotator.qt.engine_bridge import EngineBridge
 from annotator.qt.errors import show_error, try_with_error_dialog
 from annotator.qt.file_flows import FileFlows
 from annotator.qt.jobs import EXPORT_TITLES
+from annotator.qt.panels.cleanup_panel import CleanupPanel
 from annotator.qt.panels.engine_panel import EnginePanel
 from annotator.qt.panels.history_panel import HistoryPanel
 from annotator.qt.panels.labels_panel import LabelsPanel
+from annotator.qt.panels.review_panel import ReviewPanel
+from annotator.qt.review_controller import ReviewController
 from annotator.qt.view_grid import ViewGrid
 from annotator.settings import Settings
 
@@ -77,6 +81,16 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &recent", self)
         self.files = FileFlows(self, self.doc, self.background, self.settings, self.autosave, self.recent_menu,
                                self.statusBar().showMessage, self._set_busy_text, lambda: self.focused_view().plane)
+        self.review = ReviewController(self.doc, self)
+        self.review.on_leaving = self.autosave.finish
+        self.review.on_committed = self._on_review_committed
+        self.review_panel = ReviewPanel(self.review, self)
+        self.review_dock = self._add_dock("Dataset", self.review_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.review_dock.hide()  # shown when a dataset opens
+        self.cleanup_panel = CleanupPanel(self.doc, self.background, lambda: self.focused_view().axis, self)
+        self.cleanup_dock = self._add_dock("Clean-up", self.cleanup_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.history_dock, self.cleanup_dock)
+        self.history_dock.raise_()
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
         self._connect()
@@ -101,7 +115,7 @@ class MainWindow(QMainWindow):
         self.labels_panel = LabelsPanel(self.doc, self)
         self.history_panel = HistoryPanel(self.doc, self)
         self._add_dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._add_dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.history_dock = self._add_dock("History", self.history_panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
     def _build_status_bar(self) -> None:
         self.cursor_label = QLabel("", self)
@@ -128,6 +142,9 @@ class MainWindow(QMainWindow):
         self.tools.tool_changed.connect(self._on_tools_tool_changed)
         self.tools.brush_radius_changed.connect(self._on_tools_brush_changed)
         self.background.busy_changed.connect(self._on_background_busy_changed)
+        self.review.opened.connect(self._on_review_opened)
+        self.review.message.connect(self._on_doc_status)
+        self.review.failed.connect(self._on_review_failed)
         for view in self.views:
             view.hovered.connect(self._on_view_hovered)
             view.activated.connect(self._on_view_activated)
@@ -161,6 +178,7 @@ class MainWindow(QMainWindow):
         self._action("open_file", "&Open file…", self.files.ask_open_file, [QKeySequence.StandardKey.Open], file_menu)
         self._action("open_folder", "Open &folder…", self.files.ask_open_folder, ["Ctrl+Shift+O"], file_menu)
         self._action("open_demo", "Open &demo volume", self.open_demo, [], file_menu)
+        self._action("open_dataset", "Open &dataset for review…", self._on_open_dataset, ["Ctrl+Shift+D"], file_menu)
         file_menu.addMenu(self.recent_menu)
         self._action("open_labels", "Open &labels…", self.files.ask_open_labels, ["Ctrl+L"], file_menu)
         file_menu.addSeparator()
@@ -181,6 +199,7 @@ class MainWindow(QMainWindow):
         self._action("discard", "&Discard mask and prompts", self._on_discard, ["Esc"], edit)
         self._action("next_candidate", "Next &candidate mask", self._on_next_candidate, ["Tab"], edit)
         self._action("propagate", "&Propagate through the volume", self._on_propagate, ["P"], edit)
+        self._action("fill_between", "&Fill between slices (active label)", self._on_fill_between, ["I"], edit)
         edit.addSeparator()
         self._action("add_label", "Add &label", self._on_add_label, ["Ctrl+N"], edit)
 
@@ -214,6 +233,13 @@ class MainWindow(QMainWindow):
         self.docks_menu = view_menu.addMenu("Panels")
         for dock in self.findChildren(QDockWidget):
             self.docks_menu.addAction(dock.toggleViewAction())
+
+        dataset = bar.addMenu("&Dataset")
+        self._action("next_case", "&Next case", lambda: self.review.step(1), ["."], dataset)
+        self._action("previous_case", "&Previous case", lambda: self.review.step(-1), [","], dataset)
+        self._action("save_case", "&Save case", self._on_save_case, [QKeySequence.StandardKey.Save], dataset)
+        self._action("case_reviewed", "Mark case &reviewed", lambda: self.review.set_status("reviewed"), [], dataset)
+        self._action("case_flagged", "&Flag case", self._on_flag_case, [], dataset)
 
         help_menu = bar.addMenu("&Help")
         self._action("shortcuts", "&Shortcuts", self._on_shortcuts, ["F1"], help_menu)
@@ -319,6 +345,52 @@ class MainWindow(QMainWindow):
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
             self.open_path(urls[0])
+
+    # ---- dataset review (qt.review_controller) ----------------------------------------------
+    def open_dataset(self, path: str, output: str | None = None) -> None:
+        """Review a dataset; with `output`, edits are saved into a copy there, else in place."""
+        self.review.open(path, output)
+
+    def _on_open_dataset(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open dataset (nnU-Net, MONAI, image/label folders)",
+                                                self.settings.last_directory or "")
+        if path:
+            self.settings.last_directory = path
+            self.open_dataset(path)
+
+    def _on_review_committed(self) -> None:
+        self.autosave.export_started()
+        self.autosave.export_finished()
+
+    def _on_review_opened(self) -> None:
+        self.review_dock.show()
+        self.review_dock.raise_()
+
+    def _on_review_failed(self, title: str, message: str) -> None:
+        show_error(self, title, message)
+
+    def _on_save_case(self) -> None:
+        if not self.review.is_open:
+            self.statusBar().showMessage("Save case works on a dataset under review; use File → Export for "
+                                         "a single image.", 5000)
+        elif not self.review.commit_current():
+            self.statusBar().showMessage("No changes to save in this case.", 3000)
+
+    def _on_flag_case(self) -> None:
+        self.review.set_status("flagged", self.review_panel.comment.text())
+
+    def _on_fill_between(self) -> None:
+        from annotator.postprocess.interpolate import fill_between_slices
+
+        if not self.doc.has_volume or not self.doc.active_label:
+            return
+        axis = self.focused_view().axis
+        with try_with_error_dialog(self, "Fill between slices"):
+            name = self.doc.labels.table[self.doc.active_label].name
+            new = fill_between_slices(self.doc.labels.array, self.doc.active_label, axis,
+                                      self.doc.current_volume().spacing_zyx_mm)
+            if self.doc.apply_labels(new, f"fill between slices: {name}") is None:
+                self.statusBar().showMessage(f"No gaps between slices of {name} along this view.", 4000)
 
     # ---- editing ----------------------------------------------------------------------------
     def _on_accept(self) -> None:
@@ -452,6 +524,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every worker this window started (engine first: it may be mid-embedding)."""
         self.autosave.stop()
+        self.review.shutdown()
         if self.bridge is not None:
             self.bridge.shutdown()
         self.background.shutdown(wait=True)
@@ -462,6 +535,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
         self.files.save_settings()
+        self.review.commit_current(wait=True)
         self.autosave.timer.stop()
         self.autosave.finish()
         self.shutdown()

@@ -21,7 +21,9 @@ def run_app(args: argparse.Namespace) -> int:
     window = MainWindow(settings, engine_options={k: v for k, v in engine_options.items() if v})
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     window.show()
-    if getattr(args, "path", None):
+    if getattr(args, "review", None):
+        window.open_dataset(args.review, getattr(args, "output", None))
+    elif getattr(args, "path", None):
         window.open_path(args.path)
         if getattr(args, "labels", None):
             window.files.pending_labels = args.labels

@@ -142,3 +142,18 @@ def mask_image(mask_hw: np.ndarray, colour: tuple[int, int, int], opacity: float
     argb[mask_hw] = premultiplied_argb32(colour, opacity)
     argb[outline_of(mask_hw.astype(np.uint8))] = premultiplied_argb32(colour, 1.0)
     return ArrayImage(argb, QImage.Format.Format_ARGB32_Premultiplied)
+
+
+ADDED_COLOUR = (60, 230, 90)
+REMOVED_COLOUR = (240, 50, 50)
+
+
+def change_image(delta_hw: np.ndarray) -> ArrayImage | None:
+    """A proposed change on one slice: voxels it adds in green, voxels it clears in red (opaque
+    enough to see single voxels, which is what an island or hole often is)."""
+    if not delta_hw.any():
+        return None
+    argb = np.zeros(delta_hw.shape, dtype=np.uint32)
+    argb[delta_hw > 0] = premultiplied_argb32(ADDED_COLOUR, 0.8)
+    argb[delta_hw < 0] = premultiplied_argb32(REMOVED_COLOUR, 0.8)
+    return ArrayImage(argb, QImage.Format.Format_ARGB32_Premultiplied)

@@ -49,7 +49,13 @@ from annotator.core.geometry import (
     slice_2d,
 )
 from annotator.core.labels import Region
-from annotator.qt.canvas.overlay import ArrayImage, GreyRenderer, LabelOverlayCache, mask_image
+from annotator.qt.canvas.overlay import (
+    ArrayImage,
+    GreyRenderer,
+    LabelOverlayCache,
+    change_image,
+    mask_image,
+)
 
 PREVIEW_COLOUR = (255, 220, 0)
 _SLICE_PAGE = 5
@@ -126,6 +132,7 @@ class SliceView(QGraphicsView):
         self._image_item = ImageItem(self._root)
         self._overlay_item = ImageItem(self._root)
         self._preview_item = ImageItem(self._root)
+        self._change_item = ImageItem(self._root)
         cross_pen = QPen(QColor(80, 170, 255, 200))
         cross_pen.setCosmetic(True)
         cross_pen.setStyle(Qt.PenStyle.DashLine)
@@ -160,6 +167,7 @@ class SliceView(QGraphicsView):
         doc.table_changed.connect(self._on_doc_table_changed)
         doc.display_changed.connect(self._on_doc_table_changed)
         doc.preview_changed.connect(self._on_doc_preview_changed)
+        doc.change_preview_changed.connect(self._on_doc_change_preview_changed)
         doc.prompts_changed.connect(self._on_doc_prompts_changed)
         if doc.has_volume:
             self._on_doc_volume_changed()
@@ -320,7 +328,15 @@ class SliceView(QGraphicsView):
         self._render_overlay()
         self._on_doc_preview_changed()
 
+    def _on_doc_change_preview_changed(self) -> None:
+        delta = self.doc.change_preview
+        if delta is None or self.orientation is None:
+            self._change_item.set_image(None)
+            return
+        self._change_item.set_image(change_image(self.display.apply(slice_2d(delta, self.axis, self.slice_index))))
+
     def _on_doc_preview_changed(self) -> None:
+        self._on_doc_change_preview_changed()  # both follow the slice shown
         preview = self.doc.preview
         if preview is None or preview.axis != self.axis or preview.index != self.slice_index:
             self._preview_item.set_image(None)
