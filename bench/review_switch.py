@@ -82,7 +82,7 @@ def main() -> None:
         prefetched, cold = [], []
         for i in range(1, args.cases):
             following = f"case_{i:03d}"
-            wait(lambda f=following: f in review._prefetched)  # noqa: SLF001 - the bench measures the warm path
+            wait(lambda f=following: f in review._prefetched)
             wait(lambda: not win.background.busy)
             start = time.perf_counter()
             review.step(1)
@@ -92,8 +92,8 @@ def main() -> None:
             prefetched.append((time.perf_counter() - start) * 1000)
             print(f"{following}: prefetched switch {prefetched[-1]:.0f} ms", flush=True)
         # cold: jump back to the first case (never prefetched backwards)
-        review._prefetched.clear()  # noqa: SLF001
-        wait(lambda: review._prefetching is None)  # noqa: SLF001
+        review._prefetched.clear()
+        wait(lambda: review._prefetching is None)
         start = time.perf_counter()
         review.go_to("case_000")
         wait(lambda: review.current == "case_000")

@@ -57,6 +57,10 @@ def add_parser(subparsers: Any) -> None:
     src.add_argument("--image", help="image file or DICOM series folder")
     src.add_argument("--labels", help="label map file on the image's grid")
     src.add_argument("--pairs", help="CSV with columns image,labels[,case_id] (paths relative to the CSV)")
+    src.add_argument("--status", action="append", choices=["not seen", "reviewed", "modified", "flagged"],
+                     help="with --pairs: only cases with this status in the review session (repeatable)")
+    src.add_argument("--review-session", metavar="FILE",
+                     help="the review session for --status (default: annotator-review.json beside the CSV)")
     src.add_argument("--series-uid", help="which DICOM series when the folder holds several")
     src.add_argument("--label-names", help="JSON naming the label values ({\"1\": \"liver\"} or our label table)")
     parser.add_argument("--format", required=True, choices=FORMATS)
@@ -122,6 +126,27 @@ def read_pairs(path: str, *, names_from_files: bool = False) -> list[tuple[str, 
     return pairs
 
 
+def filter_by_review(pairs: list[tuple[str, str, str]], csv_path: str | None, session_file: str | None,
+                     statuses: list[str]) -> list[tuple[str, str, str]]:
+    """The rows of the --pairs CSV whose case has one of `statuses` in the review session (the
+    window's dataset review writes it; its case ids are the CSV's, as io.dataset reads them)."""
+    from annotator.core.review_session import load_session, session_path
+    from annotator.io.dataset import open_dataset
+
+    if not csv_path:
+        raise InputError(None, "--status and --review-session need --pairs (the reviewed dataset's CSV)")
+    dataset = open_dataset(csv_path)
+    path = Path(session_file) if session_file else session_path(dataset.root)
+    if not path.exists():
+        raise InputError(path, "no review session here (review the dataset in the window first, or give "
+                               "--review-session)")
+    session = load_session(path, dataset.case_ids)
+    kept = [p for p, case_id in zip(pairs, dataset.case_ids, strict=True) if session.state(case_id).status in statuses]
+    if not kept:
+        raise InputError(path, f"no case has review status {' or '.join(statuses)}")
+    return kept
+
+
 def load_case(job: ExportJob) -> tuple[Any, LabelMap]:
     from annotator.io import load_volume, read_labels_onto
 
@@ -162,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
                       coco_encoding=args.encoding)
     pairs = read_pairs(args.pairs, names_from_files=args.keep_phi) if args.pairs else [
         (args.image, args.labels, args.case_id or (default_case_id(args.image) if args.keep_phi else ""))]
+    if args.status or args.review_session:
+        pairs = filter_by_review(pairs, args.pairs, args.review_session, args.status or ["reviewed", "modified"])
     for image, labels, _ in pairs:
         for path in (image, labels):
             if not Path(path).exists():

@@ -19,11 +19,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from annotator.core.labels import LabelTable
 from annotator.core.review_session import STATUSES
-from annotator.io.dataset_check import KINDS
+from annotator.io.dataset_check import KINDS, Finding
 from annotator.qt.review_controller import ReviewController
 
-COLUMNS = ("Case", "Status", "Findings", "Labels (ml)")
+COLUMNS = ("Case", "Status", "Findings", "Labels")
+SHORT = {"islands": "islands", "holes": "holes", "missing-label": "missing"}
 STATUS_COLOURS = {"not seen": QColor(150, 150, 150), "reviewed": QColor(80, 180, 90),
                   "modified": QColor(70, 140, 230), "flagged": QColor(230, 140, 40)}
 
@@ -54,6 +56,9 @@ class ReviewPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Qt's default is descending
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for col in (0, 1, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.setMinimumWidth(380)
         header.sortIndicatorChanged.connect(self._on_order_changed)
         self.findings = QLabel("", self)
         self.findings.setWordWrap(True)
@@ -116,18 +121,21 @@ class ReviewPanel(QWidget):
                 report = self.review.reports.get(case_id)
                 state = self.review.session.state(case_id)
                 if report is None:
-                    findings = "checking…"
+                    findings, full = "checking…", ""
                 else:
-                    findings = "; ".join(f.text for f in report.findings) or "ok"
-                volumes = ", ".join(
-                    f"{table[k].name if table is not None and k in table else k} {v:.1f}"
-                    for k, v in (report.label_volumes_ml.items() if report else []))
+                    findings = "; ".join(self._short(f, table) for f in report.findings) or "ok"
+                    full = "\n".join(f.text for f in report.findings) or "no findings"
+                volumes = "\n".join(f"{self._name(table, k)}: {v:.1f} ml"
+                                    for k, v in (report.label_volumes_ml.items() if report else []))
                 status = state.status + (f" — {state.comment}" if state.comment else "")
-                items = [QTableWidgetItem(case_id), QTableWidgetItem(status), QTableWidgetItem(findings),
-                         QTableWidgetItem(volumes)]
+                count = QTableWidgetItem()
+                count.setData(Qt.ItemDataRole.DisplayRole, len(report.label_values) if report else 0)
+                items = [QTableWidgetItem(case_id), QTableWidgetItem(status), QTableWidgetItem(findings), count]
                 items[0].setData(Qt.ItemDataRole.UserRole, case_id)
                 items[1].setForeground(STATUS_COLOURS[state.status])
-                items[2].setToolTip(findings)
+                items[1].setToolTip(status)
+                items[2].setToolTip(full)
+                items[3].setToolTip(volumes)
                 if report is not None and report.problems:
                     items[2].setForeground(QColor(230, 80, 80))
                 if case_id == self.review.current:
@@ -140,6 +148,15 @@ class ReviewPanel(QWidget):
         self.review.order = self.visible_cases()
         self._select_current()
         self._show_current_findings()
+
+    @staticmethod
+    def _name(table: LabelTable | None, label_id: int) -> str:
+        return table[label_id].name if table is not None and label_id in table else f"label {label_id}"
+
+    def _short(self, finding: Finding, table: LabelTable | None) -> str:
+        if finding.kind in SHORT and finding.label_id is not None:
+            return f"{SHORT[finding.kind]}: {self._name(table, finding.label_id)}"
+        return finding.text if len(finding.text) <= 40 else finding.text[:39] + "…"
 
     def visible_cases(self) -> list[str]:
         """Case ids in the order the table shows them (after sorting and filtering)."""
@@ -178,6 +195,10 @@ class ReviewPanel(QWidget):
             return
         lines = [f"Case {case_id}: {self.review.session.state(case_id).status}"]
         lines += [("⚠ " if f.is_problem else "• ") + f.text for f in (report.findings if report else [])]
+        if report is not None and report.label_volumes_ml:
+            table = self.review.dataset.table if self.review.dataset else None
+            lines.append("Volumes: " + ", ".join(f"{self._name(table, k)} {v:.1f} ml"
+                                                 for k, v in report.label_volumes_ml.items()))
         self.findings.setText("\n".join(lines))
 
     def _on_case_opened(self, case_id: str) -> None:
