@@ -60,6 +60,12 @@ def _text_header(path: Path) -> _TextHeader:
     return _TextHeader("meta", fields, header_len, size)
 
 
+def nrrd_fields(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The header fields of an NRRD file (keys lower-case, key:=value pairs included); {} for others."""
+    header = _text_header(Path(path))
+    return header.fields if header.kind == "nrrd" else {}
+
+
 def _numbers(path: Path, fields: dict[str, str], key: str, count: int, *, integer: bool = False) -> list[float]:
     text = fields.get(key, "")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -128,16 +129,54 @@ def _sidecar_table(path: Path) -> LabelTable | None:
     return None
 
 
+def slicer_segment_table(path: Path) -> LabelTable | None:
+    """Segment names, colours and label values of a 3D Slicer segmentation (.seg.nrrd header:
+    SegmentN_Name, SegmentN_Color as r g b in 0..1, SegmentN_LabelValue, SegmentN_Layer)."""
+    from annotator.io.itk_image import nrrd_fields
+
+    fields = nrrd_fields(path)
+    indices = sorted(int(m.group(1)) for k in fields if (m := re.match(r"^segment(\d+)_name$", k)))
+    if not indices:
+        return None
+    layers = {fields.get(f"segment{i}_layer", "0").strip() for i in indices}
+    if len(layers) > 1:
+        raise InputError(path, f"holds overlapping segments in {len(layers)} layers; a label map keeps one label "
+                               "per voxel (in Slicer: export the segments to a labelmap volume, or save without "
+                               "overlaps)")
+    table = LabelTable()
+    for i in indices:
+        try:
+            value = int(fields.get(f"segment{i}_labelvalue", str(i + 1)))
+            rgb = [float(c) for c in fields.get(f"segment{i}_color", "").split()] or None
+        except ValueError as exc:
+            raise InputError(path, f"segment {i}: unreadable label value or colour ({exc})") from exc
+        if not 0 < value <= MAX_LABEL:
+            raise InputError(path, f"segment {i}: label value {value} outside 1..{MAX_LABEL}")
+        colour = tuple(int(round(255 * min(max(c, 0.0), 1.0))) for c in rgb[:3]) if rgb and len(rgb) >= 3 else None
+        name = fields.get(f"segment{i}_name", f"segment {i}")
+        if value in table:
+            raise InputError(path, f"segments {table[value].name!r} and {name!r} share label value {value}")
+        table.add(name, colour, label_id=value)  # type: ignore[arg-type]
+    return table
+
+
 def read_labels_onto(volume: Volume, path: str | os.PathLike[str]) -> LabelMap:
     """Load a label map (NIfTI/NRRD/MHA) onto `volume`'s grid without changing any label value.
 
     The label file may store the same grid with axes permuted or flipped, or a whole-voxel
-    sub-box of it; anything else raises InputError naming both grids. Names come from a JSON
+    sub-box of it; anything else raises InputError naming both grids. A DICOM SEG is read onto the
+    series it references (io.dicom_seg_read); a 3D Slicer .seg.nrrd brings its segment names and
+    colours. Otherwise names come from a JSON
     sidecar ('<name>.json' or 'labels.json') when present.
     """
+    from annotator.io.dicom_seg_read import is_dicom_seg, read_seg_onto
     from annotator.io.registry import load_volume
 
     path = Path(path)
+    if path.is_file() and not path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")) \
+            and is_dicom_seg(path):
+        return read_seg_onto(volume, path)
+    slicer_table = slicer_segment_table(path) if path.name.lower().endswith(".nrrd") else None
     source = load_volume(path)
     n_volumes = int(source.metadata.get("n_volumes", 1))
     if n_volumes > 1:
@@ -145,7 +184,7 @@ def read_labels_onto(volume: Volume, path: str | os.PathLike[str]) -> LabelMap:
     values = _integer_labels(source.array, path)
     source = source.with_array(values)
     array = reorient_onto(volume, source, path)
-    table = _sidecar_table(path)
+    table = slicer_table or _sidecar_table(path)
     present = [int(v) for v in np.unique(array) if v != 0]
     if table is None:
         table = LabelTable.for_values(present)

@@ -37,7 +37,7 @@ from annotator.settings import Settings
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
-LABEL_FILTER = "Label maps (*.nii *.nii.gz *.nrrd *.mha);;All files (*)"
+LABEL_FILTER = "Label maps (*.nii *.nii.gz *.nrrd *.seg.nrrd *.mha *.dcm);;All files (*)"
 
 
 class FileFlows(QObject):
