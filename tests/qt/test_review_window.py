@@ -142,6 +142,16 @@ def test_review_walk_fix_save_reopen(qtbot, tmp_path, layout):
         from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
         verify_dataset_integrity(str(root), num_processes=1)
+    if layout == "datalist":  # MONAI's own loader reads the saved dataset: same grid, fixed labels
+        from monai.data import load_decathlon_datalist
+        from monai.transforms import LoadImage
+
+        items = load_decathlon_datalist(str(root / "datalist.json"), data_list_key="training", base_dir=str(root))
+        loader = LoadImage(image_only=True)
+        for item in items:
+            label = loader(item["label"])
+            np.testing.assert_array_equal(np.asarray(label).transpose(2, 1, 0), labels)
+            np.testing.assert_allclose(np.asarray(label.affine), np.asarray(loader(item["image"]).affine), atol=1e-4)
 
     # reopening restores the statuses, the comment and the case the reviewer was on
     win2 = _open_window(qtbot)
