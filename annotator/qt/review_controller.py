@@ -69,6 +69,7 @@ class ReviewController(QObject):
         self.reports: dict[str, CaseReport] = {}
         self._local: dict[str, CaseReport] = {}  # findings of each case alone
         self._loaded_labels: np.ndarray | None = None
+        self._volume: Volume | None = None  # the open case's image, as handed to the document
         self._prefetched: dict[str, Loaded] = {}
         self._prefetching: str | None = None
         self._wanted: str | None = None  # the case the user asked for while it was loading
@@ -77,6 +78,7 @@ class ReviewController(QObject):
         # saved back (they count as exported: the save job holds its own copy of them).
         self.on_leaving: Callable[[], None] = lambda: None
         self.on_committed: Callable[[], None] = lambda: None
+        doc.volume_changed.connect(self._on_doc_volume_changed)
 
     # ---- opening -----------------------------------------------------------------------------
     @property
@@ -161,10 +163,18 @@ class ReviewController(QObject):
             self._wanted = None
             self.failed.emit("Open case", f"case {case_id}: {user_message(exc)}")
 
+    def _on_doc_volume_changed(self) -> None:
+        if self.doc.volume is not self._volume:  # another image was opened: no case is open now
+            self.current = None
+            self._volume = None
+            self._loaded_labels = None
+            self.statuses_changed.emit()
+
     def _show(self, case_id: str, loaded: Loaded) -> None:
         volume, labels, note = loaded
         self._wanted = None
         self.on_leaving()
+        self._volume = volume
         self.doc.set_volume(volume, labels)
         self._loaded_labels = labels.array.copy()
         self.current = case_id
@@ -201,7 +211,7 @@ class ReviewController(QObject):
     # ---- statuses and saving -----------------------------------------------------------------
     def is_modified(self) -> bool:
         """The open case's labels differ from what was loaded (undoing back to it is no change)."""
-        return (self.current is not None and self._loaded_labels is not None and self.doc.has_volume
+        return (self.current is not None and self._loaded_labels is not None and self.doc.volume is self._volume
                 and not np.array_equal(self.doc.labels.array, self._loaded_labels))
 
     def commit_current(self, *, wait: bool = False) -> bool:

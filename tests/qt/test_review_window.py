@@ -163,6 +163,24 @@ def test_review_walk_fix_save_reopen(qtbot, tmp_path, layout):
     win2.close()
 
 
+def test_opening_another_image_during_review_never_saves_it_into_a_case(qtbot, tmp_path, small_phantom):
+    image, labels, names = _synthetic()
+    planted = planted_cases(labels, names)
+    root = write_dataset(tmp_path / "ds", "nnunet", image, {c: a for c, (a, _) in planted.items()}, names)
+    before = {p: _md5(p) for p in (root / "labelsTr").glob("*.nii.gz")}
+    win = _open_window(qtbot)
+    _open_dataset(win, qtbot, root, "case_001")
+    win.doc.set_volume(small_phantom.volume)  # File → Open of an unrelated image
+    win.doc.paint_slice_mask(0, 3, np.ones(small_phantom.volume.shape_zyx[1:], bool), 1, "brush")
+    assert win.review.current is None
+    assert not win.review.is_modified()
+    win.actions_by_name["next_case"].trigger()  # back into the dataset: nothing of the phantom is saved
+    qtbot.waitUntil(lambda: win.review.current is not None, timeout=30000)
+    assert win.review.pending_saves == 0
+    win.close()
+    assert {p: _md5(p) for p in (root / "labelsTr").glob("*.nii.gz")} == before
+
+
 def test_copy_mode_and_crafted_session(qtbot, tmp_path):
     image, labels, names = _synthetic()
     planted = planted_cases(labels, names)
