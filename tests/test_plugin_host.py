@@ -34,7 +34,7 @@ def test_wrong_api_version_is_refused():
     registry = discover([])
     registry.add(PluginManifest(name="future", api_version=99))
     assert "future" not in registry.manifests
-    assert "api_version" in registry.failures[0].problem
+    assert "plugin API 99" in registry.failures[0].problem
 
 
 def test_python_name_must_be_module_colon_attribute():

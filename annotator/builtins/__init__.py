@@ -1,11 +1,15 @@
-"""The built-in readers, exporters and engines, registered through the same entry point a plugin uses."""
+"""The built-in readers, exporters, engines and runtimes, registered through the same entry point a
+plugin uses. This manifest is the only list of them: CLI choices, --help, the window's menus and
+the engine panel are generated from the registry it feeds (annotator.plugin_host.manager)."""
 
 from annotator.plugin_host.api import (
     EngineContribution,
     ExporterContribution,
+    LabelReaderContribution,
     PluginManifest,
     PostprocessorContribution,
     ReaderContribution,
+    RuntimeContribution,
 )
 
 manifest = PluginManifest(
@@ -14,18 +18,31 @@ manifest = PluginManifest(
         ReaderContribution("volume", "DICOM series, NIfTI, NRRD, MHA", "annotator.io:load_volume",
                            suffixes=(".dcm", ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")),
     ),
+    label_readers=(
+        LabelReaderContribution("label-map", "Label maps (NIfTI, NRRD, MHA, DICOM SEG)",
+                                "annotator.io.labels:read_label_file",
+                                suffixes=(".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd", ".dcm")),
+    ),
     exporters=(
         ExporterContribution("nifti", "NIfTI label map", "annotator.export.nifti:NiftiExporter"),
-        ExporterContribution("coco", "COCO instance segmentation", "annotator.export.coco:CocoExporter"),
+        ExporterContribution("coco", "COCO (2-D slices)", "annotator.export.coco:CocoExporter"),
         ExporterContribution("nnunet", "nnU-Net v2 raw dataset", "annotator.export.nnunet:NnUnetExporter"),
         ExporterContribution("dicom-seg", "DICOM SEG", "annotator.export.dicom_seg:DicomSegExporter"),
         ExporterContribution("datalist", "MONAI datalist", "annotator.export.datalist:DatalistExporter"),
         ExporterContribution("yolo", "YOLO segmentation", "annotator.export.yolo:YoloExporter"),
     ),
     engines=(
-        EngineContribution("lite-medsam", "LiteMedSAM (bundled)", "annotator.engine.lite_medsam.engine:LiteMedSamEngine"),
-        EngineContribution("sam", "SAM / MedSAM checkpoint", "annotator.engine.sam_engine:SamEngine"),
-        EngineContribution("classical", "Classical (no weights)", "annotator.engine.classical:ClassicalEngine"),
+        EngineContribution("lite-medsam", "LiteMedSAM (bundled)", "annotator.engine.factory:load_lite_medsam"),
+        EngineContribution("sam", "SAM / MedSAM checkpoint", "annotator.engine.factory:load_sam"),
+        EngineContribution("classical", "Classical (no weights)", "annotator.engine.factory:load_classical"),
+    ),
+    runtimes=(
+        RuntimeContribution("torch", "torch (reference)", "annotator.engine.runtime.select:build_torch",
+                            requires=("torch",)),
+        RuntimeContribution("onnxruntime", "ONNX Runtime", "annotator.engine.runtime.select:build_onnxruntime",
+                            requires=("onnx", "onnxruntime")),
+        RuntimeContribution("openvino", "OpenVINO", "annotator.engine.runtime.select:build_openvino",
+                            requires=("onnx", "openvino")),
     ),
     postprocessors=(
         PostprocessorContribution("cleanup", "Fill holes, islands, largest, smooth", "annotator.postprocess.cleanup:clean_label_map"),

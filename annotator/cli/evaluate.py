@@ -54,13 +54,13 @@ def _label_names(path: str | None, fallback: dict[int, str]) -> dict[int, str]:
 
 def _engine(model: str, device: str, runtime: str) -> Any:
     from annotator.engine.api import EngineError
-    from annotator.engine.factory import ENGINE_NAMES, create_engine
+    from annotator.engine.factory import create_engine, engine_names
 
     try:
-        if model in ENGINE_NAMES:
+        if model in engine_names():
             return create_engine(model, device=device, runtime=runtime)
         if not Path(model).is_file():
-            raise InputError(model, f"not an engine name ({', '.join(ENGINE_NAMES)}) nor a checkpoint file")
+            raise InputError(model, f"not an engine name ({', '.join(engine_names())}) nor a checkpoint file")
         return create_engine("auto", checkpoint=model, device=device, runtime=runtime)
     except EngineError as exc:
         raise InputError(model, str(exc)) from None

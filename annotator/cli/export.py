@@ -19,10 +19,10 @@ from annotator.core.errors import InputError
 from annotator.core.geometry import CT_PRESETS
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.export.api import (
-    FORMATS,
     ExportResult,
     ExportSpec,
     check_targets,
+    export_formats,
     export_volume,
     get_exporter,
 )
@@ -63,7 +63,9 @@ def add_parser(subparsers: Any) -> None:
                      help="the review session for --status (default: annotator-review.json beside the CSV)")
     src.add_argument("--series-uid", help="which DICOM series when the folder holds several")
     src.add_argument("--label-names", help="JSON naming the label values ({\"1\": \"liver\"} or our label table)")
-    parser.add_argument("--format", required=True, choices=FORMATS)
+    formats = export_formats()
+    parser.add_argument("--format", required=True, choices=list(formats), metavar="FORMAT",
+                        help="; ".join(f"{k}: {v}" for k, v in formats.items()))
     parser.add_argument("-o", "--output", required=True, help="output folder (the dataset folder for nnunet)")
     parser.add_argument("--case-id", help="case name for --image (default: case_ + a hash of the image content; "
                         "with --keep-phi, the image file name)")

@@ -31,14 +31,15 @@ from annotator.io.prompts_json import ObjectPrompts, parse_prompts
 
 log = logging.getLogger(__name__)
 
-ENGINE_CHOICES = ("auto", "lite-medsam", "sam", "classical")
-
-
 # ---- shared with `annotator precompute` -----------------------------------------------------------
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, default=None,
-                        help="prompt engine (default: the one in settings, normally 'auto')")
+    from annotator.engine.factory import engine_names
+
+    engines = engine_names()
+    parser.add_argument("--engine", choices=list(engines), default=None, metavar="ENGINE",
+                        help="prompt engine (default: the one in settings, normally 'auto'): "
+                             + "; ".join(f"{k}: {v}" for k, v in engines.items()))
     parser.add_argument("--checkpoint", metavar="CK", help="SAM ViT-B/L/H, MedSAM or LiteMedSAM checkpoint (.pth)")
     parser.add_argument("--sam-flavour", choices=("auto", "sam", "medsam"), default="auto",
                         help="preprocessing of a ViT checkpoint: SAM's or MedSAM's (default: recognised by "

@@ -12,8 +12,37 @@ from annotator.engine.api import EngineError, PromptEngine
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("auto", "lite-medsam", "sam", "classical")
 LITE_MEDSAM_ENGINE = "annotator.engine.lite_medsam.engine:LiteMedSamEngine"
+
+
+def engine_names() -> dict[str, str]:
+    """name -> title of every engine the user may choose: "auto" and the plugin registry's engines."""
+    from annotator.plugin_host.manager import get_registry
+
+    return {"auto": "auto (LiteMedSAM, or classical without torch)", **get_registry().titles("engines")}
+
+
+# ---- the builtin engines' loaders (annotator.builtins registers them) ------------------------
+
+def load_classical(checkpoint: str | Path | None = None, device: str = "auto", runtime: str = "auto",
+                   **_options: Any) -> PromptEngine:
+    from annotator.engine.classical import ClassicalEngine
+
+    return ClassicalEngine()
+
+
+def load_sam(checkpoint: str | Path | None = None, device: str = "auto", runtime: str = "auto",
+             sam_flavour: str = "auto", **_options: Any) -> PromptEngine:
+    if checkpoint is None:
+        raise EngineError("the 'sam' engine needs a checkpoint (a SAM ViT-B/L/H or MedSAM .pth file)")
+    from annotator.engine.sam_engine import SamEngine
+
+    return SamEngine.load(checkpoint, device=device, flavour=sam_flavour, runtime=runtime)
+
+
+def load_lite_medsam(checkpoint: str | Path | None = None, device: str = "auto", runtime: str = "auto",
+                     **_options: Any) -> PromptEngine:
+    return _lite_medsam_class().load(checkpoint=checkpoint, device=device, runtime=runtime)
 
 
 def _lite_medsam_class() -> Any:
@@ -43,22 +72,19 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
       unavailable (logged as a warning, so the app still opens and segments).
     Raises EngineError with a one-line reason for an explicit choice that cannot be honoured.
     """
+    from annotator.plugin_host.manager import get_registry
+
     name = (name or "auto").lower()
-    if name not in ENGINE_NAMES:
-        raise EngineError(f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}")
-    if name == "classical":
-        from annotator.engine.classical import ClassicalEngine
-
-        return ClassicalEngine()
-    if name == "sam":
-        if checkpoint is None:
-            raise EngineError("the 'sam' engine needs a checkpoint (a SAM ViT-B/L/H or MedSAM .pth file)")
-        from annotator.engine.sam_engine import SamEngine
-
-        return SamEngine.load(checkpoint, device=device, flavour=sam_flavour, runtime=runtime)
-    if name == "lite-medsam":
-        return _lite_medsam_class().load(checkpoint=checkpoint, device=device, runtime=runtime)
-    return _create_auto(checkpoint, runtime, device, sam_flavour)
+    names = engine_names()
+    if name not in names:
+        raise EngineError(f"unknown engine {name!r}; expected one of {', '.join(names)}")
+    if name == "auto":
+        return _create_auto(checkpoint, runtime, device, sam_flavour)
+    try:
+        load = get_registry().get("engines", name)
+    except (ImportError, AttributeError) as exc:
+        raise EngineError(f"engine {name!r} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    return load(checkpoint=checkpoint, device=device, runtime=runtime, sam_flavour=sam_flavour)
 
 
 def _create_auto(checkpoint: str | Path | None, runtime: str, device: str, sam_flavour: str) -> PromptEngine:

@@ -26,7 +26,6 @@ from annotator.core.geometry import Window, default_window
 from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume, grid_differences
 
-FORMATS = ("nifti", "coco", "nnunet", "dicom-seg", "datalist", "yolo")
 SliceSelection = Literal["annotated", "all", "every"]
 
 # DICOM attributes that identify the patient; the brief's three plus their close relatives
@@ -322,14 +321,11 @@ def scrub_text(text: str, phi: Sequence[str], replacement: str = "anonymous") ->
 
 # ---- registry and one-case convenience ----------------------------------------------------------
 
-_EXPORTERS = {
-    "nifti": "annotator.export.nifti:NiftiExporter",
-    "coco": "annotator.export.coco:CocoExporter",
-    "nnunet": "annotator.export.nnunet:NnUnetExporter",
-    "dicom-seg": "annotator.export.dicom_seg:DicomSegExporter",
-    "datalist": "annotator.export.datalist:DatalistExporter",
-    "yolo": "annotator.export.yolo:YoloExporter",
-}
+def export_formats() -> dict[str, str]:
+    """format id -> title of every exporter in the plugin registry (builtins first)."""
+    from annotator.plugin_host.manager import get_registry
+
+    return get_registry().titles("exporters")
 
 
 class BaseExporter:
@@ -368,13 +364,16 @@ def remap_labels(array: np.ndarray, id_map: Sequence[tuple[int, int]] | dict[int
 
 
 def get_exporter(name: str) -> Exporter:
-    """The exporter for format `name` (one of FORMATS), imported on demand."""
-    import importlib
+    """The exporter for format `name` (an id of export_formats()), imported on demand."""
+    from annotator.plugin_host.manager import get_registry
 
-    if name not in _EXPORTERS:
-        raise ValueError(f"unknown export format {name!r}; expected one of {', '.join(FORMATS)}")
-    module_name, class_name = _EXPORTERS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    formats = export_formats()
+    if name not in formats:
+        raise ValueError(f"unknown export format {name!r}; expected one of {', '.join(formats)}")
+    exporter = get_registry().get("exporters", name)()
+    if getattr(exporter, "name", name) != name:
+        raise ValueError(f"exporter {name!r} calls itself {exporter.name!r}; a plugin's ids must match")
+    return exporter
 
 
 def export_volume(exporter: Exporter | str, volume: Volume, labels: LabelMap | Volume,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from annotator.core.errors import InputError
 from annotator.core.volume import Volume
@@ -37,6 +38,12 @@ def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
     `regularize=True`, which resamples them onto a regular grid in patient space (with a warning
     in metadata["warnings"] and metadata["resampled"] = True).
     """
+    plugin_reader = _plugin_reader(path)
+    if plugin_reader is not None:
+        volume = plugin_reader(path)
+        if not isinstance(volume, Volume):
+            raise InputError(path, "the plugin reader for this file type returned no volume")
+        return volume
     kind = source_format(path)
     if volume_index < 0:
         raise InputError(path, f"volume index must be >= 0, got {volume_index}")
@@ -55,6 +62,23 @@ def load_volume(path: str | os.PathLike[str], *, series_uid: str | None = None,
     except ValueError as exc:
         # Volume() validates geometry (zero spacing, singular direction) from the file's values
         raise InputError(path, f"cannot be loaded: {exc}") from exc
+
+
+def _plugin_reader(path: str | os.PathLike[str]) -> Any:
+    """A plugin's image reader (`read(path) -> Volume`) claiming this file's suffix, if any; the
+    builtin formats are read below, so plugins add formats rather than replace ours."""
+    from annotator.builtins import manifest as builtins
+    from annotator.plugin_host.manager import get_registry
+
+    if Path(path).is_dir():
+        return None
+    name, ours = Path(path).name.lower(), {c.id for c in builtins.readers}
+    best: tuple[int, str] | None = None
+    for cid, c in get_registry().contributions("readers").items():
+        for suffix in getattr(c, "suffixes", ()):
+            if cid not in ours and name.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), cid)
+    return None if best is None else get_registry().get("readers", best[1])
 
 
 def discover_series(path: str | os.PathLike[str]) -> list[SeriesInfo]:

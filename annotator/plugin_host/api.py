@@ -27,13 +27,29 @@ class ReaderContribution(Contribution):
 
 
 @dataclass(frozen=True)
+class LabelReaderContribution(Contribution):
+    """python_name: `read(volume, path) -> LabelMap` for label files with these suffixes
+    (*File → Open labels*, `--labels`, dataset review)."""
+
+    suffixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExporterContribution(Contribution):
-    pass
+    """python_name: an Exporter class (annotator.export.api.BaseExporter) whose `name` is this id."""
+
+
+@dataclass(frozen=True)
+class RuntimeContribution(Contribution):
+    """python_name: `build(spec, precision, cache, device) -> ModelRunner` (annotator.engine.runtime);
+    `requires`: the modules that must be importable for it to count as installed."""
+
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class EngineContribution(Contribution):
-    pass
+    """python_name: `load(checkpoint, device, runtime, **options) -> PromptEngine`."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +67,13 @@ class PluginManifest:
     name: str
     api_version: int = API_VERSION
     readers: tuple[ReaderContribution, ...] = field(default_factory=tuple)
+    label_readers: tuple[LabelReaderContribution, ...] = field(default_factory=tuple)
     exporters: tuple[ExporterContribution, ...] = field(default_factory=tuple)
     engines: tuple[EngineContribution, ...] = field(default_factory=tuple)
+    runtimes: tuple[RuntimeContribution, ...] = field(default_factory=tuple)
     postprocessors: tuple[PostprocessorContribution, ...] = field(default_factory=tuple)
     widgets: tuple[WidgetContribution, ...] = field(default_factory=tuple)
 
     def contributions(self) -> list[tuple[str, Contribution]]:
-        kinds = ("readers", "exporters", "engines", "postprocessors", "widgets")
+        kinds = ("readers", "label_readers", "exporters", "engines", "runtimes", "postprocessors", "widgets")
         return [(kind, c) for kind in kinds for c in getattr(self, kind)]

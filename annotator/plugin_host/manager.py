@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -30,7 +33,11 @@ class PluginRegistry:
 
     def add(self, manifest: PluginManifest) -> None:
         if manifest.api_version != API_VERSION:
-            self.failures.append(PluginFailure(manifest.name, f"api_version {manifest.api_version} is not {API_VERSION}"))
+            self.failures.append(PluginFailure(manifest.name, f"written for plugin API {manifest.api_version}; "
+                                                              f"this annotator speaks API {API_VERSION}"))
+            return
+        if manifest.name in self.manifests:
+            self.failures.append(PluginFailure(manifest.name, "a plugin of this name is already loaded"))
             return
         self.manifests[manifest.name] = manifest
 
@@ -41,6 +48,17 @@ class PluginRegistry:
             for c in getattr(manifest, kind):
                 out.setdefault(c.id, c)
         return out
+
+    def titles(self, kind: str) -> dict[str, str]:
+        """id -> title of every contribution of one kind, builtins first (for menus, choices, help)."""
+        return {cid: c.title for cid, c in self.contributions(kind).items()}
+
+    def get(self, kind: str, contribution_id: str) -> Any:
+        """The resolved object of contribution `contribution_id`; KeyError naming the known ids."""
+        found = self.contributions(kind)
+        if contribution_id not in found:
+            raise KeyError(f"no {kind[:-1].replace('_', ' ')} {contribution_id!r}; known: {', '.join(found)}")
+        return self.resolve(found[contribution_id])
 
     def resolve(self, contribution: Contribution) -> Any:
         """Import the contribution's python_name (once) and return the object it names."""
@@ -72,3 +90,47 @@ def discover(eps: list[EntryPoint] | None = None) -> PluginRegistry:
             continue
         registry.add(manifest)
     return registry
+
+
+# ---- the process-wide registry: every list a user sees is generated from it -------------------
+
+_current: PluginRegistry | None = None
+_lock = threading.Lock()
+
+
+def _with_builtins(registry: PluginRegistry) -> PluginRegistry:
+    """The builtins come through their entry point like any plugin; a source tree that was never
+    installed has no entry points, so they are added from the same manifest object then."""
+    if "builtins" not in registry.manifests:
+        from annotator.builtins import manifest
+
+        registry.add(manifest)
+    # builtins first: a plugin may add ids, never replace a builtin one
+    ordered = {"builtins": registry.manifests.pop("builtins")}
+    ordered.update(registry.manifests)
+    registry.manifests = ordered
+    return registry
+
+
+def get_registry() -> PluginRegistry:
+    """The registry of this process, discovered once (entry points, then the builtins)."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = _with_builtins(discover())
+        return _current
+
+
+@contextlib.contextmanager
+def using_registry(eps: list[EntryPoint]) -> Iterator[PluginRegistry]:
+    """Within the block, the registry is discovered from `eps` (plus the builtins): what a user
+    with exactly those plugins installed gets. For tests and `annotator plugins --check`."""
+    global _current
+    with _lock:
+        previous, _current = _current, _with_builtins(discover(eps))
+        registry = _current
+    try:
+        yield registry
+    finally:
+        with _lock:
+            _current = previous

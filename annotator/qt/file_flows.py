@@ -17,12 +17,12 @@ from annotator.core.document import AnnotationDocument
 from annotator.core.geometry import Window
 from annotator.core.labels import LabelMap
 from annotator.core.volume import Volume
+from annotator.export.api import export_formats
 from annotator.qt.autosave_controller import AutosaveController
 from annotator.qt.background import BackgroundRunner
 from annotator.qt.dialogs.series_dialog import SeriesDialog
 from annotator.qt.errors import show_error, try_with_error_dialog, user_message
 from annotator.qt.jobs import (
-    EXPORT_TITLES,
     demo_job,
     discover_job,
     export_dataset_job,
@@ -37,7 +37,13 @@ from annotator.settings import Settings
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)"
-LABEL_FILTER = "Label maps (*.nii *.nii.gz *.nrrd *.seg.nrrd *.mha *.dcm);;All files (*)"
+
+
+def label_filter() -> str:
+    """The Open labels dialog's filter: every suffix of the registry's label readers."""
+    from annotator.io.labels import label_file_suffixes
+
+    return f"Label maps ({' '.join('*' + s for s in label_file_suffixes())});;All files (*)"
 
 
 class FileFlows(QObject):
@@ -167,7 +173,7 @@ class FileFlows(QObject):
 
     def ask_open_labels(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open labels", self.settings.last_directory or "",
-                                              LABEL_FILTER)
+                                              label_filter())
         if path:
             self.open_labels(path)
 
@@ -205,7 +211,7 @@ class FileFlows(QObject):
         window: Window = self.doc.window
         plane = self.export_plane()
         self.autosave.export_started()
-        self.set_busy(f"Exporting {EXPORT_TITLES.get(fmt, fmt)}…")
+        self.set_busy(f"Exporting {export_formats().get(fmt, fmt)}…")
         self.background.submit(lambda: export_dataset_job(fmt, volume, labels, out_dir, case_id, window, plane),
                                self._on_dataset_exported, self._on_export_failed)
 
@@ -216,7 +222,7 @@ class FileFlows(QObject):
         self.show_message(f"Wrote {len(files)} files to {folder}", 8000)
 
     def ask_export_dataset(self, fmt: str) -> None:
-        out_dir = QFileDialog.getExistingDirectory(self.window, f"Export {EXPORT_TITLES.get(fmt, fmt)} into folder",
+        out_dir = QFileDialog.getExistingDirectory(self.window, f"Export {export_formats().get(fmt, fmt)} into folder",
                                                    self.settings.last_directory or "")
         if out_dir:
             self.export_dataset(fmt, out_dir)

@@ -93,9 +93,6 @@ def export_labels_job(volume: Volume, labels: LabelMap, path: str, *, overwrite:
     return str(out)
 
 
-# Menu titles of annotator.export.api.FORMATS (the list itself is the exporter registry's).
-EXPORT_TITLES = {"nifti": "NIfTI label map", "coco": "COCO (2-D slices)", "nnunet": "nnU-Net v2",
-                 "dicom-seg": "DICOM SEG", "datalist": "MONAI datalist", "yolo": "YOLO segmentation"}
 
 
 def export_dataset_job(fmt: str, volume: Volume, labels: LabelMap, out_dir: str, case_id: str,

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from annotator.core.document import AnnotationDocument
 from annotator.core.geometry import CT_PRESETS, PLANES, percentile_window
-from annotator.export.api import FORMATS
+from annotator.export.api import export_formats
 from annotator.qt.autosave_controller import AutosaveController
 from annotator.qt.background import BackgroundRunner
 from annotator.qt.canvas.slice_view import SliceView
@@ -44,7 +44,6 @@ from annotator.qt.dialogs.shortcuts_dialog import ShortcutsDialog
 from annotator.qt.engine_bridge import EngineBridge
 from annotator.qt.errors import show_error, try_with_error_dialog
 from annotator.qt.file_flows import FileFlows
-from annotator.qt.jobs import EXPORT_TITLES
 from annotator.qt.panels.cleanup_panel import CleanupPanel
 from annotator.qt.panels.engine_panel import EnginePanel
 from annotator.qt.panels.history_panel import HistoryPanel
@@ -184,8 +183,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self._action("export_labels", "&Export labels (NIfTI)…", self.files.ask_export_labels, ["Ctrl+E"], file_menu)
         dataset_menu = file_menu.addMenu("Export &dataset")
-        for fmt in FORMATS:
-            action = self._action(f"export_{fmt}", f"{EXPORT_TITLES.get(fmt, fmt)}…", self._on_export_dataset_action,
+        for fmt, title in export_formats().items():
+            action = self._action(f"export_{fmt}", f"{title}…", self._on_export_dataset_action,
                                   [], dataset_menu)
             action.setData(fmt)
         file_menu.addSeparator()

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from annotator.builtins import manifest as builtins
 from annotator.core.errors import InputError
 from annotator.core.labels import LabelMap, LabelTable
-from annotator.export.api import FORMATS, ExportSpec, OutputExistsError, export_volume
+from annotator.export.api import ExportSpec, OutputExistsError, export_volume
 
 
 def snapshot(folder):
@@ -24,7 +25,7 @@ def relabelled(label_map: LabelMap, names: dict[int, str]) -> LabelMap:
     return LabelMap(label_map.shape_zyx, table, array=label_map.array)
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "dicom-seg"])
+@pytest.mark.parametrize("fmt", [c.id for c in builtins.exporters if c.id != "dicom-seg"])
 def test_a_second_case_into_an_existing_dataset_is_refused_before_any_write(tmp_path, volume, label_map, fmt):
     export_volume(fmt, volume, label_map, tmp_path, ExportSpec(case_id="first", slices="all"))
     before = snapshot(tmp_path)

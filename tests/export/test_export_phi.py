@@ -11,8 +11,9 @@ from support.export_cases import (
     write_synthetic_ct_series,
 )
 
+from annotator.builtins import manifest as builtins
 from annotator.core.labels import LabelMap, LabelTable
-from annotator.export.api import FORMATS, ExportSpec, export_volume
+from annotator.export.api import ExportSpec, export_volume
 
 PHI_FORMS = [PATIENT["patient_name"], "DOE JANE", "JANE DOE", "DOE_JANE", PATIENT["patient_id"],
              PATIENT["patient_birth_date"]]
@@ -44,7 +45,7 @@ def scan(out_dir) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", [c.id for c in builtins.exporters])
 def test_no_patient_identifier_in_any_output_byte(tmp_path, dicom_case, fmt):
     volume, label_map = dicom_case
     export_volume(fmt, volume, label_map, tmp_path, ExportSpec(case_id="DOE^JANE_PID4711", slices="all"))

@@ -6,6 +6,6 @@ lite_medsam.accelerate_lite_medsam and sam.accelerate_sam (per model),
 prompt_path.select_prompt_runner (prompt encoder + mask decoder), malloc.tune_malloc.
 """
 
-from annotator.engine.runtime.base import RUNTIMES, ModelRunner, ModelSpec, runner_name
+from annotator.engine.runtime.base import ModelRunner, ModelSpec, runner_name
 
-__all__ = ["RUNTIMES", "ModelRunner", "ModelSpec", "runner_name"]
+__all__ = ["ModelRunner", "ModelSpec", "runner_name"]

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from annotator.engine.runtime.base import RUNTIMES, ModelRunner, ModelSpec, runner_name
+from annotator.engine.runtime.base import ModelRunner, ModelSpec, runner_name
 from annotator.engine.runtime.compiled_cache import CompiledModelCache
 
 log = logging.getLogger(__name__)
@@ -87,15 +87,14 @@ class Selection:
 
 
 def installed_runtimes() -> list[str]:
-    """Runtimes importable here (torch always; onnxruntime needs onnx too, for the export)."""
+    """Runtimes of the registry whose modules are importable here (onnxruntime and openvino need
+    onnx too, for the export)."""
     import importlib.util
 
-    found = ["torch"]
-    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
-        found.append("onnxruntime")
-    if importlib.util.find_spec("onnx") and importlib.util.find_spec("openvino"):
-        found.append("openvino")
-    return found
+    from annotator.plugin_host.manager import get_registry
+
+    return [name for name, c in get_registry().contributions("runtimes").items()
+            if all(importlib.util.find_spec(module) for module in getattr(c, "requires", ()))]
 
 
 def candidate_variants(device: str = "cpu", *, openvino_bf16: bool = False) -> list[str]:
@@ -127,24 +126,43 @@ def candidate_variants(device: str = "cpu", *, openvino_bf16: bool = False) -> l
     return order
 
 
+def runtime_names() -> dict[str, str]:
+    """runtime -> title of every runtime in the plugin registry (builtins: torch, onnxruntime, openvino)."""
+    from annotator.plugin_host.manager import get_registry
+
+    return get_registry().titles("runtimes")
+
+
+def build_torch(spec: ModelSpec, precision: str, cache: CompiledModelCache, device: str) -> ModelRunner:
+    from annotator.engine.runtime.torch_runner import TorchRunner
+
+    return TorchRunner(spec.module, precision=precision, device=device)
+
+
+def build_onnxruntime(spec: ModelSpec, precision: str, cache: CompiledModelCache, device: str) -> ModelRunner:
+    from annotator.engine.runtime.onnx_runner import OnnxRuntimeRunner, cached_onnx_path
+
+    return OnnxRuntimeRunner(cached_onnx_path(spec, cache), spec, precision=precision)
+
+
+def build_openvino(spec: ModelSpec, precision: str, cache: CompiledModelCache, device: str) -> ModelRunner:
+    from annotator.engine.runtime.onnx_runner import cached_onnx_path
+    from annotator.engine.runtime.openvino_runner import load_openvino_runner
+
+    return load_openvino_runner(spec, cached_onnx_path(spec, cache), precision, cache)
+
+
 def build_runner(variant: str, spec: ModelSpec, cache: CompiledModelCache,
                  device: str = "cpu") -> ModelRunner:
-    """The runner for "runtime-precision", exporting/compiling through the cache as needed."""
+    """The runner for "runtime-precision" (a runtime of the registry), exporting/compiling through
+    the cache as needed."""
+    from annotator.plugin_host.manager import get_registry
+
     runtime, _, precision = variant.partition("-")
-    if runtime == "torch":
-        from annotator.engine.runtime.torch_runner import TorchRunner
-
-        return TorchRunner(spec.module, precision=precision, device=device)
-    if runtime == "onnxruntime":
-        from annotator.engine.runtime.onnx_runner import OnnxRuntimeRunner, cached_onnx_path
-
-        return OnnxRuntimeRunner(cached_onnx_path(spec, cache), spec, precision=precision)
-    if runtime == "openvino":
-        from annotator.engine.runtime.onnx_runner import cached_onnx_path
-        from annotator.engine.runtime.openvino_runner import load_openvino_runner
-
-        return load_openvino_runner(spec, cached_onnx_path(spec, cache), precision, cache)
-    raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    names = runtime_names()
+    if runtime not in names:
+        raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(names)}")
+    return get_registry().get("runtimes", runtime)(spec, precision, cache, device)
 
 
 def _timed_outputs(runner: ModelRunner, inputs: Sequence[tuple[np.ndarray, ...]]
@@ -254,11 +272,11 @@ def select_runner(spec: ModelSpec, *, runtime: str = "auto", check: SelfCheck | 
     """
     cache = cache or CompiledModelCache()
     if "-" in runtime:
-        if runtime.split("-", 1)[0] not in RUNTIMES:
+        if runtime.split("-", 1)[0] not in runtime_names():
             raise ValueError(f"unknown runtime {runtime!r}")
         return Selection(build_runner(runtime, spec, cache, device))
-    if runtime != "auto" and runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; expected auto, {', '.join(RUNTIMES)}")
+    if runtime != "auto" and runtime not in runtime_names():
+        raise ValueError(f"unknown runtime {runtime!r}; expected auto, {', '.join(runtime_names())}")
     if runtime != "auto" and runtime not in installed_runtimes():
         raise ValueError(f"runtime {runtime!r} is not installed (pip install annotator[fast])")
     variants = [v for v in candidate_variants(device) if spec.fp32_scopes or not v.endswith("-bf16mix")]

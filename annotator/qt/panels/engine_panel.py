@@ -23,9 +23,13 @@ from annotator.settings import Settings
 if TYPE_CHECKING:
     from annotator.qt.engine_bridge import EngineBridge
 
-# (setting value, label): "auto" is the fastest runtime that passed its accuracy check here.
-RUNTIME_CHOICES = (("auto", "auto (fastest accurate)"), ("torch", "torch (reference)"),
-                   ("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO"))
+
+def runtime_choices() -> list[tuple[str, str]]:
+    """(setting value, label): "auto" is the fastest runtime that passed its accuracy check here;
+    the others are the plugin registry's runtimes."""
+    from annotator.engine.runtime.select import runtime_names
+
+    return [("auto", "auto (fastest accurate)"), *runtime_names().items()]
 
 
 class EnginePanel(QWidget):
@@ -49,7 +53,7 @@ class EnginePanel(QWidget):
 
         installed = set(installed_runtimes())
         model = self.runtime_combo.model()
-        for value, title in RUNTIME_CHOICES:
+        for value, title in runtime_choices():
             usable = value == "auto" or value in installed
             self.runtime_combo.addItem(title if usable else f"{title} (not installed)", value)
             if not usable and isinstance(model, QStandardItemModel):
