@@ -7,10 +7,12 @@ CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constra
 
 .PHONY: install run test lint bench clean-venv
 
-$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+PLUGINS := plugins/slicer_seg
+
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt $(PLUGINS:%=%/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip wheel
-	$(PY) -m pip install $(CONSTRAINTS) -e ".[test,fast]"
+	$(PY) -m pip install $(CONSTRAINTS) -e ".[test,fast]" $(PLUGINS:%=-e %[test])
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,7 +24,7 @@ test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check annotator tests bench
+	$(VENV)/bin/ruff check annotator tests bench plugins
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

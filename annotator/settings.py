@@ -44,9 +44,9 @@ def autosave_dir() -> Path:
 class Settings:
     """Everything the user can choose that outlives a session. Unknown keys in the file are kept out."""
 
-    engine: str = "auto"  # "auto" (lite-medsam if torch works, else classical), "lite-medsam", "sam", "classical"
+    engine: str = "auto"  # "auto" (lite-medsam if torch works, else classical) or an engine of the plugin registry
     checkpoint: str | None = None  # a SAM/MedSAM/LiteMedSAM checkpoint the user pointed to
-    runtime: str = "auto"  # "auto", "torch", "onnxruntime", "openvino"
+    runtime: str = "auto"  # "auto" or a runtime of the plugin registry (builtins: torch, ONNX Runtime, OpenVINO)
     memory_cache_bytes: int = 2 << 30
     disk_cache_bytes: int = 20 << 30
     prefetch_radius: int = 3

@@ -21,7 +21,7 @@ manifest = PluginManifest(
     label_readers=(
         LabelReaderContribution("label-map", "Label maps (NIfTI, NRRD, MHA, DICOM SEG)",
                                 "annotator.io.labels:read_label_file",
-                                suffixes=(".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd", ".dcm")),
+                                suffixes=(".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")),
     ),
     exporters=(
         ExporterContribution("nifti", "NIfTI label map", "annotator.export.nifti:NiftiExporter"),

@@ -346,6 +346,10 @@ class BaseExporter:
                 spec: ExportSpec) -> tuple[ExportSpec, list[str]]:
         return spec, list(case_ids)
 
+    def finalize(self, results: Sequence[ExportResult], out_dir: Path, spec: ExportSpec,
+                 table: LabelTable) -> list[Path]:
+        return []
+
 
 def consecutive_id_map(table: LabelTable, start: int = 1) -> tuple[tuple[int, int], ...]:
     """Label ids renumbered start, start+1, ... in table order (for formats needing it)."""

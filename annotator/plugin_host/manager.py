@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from annotator.core.errors import AnnotatorError
 from annotator.plugin_host.api import API_VERSION, Contribution, PluginManifest
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "annotator.plugins"
+
+
+class PluginError(AnnotatorError):
+    """A plugin's contribution could not be used (its code failed to import)."""
 
 
 @dataclass
@@ -60,10 +65,24 @@ class PluginRegistry:
             raise KeyError(f"no {kind[:-1].replace('_', ' ')} {contribution_id!r}; known: {', '.join(found)}")
         return self.resolve(found[contribution_id])
 
+    def owner(self, contribution: Contribution) -> str:
+        for name, manifest in self.manifests.items():
+            if any(c is contribution for _, c in manifest.contributions()):
+                return name
+        return "?"
+
     def resolve(self, contribution: Contribution) -> Any:
-        """Import the contribution's python_name (once) and return the object it names."""
+        """Import the contribution's python_name (once) and return the object it names. A plugin
+        whose code fails to import is recorded as failed and reported as a PluginError."""
         if contribution.python_name not in self._resolved:
-            self._resolved[contribution.python_name] = import_python_name(contribution.python_name)
+            try:
+                self._resolved[contribution.python_name] = import_python_name(contribution.python_name)
+            except Exception as exc:
+                plugin = self.owner(contribution)
+                problem = f"{contribution.id}: {contribution.python_name} failed to import ({type(exc).__name__}: {exc})"
+                log.warning("plugin %s: %s", plugin, problem)
+                self.failures.append(PluginFailure(plugin, problem))
+                raise PluginError(f"plugin {plugin!r}: {problem}") from exc
         return self._resolved[contribution.python_name]
 
 

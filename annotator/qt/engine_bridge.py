@@ -317,7 +317,7 @@ def _create_engine(name: str, checkpoint: str | None, runtime: str) -> Any:  # l
     from annotator.engine.factory import create_engine
 
     start = time.perf_counter()
-    if runtime == "auto" and name in ("auto", "lite-medsam", "sam"):
+    if runtime == "auto" and name != "classical":
         runtime = "auto-stored"  # never wait minutes for the first-start runtime check in the window
     engine: Any = create_engine(name, checkpoint=checkpoint, runtime=runtime)
     log.info("engine %s ready in %.1f s", getattr(engine, "model_id", name), time.perf_counter() - start)

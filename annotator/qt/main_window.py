@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         self._action("shortcuts", "&Shortcuts", self._on_shortcuts, ["F1"], help_menu)
+        self._action("plugins", "&Plugins", self._on_plugins, [], help_menu)
 
     # ---- engine (see engine_bridge.py) ------------------------------------------------------
     def start_engine(self) -> None:
@@ -438,6 +439,13 @@ class MainWindow(QMainWindow):
     def _on_auto_window(self) -> None:
         if self.doc.has_volume:
             self.doc.set_window(percentile_window(self.doc.current_volume().array))
+
+    def _on_plugins(self) -> None:
+        from annotator.plugin_host.manager import get_registry
+        from annotator.qt.dialogs.plugins_dialog import PluginsDialog
+
+        self.plugins_dialog = PluginsDialog(get_registry(), self)
+        self.plugins_dialog.open()
 
     def _on_shortcuts(self) -> None:
         self.shortcuts_dialog = ShortcutsDialog(list(self.actions_by_name.values()), self)

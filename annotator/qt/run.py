@@ -21,6 +21,12 @@ def run_app(args: argparse.Namespace) -> int:
     window = MainWindow(settings, engine_options={k: v for k, v in engine_options.items() if v})
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     window.show()
+    from annotator.plugin_host.manager import get_registry
+
+    failures = get_registry().failures
+    if failures:  # the app runs without them; say so once, details in Help → Plugins
+        window.statusBar().showMessage(f"{len(failures)} plugin(s) failed to load: "
+                                       f"{', '.join(f.plugin for f in failures)} (Help → Plugins)", 15000)
     if getattr(args, "review", None):
         window.open_dataset(args.review, getattr(args, "output", None))
     elif getattr(args, "path", None):
