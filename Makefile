@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Without an NVIDIA GPU keep torch at the CPU build (see constraints/cpu.txt); with one, pip's normal torch.
 CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constraints/cpu.txt")
 
-.PHONY: install run test lint bench clean-venv
+.PHONY: install run test lint bench clean-venv icons
 
 PLUGINS := plugins/slicer_seg
 
@@ -27,6 +27,9 @@ lint: install
 	$(VENV)/bin/ruff check annotator tests bench plugins
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+icons: install
+	QT_QPA_PLATFORM=offscreen $(PY) packaging/build_icons.py
 
 clean-venv:
 	rm -rf $(VENV)

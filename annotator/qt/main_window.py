@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self.info = QLabel("No image open.\n\nFile → Open, or run `annotator --demo`.", self)
         self.info.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.info.setWordWrap(True)
-        self.info.setStyleSheet("QLabel { background: #202020; color: #dddddd; padding: 10px; }")
+        self.info.setObjectName("image-info")  # styled by resources/style.qss
         self.grid = ViewGrid(self.views, self.info, self)
         self.setCentralWidget(self.grid)
         self.setWindowTitle("annotator")

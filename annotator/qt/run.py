@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from annotator.qt.main_window import MainWindow
+from annotator.qt.resources import app_icon, style_sheet
 from annotator.settings import Settings
 
 
 def run_app(args: argparse.Namespace) -> int:
     """Open the window (on args.path or the demo volume) and run the event loop."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)  # a window needs widgets, not a QCoreApplication
     app.setApplicationName("annotator")
+    app.setDesktopFileName("annotator")  # matches resources/annotator.desktop (Wayland icon, taskbar)
+    try:
+        app.setWindowIcon(app_icon())
+        app.setStyleSheet(style_sheet())
+    except (OSError, FileNotFoundError) as exc:  # a damaged install still opens, plainly styled
+        logging.getLogger(__name__).warning("resources not loaded: %s", exc)
     settings = Settings.load()
     engine_options = {k: getattr(args, k, None) for k in ("engine", "checkpoint", "runtime")}
     window = MainWindow(settings, engine_options={k: v for k, v in engine_options.items() if v})
