@@ -15,6 +15,9 @@ def parse_gui_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--engine", help="engine to use: lite-medsam (default), sam, classical")
     parser.add_argument("--checkpoint", help="SAM / MedSAM / LiteMedSAM checkpoint (.pth)")
     parser.add_argument("--runtime", help="torch, onnxruntime or openvino (default: fastest that passes its check)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="open the demo, segment one box with the engine, print the result and exit "
+                             "(0: the mask matches the phantom; checks an install or a packaged build)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 

@@ -36,7 +36,11 @@ def run_app(args: argparse.Namespace) -> int:
     if failures:  # the app runs without them; say so once, details in Help → Plugins
         window.statusBar().showMessage(f"{len(failures)} plugin(s) failed to load: "
                                        f"{', '.join(f.plugin for f in failures)} (Help → Plugins)", 15000)
-    if getattr(args, "review", None):
+    if getattr(args, "self_test", False):
+        from annotator.qt.self_test import schedule_self_test
+
+        schedule_self_test(app, window)
+    elif getattr(args, "review", None):
         window.open_dataset(args.review, getattr(args, "output", None))
     elif getattr(args, "path", None):
         window.open_path(args.path)
