@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Without an NVIDIA GPU keep torch at the CPU build (see constraints/cpu.txt); with one, pip's normal torch.
 CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constraints/cpu.txt")
 
-.PHONY: install run test lint bench clean-venv icons
+.PHONY: install run test lint bench clean-venv icons package package-test
 
 PLUGINS := plugins/slicer_seg
 
@@ -27,6 +27,15 @@ lint: install
 	$(VENV)/bin/ruff check annotator tests bench plugins
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The standalone desktop build (PyInstaller, one-folder): dist/annotator/annotator
+package: install
+	$(PY) -m pip install -q "pyinstaller>=6.10"
+	$(PY) -m PyInstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller packaging/annotator.spec
+
+# Starts the bundle headless on the demo and segments a box through the bundled model (slow; not CI)
+package-test: install
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m package -p no:cacheprovider tests/packaging
 
 icons: install
 	QT_QPA_PLATFORM=offscreen $(PY) packaging/build_icons.py

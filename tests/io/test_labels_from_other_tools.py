@@ -97,5 +97,11 @@ def test_slicer_seg_nrrd_names_colours_values(tmp_path):
     assert {lab.id: (lab.name, lab.color) for lab in back.table} == {
         3: ("tumour", (255, 128, 0)), 1: ("vessel", (0, 0, 255))}
     _slicer_seg(path, array, volume, [("a", (1, 0, 0), 3, 0), ("b", (0, 1, 0), 1, 1)])
-    with pytest.raises(InputError, match="overlapping segments in 2 layers"):
+    from importlib.metadata import EntryPoint
+
+    from annotator.plugin_host.manager import ENTRY_POINT_GROUP, using_registry
+
+    # the core alone refuses layers (plugins/slicer_seg merges them when installed)
+    with using_registry([EntryPoint("builtins", "annotator.builtins:manifest", ENTRY_POINT_GROUP)]), \
+            pytest.raises(InputError, match="overlapping segments in 2 layers"):
         read_labels_onto(volume, path)
