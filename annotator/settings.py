@@ -47,6 +47,7 @@ class Settings:
     engine: str = "auto"  # "auto" (lite-medsam if torch works, else classical) or an engine of the plugin registry
     checkpoint: str | None = None  # a SAM/MedSAM/LiteMedSAM checkpoint the user pointed to
     runtime: str = "auto"  # "auto" or a runtime of the plugin registry (builtins: torch, ONNX Runtime, OpenVINO)
+    server_url: str | None = None  # an `annotator serve` to run the model on (its token is never stored here)
     memory_cache_bytes: int = 2 << 30
     disk_cache_bytes: int = 20 << 30
     prefetch_radius: int = 3

@@ -35,6 +35,7 @@ manifest = PluginManifest(
         EngineContribution("lite-medsam", "LiteMedSAM (bundled)", "annotator.engine.factory:load_lite_medsam"),
         EngineContribution("sam", "SAM / MedSAM checkpoint", "annotator.engine.factory:load_sam"),
         EngineContribution("classical", "Classical (no weights)", "annotator.engine.factory:load_classical"),
+        EngineContribution("remote", "Server (annotator serve)", "annotator.engine.remote:load_remote"),
     ),
     runtimes=(
         RuntimeContribution("torch", "torch (reference)", "annotator.engine.runtime.select:build_torch",

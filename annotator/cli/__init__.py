@@ -16,7 +16,7 @@ from annotator import __version__
 from annotator.core.errors import AnnotatorError
 
 # One module per subcommand, each exposing add_parser(subparsers) that sets `func=run(args) -> int`.
-SUBCOMMANDS = ("info", "convert", "precompute", "segment", "evaluate", "export", "clean", "validate")
+SUBCOMMANDS = ("info", "convert", "precompute", "segment", "evaluate", "export", "clean", "validate", "serve")
 
 log = logging.getLogger("annotator")
 

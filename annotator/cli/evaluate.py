@@ -27,6 +27,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--labels-table", metavar="JSON", help="label names ({'1': 'liver', ...} or {'labels': {...}})")
     parser.add_argument("--model", default="lite-medsam",
                         help="engine name (lite-medsam, sam, classical, auto) or a checkpoint file")
+    parser.add_argument("--server", metavar="URL",
+                        help="run the model on this `annotator serve` (its model, device and runtime; token from "
+                             "ANNOTATOR_SERVER_TOKEN or the token file); --model, --device, --runtime then do not apply")
     parser.add_argument("--plane", choices=("axial", "coronal", "sagittal"), default="axial")
     parser.add_argument("--max-clicks", type=int, default=5, metavar="K", help="corrective clicks per item (default 5)")
     parser.add_argument("--propagate", action="store_true",
@@ -52,10 +55,15 @@ def _label_names(path: str | None, fallback: dict[int, str]) -> dict[int, str]:
     return fallback if table is None else {label.id: label.name for label in table}
 
 
-def _engine(model: str, device: str, runtime: str) -> Any:
+def _engine(model: str, device: str, runtime: str, server: str | None = None) -> Any:
     from annotator.engine.api import EngineError
     from annotator.engine.factory import create_engine, engine_names
 
+    if server:
+        try:
+            return create_engine("remote", server=server)
+        except EngineError as exc:
+            raise InputError(server, str(exc)) from None
     try:
         if model in engine_names():
             return create_engine(model, device=device, runtime=runtime)
@@ -124,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     label_map = read_labels_onto(volume, args.labels)
     fallback = {lab.id: lab.name for lab in label_map.table}
     names = _label_names(args.labels_table, fallback)
-    engine = _engine(args.model, args.device, args.runtime)
+    engine = _engine(args.model, args.device, args.runtime, args.server)
     cache = None
     if args.embedding_cache:
         from annotator.engine.embedding_cache import EmbeddingCache

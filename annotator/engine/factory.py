@@ -59,7 +59,7 @@ def is_sam_vit_checkpoint(path: str | Path) -> bool:
 
 
 def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runtime: str = "auto",
-                  device: str = "auto", *, sam_flavour: str = "auto") -> PromptEngine:
+                  device: str = "auto", *, sam_flavour: str = "auto", server: str | None = None) -> PromptEngine:
     """The engine called `name`:
 
     - "classical": weights-free region growing (annotator.engine.classical), always available.
@@ -75,6 +75,8 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
     from annotator.plugin_host.manager import get_registry
 
     name = (name or "auto").lower()
+    if server and name == "auto":
+        name = "remote"  # a server address decides: its model runs there
     names = engine_names()
     if name not in names:
         raise EngineError(f"unknown engine {name!r}; expected one of {', '.join(names)}")
@@ -84,7 +86,7 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
         load = get_registry().get("engines", name)
     except (ImportError, AttributeError) as exc:
         raise EngineError(f"engine {name!r} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-    return load(checkpoint=checkpoint, device=device, runtime=runtime, sam_flavour=sam_flavour)
+    return load(checkpoint=checkpoint, device=device, runtime=runtime, sam_flavour=sam_flavour, server=server)
 
 
 def _create_auto(checkpoint: str | Path | None, runtime: str, device: str, sam_flavour: str) -> PromptEngine:

@@ -102,14 +102,18 @@ class EngineBridge(QObject):
         name = self.options.get("engine") or getattr(self.settings, "engine", "auto") or "auto"
         checkpoint = self.options.get("checkpoint") or getattr(self.settings, "checkpoint", None)
         runtime = self.options.get("runtime") or getattr(self.settings, "runtime", "auto") or "auto"
+        server = self.options.get("server", getattr(self.settings, "server_url", None)) or None
         self._load_generation += 1
         generation = self._load_generation
-        future = self._loader.submit(_create_engine, name, checkpoint, runtime)
+        future = self._loader.submit(_create_engine, "remote" if server else name, checkpoint, runtime, server)
         future.add_done_callback(lambda done: self._deliver_engine(generation, done))
 
     def reload(self, *, engine_name: str | None = None, checkpoint: str | None = None,
-               runtime: str | None = None) -> None:
-        """Switch model or runtime (chosen in the engine panel): stops the old executor first."""
+               runtime: str | None = None, server: str | None = None) -> None:
+        """Switch model, runtime or server (chosen in the engine panel; server "" = this computer):
+        stops the old executor first."""
+        if server is not None:
+            self.options["server"] = server
         if engine_name is not None:
             self.options["engine"] = engine_name
         if checkpoint is not None:
@@ -313,13 +317,13 @@ def _stop_background_check(engine: Any) -> None:
             check.wait(timeout=10)
 
 
-def _create_engine(name: str, checkpoint: str | None, runtime: str) -> Any:  # loader thread
+def _create_engine(name: str, checkpoint: str | None, runtime: str, server: str | None = None) -> Any:  # loader thread
     from annotator.engine.factory import create_engine
 
     start = time.perf_counter()
-    if runtime == "auto" and name != "classical":
+    if runtime == "auto" and name not in ("classical", "remote"):
         runtime = "auto-stored"  # never wait minutes for the first-start runtime check in the window
-    engine: Any = create_engine(name, checkpoint=checkpoint, runtime=runtime)
+    engine: Any = create_engine(name, checkpoint=checkpoint, runtime=runtime, server=server)
     log.info("engine %s ready in %.1f s", getattr(engine, "model_id", name), time.perf_counter() - start)
     if getattr(engine, "runtime_pending", False):
         from annotator.engine.runtime.prepare import start_background_preparation

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -63,6 +64,17 @@ class EnginePanel(QWidget):
         current = getattr(settings, "runtime", "auto") or "auto"
         self.runtime_combo.setCurrentIndex(max(0, self.runtime_combo.findData(current)))
         form.addRow("Run on", self.runtime_combo)
+        self.server_edit = QLineEdit(settings.server_url or "", self)
+        self.server_edit.setPlaceholderText("this computer — or a server, e.g. http://gpu-box:8765")
+        self.server_edit.setToolTip("An `annotator serve` to run the model on. Its token comes from "
+                                    "ANNOTATOR_SERVER_TOKEN or the token file, never from this box.")
+        self.server_button = QPushButton("Use server", self)
+        self.local_button = QPushButton("This computer", self)
+        server_row = QHBoxLayout()
+        server_row.addWidget(self.server_edit, 1)
+        server_row.addWidget(self.server_button)
+        server_row.addWidget(self.local_button)
+        form.addRow("Server", server_row)
         self.choose_button = QPushButton("Choose checkpoint…", self)
         self.bundled_button = QPushButton("Use bundled model", self)
         buttons = QHBoxLayout()
@@ -74,6 +86,9 @@ class EnginePanel(QWidget):
         layout.addLayout(buttons)
         layout.addStretch(1)
         self.choose_button.clicked.connect(self._on_choose_clicked)
+        self.server_button.clicked.connect(self._on_server_clicked)
+        self.server_edit.returnPressed.connect(self._on_server_clicked)
+        self.local_button.clicked.connect(lambda: self.use_server(None))
         self.bundled_button.clicked.connect(self._on_bundled_clicked)
         self.runtime_combo.activated.connect(self._on_runtime_activated)
         bridge.status_changed.connect(self._sync_from_model)
@@ -124,6 +139,19 @@ class EnginePanel(QWidget):
             pass  # the choice still applies to this session
         self.bridge.options.pop("checkpoint", None)
         self.bridge.reload(engine_name="auto", checkpoint=path)
+
+    def _on_server_clicked(self) -> None:
+        self.use_server(self.server_edit.text().strip() or None)
+
+    def use_server(self, url: str | None) -> None:
+        """Run the model on the server at `url` (None: on this computer); remembered in settings."""
+        self.settings.server_url = url
+        try:
+            self.settings.save()
+        except OSError:
+            pass  # the choice still applies to this session
+        self.server_edit.setText(url or "")
+        self.bridge.reload(server=url or "")
 
     def _on_bundled_clicked(self) -> None:
         self.use_checkpoint(None)
