@@ -105,7 +105,8 @@ class EngineBridge(QObject):
         server = self.options.get("server", getattr(self.settings, "server_url", None)) or None
         self._load_generation += 1
         generation = self._load_generation
-        future = self._loader.submit(_create_engine, "remote" if server else name, checkpoint, runtime, server)
+        future = self._loader.submit(_create_engine, "remote" if server else name, checkpoint, runtime,
+                                     **({"server": server} if server else {}))
         future.add_done_callback(lambda done: self._deliver_engine(generation, done))
 
     def reload(self, *, engine_name: str | None = None, checkpoint: str | None = None,

@@ -27,18 +27,35 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float(np.logical_and(a, b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
-@pytest.fixture(scope="module")
-def engine():
+@pytest.fixture(scope="module", params=["local", "server"])
+def engine(request, tmp_path_factory):
+    """The bundled LiteMedSAM in this process, or the same model behind `annotator serve` on
+    loopback (issue 18: the window does everything the same with its model on a server)."""
     if not (CASE / "image.nii.gz").is_file():
         pytest.skip("shared data not available")
     torch = pytest.importorskip("torch")
     torch.set_num_threads(2)
     from annotator.engine.factory import create_engine
 
-    eng = create_engine("lite-medsam", runtime="torch")
-    if eng.model_id != "lite-medsam":
-        pytest.skip("bundled LiteMedSAM weights unavailable")
-    return eng
+    if request.param == "local":
+        eng = create_engine("lite-medsam", runtime="torch")
+        if eng.model_id != "lite-medsam":
+            pytest.skip("bundled LiteMedSAM weights unavailable")
+        yield eng
+        return
+    from annotator.engine.remote import RemoteEngine
+    from annotator.server.local import start_local_server
+
+    token = "clinician-" + "t" * 24
+    url, proc = start_local_server(tmp_path_factory.mktemp("server"), token,
+                                   args=("--engine", "lite-medsam", "--runtime", "torch"))
+    try:
+        eng = RemoteEngine(url, token)
+        yield eng
+        eng.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture
