@@ -142,6 +142,7 @@ class MainWindow(QMainWindow):
         self.tools.brush_radius_changed.connect(self._on_tools_brush_changed)
         self.background.busy_changed.connect(self._on_background_busy_changed)
         self.review.opened.connect(self._on_review_opened)
+        self.cleanup_panel.applied.connect(self._on_cleanup_applied)
         self.review.message.connect(self._on_doc_status)
         self.review.failed.connect(self._on_review_failed)
         for view in self.views:
@@ -365,6 +366,12 @@ class MainWindow(QMainWindow):
     def _on_review_opened(self) -> None:
         self.review_dock.show()
         self.review_dock.raise_()
+        self.cleanup_panel.apply_settings(self.review.session.settings)  # the reviewer's last choices
+
+    def _on_cleanup_applied(self) -> None:
+        if self.review.is_open:
+            self.review.session.settings.update(self.cleanup_panel.settings())
+            self.review.save_session()
 
     def _on_review_failed(self, title: str, message: str) -> None:
         show_error(self, title, message)

@@ -153,9 +153,13 @@ def test_review_walk_fix_save_reopen(qtbot, tmp_path, layout):
             np.testing.assert_array_equal(np.asarray(label).transpose(2, 1, 0), labels)
             np.testing.assert_allclose(np.asarray(label.affine), np.asarray(loader(item["image"]).affine), atol=1e-4)
 
-    # reopening restores the statuses, the comment and the case the reviewer was on
+    # reopening restores the statuses, the comment, the case the reviewer was on and the clean-up
+    # settings last applied (fill holes, all labels)
     win2 = _open_window(qtbot)
+    assert not win2.cleanup_panel.fill_holes.isChecked()
     _open_dataset(win2, qtbot, index, "case_003")
+    assert win2.cleanup_panel.fill_holes.isChecked()
+    assert win2.cleanup_panel.scope.currentData() == "all"
     rows = win2.review_panel.rows()
     assert rows["case_003"][0] == "flagged — spleen drawn by hand, check the tip"
     assert rows["case_001"][0] == rows["case_002"][0] == "modified"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -38,6 +39,8 @@ def _spin(maximum: float, value: float, suffix: str, step: float) -> QDoubleSpin
 
 class CleanupPanel(QWidget):
     """`focused_axis()` names the array axis of the focused view (for slice-by-slice clean-up)."""
+
+    applied = Signal()  # a clean-up was applied (the review session remembers the settings used)
 
     def __init__(self, doc: AnnotationDocument, background: BackgroundRunner, focused_axis: Callable[[], int],
                  parent: QWidget | None = None) -> None:
@@ -92,6 +95,29 @@ class CleanupPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         doc.labels_changed.connect(self._on_doc_labels_changed)
         doc.volume_changed.connect(self._on_doc_labels_changed)
+
+    def settings(self) -> dict[str, float | bool | str]:
+        """The panel's choices as plain values (kept in a dataset review's session file)."""
+        return {"cleanup_fill_holes": self.fill_holes.isChecked(),
+                "cleanup_remove_islands": self.remove_islands.isChecked(),
+                "cleanup_min_size_mm3": self.min_size.value(), "cleanup_largest": self.largest.isChecked(),
+                "cleanup_smooth": self.smooth.isChecked(), "cleanup_sigma_mm": self.sigma.value(),
+                "cleanup_scope": str(self.scope.currentData()), "cleanup_mode": str(self.mode.currentData())}
+
+    def apply_settings(self, values: dict) -> None:
+        """Restore choices saved by settings(); unknown or mistyped values are ignored."""
+        boxes = {"cleanup_fill_holes": self.fill_holes, "cleanup_remove_islands": self.remove_islands,
+                 "cleanup_largest": self.largest, "cleanup_smooth": self.smooth}
+        for key, box in boxes.items():
+            if isinstance(values.get(key), bool):
+                box.setChecked(values[key])
+        for key, spin in (("cleanup_min_size_mm3", self.min_size), ("cleanup_sigma_mm", self.sigma)):
+            if isinstance(values.get(key), int | float) and not isinstance(values.get(key), bool):
+                spin.setValue(float(values[key]))
+        for key, combo in (("cleanup_scope", self.scope), ("cleanup_mode", self.mode)):
+            index = combo.findData(values.get(key))
+            if index >= 0:
+                combo.setCurrentIndex(index)
 
     def options(self) -> CleanupOptions:
         return CleanupOptions(fill_holes=self.fill_holes.isChecked(),
@@ -154,6 +180,7 @@ class CleanupPanel(QWidget):
         proposal, self._proposal = self._proposal, None
         edit = self.doc.apply_labels(proposal, "clean-up")
         self._generation += 1
+        self.applied.emit()
         self.summary.setText("Applied (Ctrl+Z undoes it)." if edit is not None else "Nothing changed.")
 
     def cancel(self) -> None:
