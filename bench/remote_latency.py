@@ -71,6 +71,38 @@ def main() -> None:
                 results[name] = statistics.median(times)
                 print(f"{name}: median {results[name]:.1f} ms per click", flush=True)
             # what a corrective click sends and gets back (annotator.engine.remote / annotator.server.app)
+            # four windows clicking at once on the one server (each its own slice and connection)
+            import threading
+
+            def client(n: int, out: list[float]) -> None:
+                engine = RemoteEngine(url, token)
+                shifted = np.roll(image, 7 * (n + 1), axis=1)
+                emb = engine.embed(shifted)
+                first_n = engine.predict(emb, box_xyxy=box, multimask=False)
+                ready.wait()  # everyone embedded: time the clicks only
+                for _ in range(args.clicks):
+                    r, c = inside[rng.integers(len(inside))]
+                    t0 = time.perf_counter()
+                    engine.predict(emb, box_xyxy=box, points_xy=np.array([[c, r]], float),
+                                   point_labels=np.array([1]), mask_input=first_n.low_res_logits[:1],
+                                   multimask=False)
+                    out.append((time.perf_counter() - t0) * 1000)
+                engine.close()
+
+            per_client: list[list[float]] = [[] for _ in range(4)]
+            ready = threading.Barrier(5)
+            threads = [threading.Thread(target=client, args=(n, per_client[n])) for n in range(4)]
+            for t in threads:
+                t.start()
+            ready.wait()
+            t_start = time.perf_counter()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - t_start
+            all_clicks = [v for lst in per_client for v in lst]
+            concurrent = {"clients": 4, "clicks_per_s": round(len(all_clicks) / elapsed, 1),
+                          "median_ms": round(statistics.median(all_clicks), 1)}
+            print(f"4 clients: {concurrent}", flush=True)
             request = pack({"box_xyxy": box, "points_xy": np.array([[1.0, 2.0]]), "point_labels": np.array([1])},
                            {"id": "x" * 64, "multimask": False, "mask_ref": ["y" * 24, 0]}, compress=False)
             response = pack({"masks_bits": np.packbits(truth[None], axis=-1), "scores": np.zeros(1, np.float32),
@@ -86,7 +118,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "remote_latency", "cpu": _cpu_class(), "cores": os.cpu_count(), "slice": [512, 512],
         "local_ms": round(results["local"], 1), "remote_ms": round(results["remote"], 1),
-        "ratio": round(results["remote"] / results["local"], 2),
+        "ratio": round(results["remote"] / results["local"], 2), "concurrent": concurrent,
         "click_request_bytes": len(request), "click_response_bytes": len(response),
         "slice_upload_bytes": len(slice_upload), "embedding_bytes_fp16": int(features.astype(np.float16).nbytes),
         "server_side_click_wire_ms_1gbit": round((len(request) + len(response)) / gbit * 1000, 2),
