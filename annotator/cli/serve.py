@@ -37,6 +37,8 @@ def add_parser(subparsers: Any) -> None:
                                              "ANNOTATOR_SERVER_TOKEN, else the server-token file in the data folder)")
     parser.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body (default 64)")
     parser.add_argument("--cache-gb", type=float, default=4.0, help="embeddings kept in memory (default 4 GiB)")
+    parser.add_argument("--cache-dir", help="embedding folder shared with `annotator precompute --for-server` "
+                                            "(content-addressed; a precomputed slice is never encoded again)")
     parser.add_argument("--ssl-certfile", help="TLS certificate (PEM); with --ssl-keyfile the server speaks https")
     parser.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
     parser.set_defaults(func=run)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     engine = create_engine(args.engine, checkpoint=args.checkpoint, runtime=args.runtime,
                            device=args.device, sam_flavour=args.sam_flavour)
     app = create_app(engine, tokens, max_request_bytes=int(args.max_request_mb * (1 << 20)),
-                     cache_bytes=int(args.cache_gb * (1 << 30)))
+                     cache_bytes=int(args.cache_gb * (1 << 30)), cache_dir=args.cache_dir)
     scheme = "https" if args.ssl_certfile else "http"
     where = "the environment" if os.environ.get(ENV) else (args.token_file or default_token_file())
     sys.stderr.write(f"annotator serve: {engine_summary(engine)} at {scheme}://{args.host}:{args.port} "

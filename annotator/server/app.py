@@ -78,12 +78,22 @@ def _array(arrays: dict[str, np.ndarray], name: str, shape_tail: tuple[int, ...]
 
 
 def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes: int = 64 << 20,
-               cache_bytes: int = 4 << 30) -> FastAPI:
-    """The server app for one loaded engine. `tokens`: the accepted bearer tokens (at least one)."""
+               cache_bytes: int = 4 << 30, cache_dir: str | None = None) -> FastAPI:
+    """The server app for one loaded engine. `tokens`: the accepted bearer tokens (at least one).
+    `cache_dir`: a content-addressed embedding folder shared with `annotator precompute
+    --for-server` (annotator.engine.slice_store); an uploaded slice found there is not encoded
+    again. Only an upload of the slice itself reaches that folder: asking by id sees this token's
+    embeddings only, so the shared folder tells nobody what others have opened."""
     if not tokens or any(len(t) < 16 for t in tokens):
         raise ValueError("the server needs at least one token of 16 or more characters")
     app = FastAPI(title="annotator engine server", version=str(API_VERSION), docs_url=None, redoc_url=None)
     store = EmbeddingStore(cache_bytes)
+    shared = None
+    if cache_dir is not None:
+        from annotator.engine.slice_store import open_slice_store
+
+        shared = open_slice_store(cache_dir)
+    counters = {"encoder_calls": 0, "shared_hits": 0}
     # the low-res logits of recent predictions, so a corrective click refers to them by id instead
     # of sending 256 KB back (the click strategy feeds the previous logits into every next click)
     recent_logits: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
@@ -120,7 +130,7 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
     def info(ns: str = Depends(namespace)) -> dict[str, Any]:
         return {"api_version": API_VERSION, "model_id": engine.model_id, "model_sha256": engine.model_sha256,
                 "preprocess_version": engine.preprocess_version, "device": engine.device,
-                "runtime": engine.runtime, "prompt_kind": getattr(engine, "prompt_kind", "points")}
+                "runtime": engine.runtime, "prompt_kind": getattr(engine, "prompt_kind", "points"), **counters}
 
     @app.get("/v1/embeddings/{eid}")
     def has_embedding(eid: str, ns: str = Depends(namespace)) -> dict[str, Any]:
@@ -142,11 +152,21 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
         if store.get(ns, eid) is None:
             start = time.perf_counter()
 
-            def run_embed() -> ImageEmbedding:
-                with model_lock:
-                    return engine.embed(image)
+            def run_embed() -> tuple[ImageEmbedding, bool]:
+                if shared is not None:
+                    from annotator.engine.slice_store import lookup, slice_key
 
-            embedding = await run_in_threadpool(run_embed)
+                    found = lookup(shared, engine, eid)
+                    if found is not None:
+                        return found, False
+                with model_lock:
+                    made = engine.embed(image)
+                if shared is not None:
+                    shared.put(slice_key(engine, eid), made)
+                return made, True
+
+            embedding, encoded = await run_in_threadpool(run_embed)
+            counters["encoder_calls" if encoded else "shared_hits"] += 1
             store.put(ns, eid, embedding)
             meta_out = {"embed_ms": round((time.perf_counter() - start) * 1000, 1)}
         else:
