@@ -91,23 +91,24 @@ class RemoteEngine:
         if embedding.model_id != self.model_id:
             raise EngineError(f"embedding of {embedding.model_id} given to {self.model_id}")
         eid = bytes(np.asarray(embedding.features, np.uint8)).decode()
+        prompts = {k: np.asarray(v) for k, v in (("points_xy", points_xy), ("point_labels", point_labels),
+                                                   ("box_xyxy", box_xyxy)) if v is not None}
         meta: dict[str, Any] = {"id": eid, "multimask": bool(multimask)}
+        full = pack({**prompts, **({"mask_input": np.asarray(mask_input)} if mask_input is not None else {})},
+                    meta, compress=False)
         ref = self._logit_refs.get(_digest(mask_input)) if mask_input is not None else None
-        if ref is not None:
-            meta["mask_ref"] = list(ref)
-            mask_input = None
-        arrays = {k: np.asarray(v) for k, v in (("points_xy", points_xy), ("point_labels", point_labels),
-                                                  ("box_xyxy", box_xyxy), ("mask_input", mask_input))
-                  if v is not None}
-        body = pack(arrays, meta, compress=False)
+        body = pack(prompts, {**meta, "mask_ref": list(ref)}, compress=False) if ref is not None else full
         try:
             response = self._request("POST", "/v1/predict", body)
         except EngineError as exc:
-            image = embedding.extras.get("image")
-            if getattr(exc, "status_code", None) != 404 or image is None:
+            if getattr(exc, "status_code", None) != 404:
                 raise
-            self._json("POST", "/v1/embeddings", pack({"image": image}, {"id": eid}))  # the server forgot it
-            response = self._request("POST", "/v1/predict", body)
+            # the server forgot the earlier prediction (send the logits themselves) or the slice's
+            # embedding (restarted: upload the slice again), then ask once more
+            image = embedding.extras.get("image")
+            if image is not None and "no embedding" in str(exc):
+                self._json("POST", "/v1/embeddings", pack({"image": image}, {"id": eid}))
+            response = self._request("POST", "/v1/predict", full)
         try:
             out, info = unpack(response.content, max_bytes=MAX_RESPONSE_BYTES)
             shape = tuple(int(n) for n in info["mask_shape"])

@@ -9,18 +9,19 @@ Every request needs a bearer token; each token sees only the embeddings made wit
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from annotator.engine.api import EngineError, ImageEmbedding, PromptEngine
 from annotator.engine.wire import API_VERSION, WireError, embedding_id, pack, unpack
@@ -99,6 +100,12 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
     recent_logits: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
     recent_lock = threading.Lock()
     model_lock = threading.Lock()  # one model, one request at a time on it (as the local executor)
+    # one long-lived thread runs the model, as in the window (engine.executor): torch's thread team
+    # and caches stay warm; anyio's pool would hand each request to whichever thread is free
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-model")
+
+    async def on_model_thread(fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(model_thread, fn)
     accepted = [t.encode() for t in tokens]
 
     def namespace(request: Request) -> str:
@@ -165,12 +172,12 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
                     shared.put(slice_key(engine, eid), made)
                 return made, True
 
-            embedding, encoded = await run_in_threadpool(run_embed)
+            embedding, encoded = await on_model_thread(run_embed)
             counters["encoder_calls" if encoded else "shared_hits"] += 1
             store.put(ns, eid, embedding)
             meta_out = {"embed_ms": round((time.perf_counter() - start) * 1000, 1)}
         else:
-            embedding, meta_out = store.get(ns, eid), {"embed_ms": 0.0}  # type: ignore[assignment]
+            embedding, meta_out = store.get(ns, eid), {"embed_ms": 0.0}
         return {"id": eid, "original_size": list(embedding.original_size),
                 "input_size": list(embedding.input_size), **meta_out}
 
@@ -193,6 +200,8 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
                 raise HTTPException(422, "'mask_ref' must be [prediction id, candidate index]")
             with recent_lock:
                 logits = recent_logits.get((ns, ref[0]))
+                if logits is not None:
+                    recent_logits.move_to_end((ns, ref[0]))
             if logits is None or not 0 <= ref[1] < len(logits):
                 raise HTTPException(404, "the referenced earlier prediction is no longer here (send mask_input)")
             mask_input = logits[ref[1]: ref[1] + 1]
@@ -215,13 +224,13 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
                                       mask_input=mask_input, multimask=multimask)
 
         try:
-            pred = await run_in_threadpool(run_predict)
+            pred = await on_model_thread(run_predict)
         except (EngineError, ValueError) as exc:
             raise HTTPException(422, f"the engine refused the prompt: {exc}") from exc
         pid = hashlib.sha256(f"{eid}:{time.perf_counter_ns()}:{id(pred)}".encode()).hexdigest()[:24]
         with recent_lock:
             recent_logits[(ns, pid)] = np.asarray(pred.low_res_logits, np.float32)
-            while len(recent_logits) > 64:
+            while len(recent_logits) > 512:  # ~130 MB of LiteMedSAM logits at most
                 recent_logits.popitem(last=False)
         masks = np.asarray(pred.masks, bool)
         # bits, not bytes, for the masks, and logits as float16 (the client sends a reference back,
