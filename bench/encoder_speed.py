@@ -168,7 +168,12 @@ def bench_lite(reps: int, cache) -> dict:
     x, _ = preprocess.model_input(slices_u8[prompts[0][0]])
     with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as fh:
         np.save(fh, x)
-    runners, medians, memory = time_variants("lite", LITE_VARIANTS, encoder_spec(engine), cache, x, reps,
+    from annotator.engine.runtime.cpu import native_variants
+
+    variants, skipped = native_variants(LITE_VARIANTS)
+    if skipped:  # emulated bf16 is slower than fp32 and would take the run past its budget
+        print(f"skipped without native bf16: {', '.join(skipped)}", file=sys.stderr, flush=True)
+    runners, medians, memory = time_variants("lite", variants, encoder_spec(engine), cache, x, reps,
                                              fh.name)
 
     reference = box_masks(engine, slices_u8, prompts)
@@ -206,7 +211,9 @@ def bench_vitb(reps: int, cache, with_ort: bool) -> dict:
     spec = ModelSpec(module=encoder, part="sam-vit-b-random.encoder", model_sha256="random-seed-0",
                      example_inputs=(x,), input_names=("image",), output_names=("features",),
                      fp32_scopes=FP32_STEM)
-    variants = VITB_VARIANTS + (["onnxruntime-fp32"] if with_ort else [])
+    from annotator.engine.runtime.cpu import native_variants
+
+    variants, _ = native_variants(VITB_VARIANTS + (["onnxruntime-fp32"] if with_ort else []))
     runners, medians, memory = time_variants("vitb", variants, spec, cache, x, reps)
     reference = runners["torch-fp32"](x)[0]
     errors = {v: round(float(np.linalg.norm(r(x)[0] - reference) / np.linalg.norm(reference)), 5)
@@ -300,11 +307,13 @@ def main() -> int:
     args = parser.parse_args()
 
     from annotator.engine.runtime.compiled_cache import CompiledModelCache
-    from annotator.engine.runtime.cpu import cpu_model_name, cpu_supports_bf16
+    from annotator.engine.runtime.cpu import cpu_class, cpu_model_name, cpu_supports_bf16
 
     with tempfile.TemporaryDirectory(prefix="annotator-bench-") as tmp:
         cache = CompiledModelCache(Path(tmp) / "bench-models")
-        result: dict = {"cpu": cpu_model_name(), "cpu_bf16": cpu_supports_bf16(), "cores": os.cpu_count(),
+        print(f"CPU class: {cpu_class()} ({cpu_model_name()}, {os.cpu_count()} cores)", file=sys.stderr, flush=True)
+        result: dict = {"cpu": cpu_model_name(), "cpu_class": cpu_class(), "cpu_bf16": cpu_supports_bf16(),
+                        "cores": os.cpu_count(),
                         "load_avg_start": os.getloadavg()}
         if not args.skip_lite:
             lite = bench_lite(args.reps, cache)
@@ -322,7 +331,8 @@ def main() -> int:
         summary["vitb_default_variant"] = result["vitb"]["default_variant"]
         summary["vitb_encoder_ratio"] = round(vitb[result["vitb"]["default_variant"]] / vitb["torch-fp32-as-shipped"], 3)
         summary["vitb_fp32_ratio"] = round(vitb["openvino-fp32"] / vitb["torch-fp32-as-shipped"], 3)
-        summary["vitb_bf16_ratio"] = round(vitb["openvino-bf16"] / vitb["torch-fp32-as-shipped"], 3)
+        if "openvino-bf16" in vitb:  # only where bf16 is native
+            summary["vitb_bf16_ratio"] = round(vitb["openvino-bf16"] / vitb["torch-fp32-as-shipped"], 3)
     result["summary"] = summary
     print(json.dumps(result, indent=1, default=str))
     print(json.dumps(summary | {"lite_medians_ms": result.get("lite", {}).get("medians_ms"),
@@ -341,7 +351,9 @@ def lite_summary(result: dict) -> dict:
     return {
         "lite_encoder_ratio": round(result["lite"]["medians_ms"][default] / shipped, 3),
         "lite_default_variant": default,
-        "lite_bf16_ratio": round(result["lite"]["medians_ms"]["openvino-bf16"] / shipped, 3),
+        "lite_bf16_ratio": (round(result["lite"]["medians_ms"]["openvino-bf16"] / shipped, 3)
+                            if "openvino-bf16" in result["lite"]["medians_ms"] else None),
+        "cpu_class": result["cpu_class"],
         "lite_dice_agreement": result["lite"]["agreement"][default]["mean"],
         "lite_dice_agreement_min": result["lite"]["agreement"][default]["min"],
         "prompt_ratio": round(min(v for k, v in result["prompt"]["medians_ms"].items() if k != "torch-fp32")

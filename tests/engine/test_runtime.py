@@ -466,3 +466,19 @@ def test_a_stored_choice_is_reverified_on_a_sample_when_loaded(tiny_encoder, tmp
                                 require_faster=False, stored_only=True)
     assert stored_only is not None
     assert stored_only.name == "torch-fp32"
+
+
+def test_cpu_class_and_native_variants_per_cpu_class():
+    """What the benchmarks and the README's laptop table label figures with, and which variants a
+    benchmark runs: bf16 ones only where bf16 is native (an AVX2 laptop skips them)."""
+    from annotator.engine.runtime.cpu import cpu_class, native_variants
+
+    assert cpu_class(frozenset({"avx2", "fma"}), "x86_64") == "AVX2"
+    assert cpu_class(frozenset({"avx2", "avx512f"}), "x86_64") == "AVX-512"
+    assert cpu_class(frozenset({"avx2", "avx512f", "avx512_bf16"}), "x86_64") == "AVX-512-BF16"
+    assert cpu_class(frozenset({"avx512_bf16", "amx_bf16"}), "x86_64") == "AMX"
+    assert cpu_class(frozenset(), "arm64") == "ARM64"
+    variants = ["torch-fp32", "torch-bf16", "openvino-fp32", "openvino-bf16mix", "openvino-bf16"]
+    assert native_variants(variants, bf16=False) == (["torch-fp32", "openvino-fp32"],
+                                                     ["torch-bf16", "openvino-bf16mix", "openvino-bf16"])
+    assert native_variants(variants, bf16=True) == (variants, [])

@@ -79,3 +79,32 @@ def machine_signature() -> dict[str, object]:
         "machine": platform.machine(),
         "system": platform.system(),
     }
+
+
+def cpu_class(flags: frozenset[str] | None = None, machine: str | None = None) -> str:
+    """The class a figure belongs to (BENCHMARKS.md, the README's laptop table): "AMX",
+    "AVX-512-BF16", "AVX-512", "AVX2", "ARM64" or the bare machine name."""
+    flags = cpu_flags() if flags is None else flags
+    machine = (machine or platform.machine()).lower()
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX-512-BF16"
+    if "avx512f" in flags:
+        return "AVX-512"
+    if "avx2" in flags:
+        return "AVX2"
+    if machine in ("arm64", "aarch64"):
+        return "ARM64"
+    return machine or "unknown"
+
+
+def native_variants(variants: list[str], bf16: bool | None = None) -> tuple[list[str], list[str]]:
+    """(variants this CPU runs natively, the ones skipped): bf16 and bf16mix variants only where
+    bf16 is native; emulated bf16 is slower than fp32 and can take a benchmark past its budget."""
+    bf16 = cpu_supports_bf16() if bf16 is None else bf16
+    kept, skipped = [], []
+    for variant in variants:
+        precision = variant.partition("-")[2]
+        (kept if bf16 or not precision.startswith("bf16") else skipped).append(variant)
+    return kept, skipped
