@@ -103,7 +103,8 @@ def native_variants(variants: list[str], bf16: bool | None = None) -> tuple[list
     """(variants this CPU runs natively, the ones skipped): bf16 and bf16mix variants only where
     bf16 is native; emulated bf16 is slower than fp32 and can take a benchmark past its budget."""
     bf16 = cpu_supports_bf16() if bf16 is None else bf16
-    kept, skipped = [], []
+    kept: list[str] = []
+    skipped: list[str] = []
     for variant in variants:
         precision = variant.partition("-")[2]
         (kept if bf16 or not precision.startswith("bf16") else skipped).append(variant)
