@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
-
-
-def _cpu_class() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if "amx_bf16" in flags:
-        return "AMX"
-    if "avx512_bf16" in flags:
-        return "AVX-512-BF16"
-    return "AVX2" if "avx2" in flags else platform.machine()
 
 
 def main() -> None:
@@ -36,6 +26,7 @@ def main() -> None:
     from annotator.core.phantom import make_phantom
     from annotator.engine.factory import create_engine
     from annotator.engine.remote import RemoteEngine
+    from annotator.engine.runtime.cpu import cpu_class
     from annotator.engine.wire import pack
     from annotator.server.local import start_local_server
 
@@ -116,7 +107,7 @@ def main() -> None:
             proc.wait(timeout=30)
     gbit = 125e6  # bytes per second on 1 Gbit/s
     print(json.dumps({
-        "bench": "remote_latency", "cpu": _cpu_class(), "cores": os.cpu_count(), "slice": [512, 512],
+        "bench": "remote_latency", "cpu": cpu_class(), "cores": os.cpu_count(), "slice": [512, 512],
         "local_ms": round(results["local"], 1), "remote_ms": round(results["remote"], 1),
         "ratio": round(results["remote"] / results["local"], 2), "concurrent": concurrent,
         "click_request_bytes": len(request), "click_response_bytes": len(response),

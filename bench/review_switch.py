@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -19,13 +18,6 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def _cpu_class() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if "amx_bf16" in flags:
-        return "AMX"
-    if "avx512_bf16" in flags:
-        return "AVX-512-BF16"
-    return "AVX2" if "avx2" in flags else platform.machine()
 
 
 def _write_dataset(root: Path, n_cases: int, slices: int) -> None:
@@ -55,6 +47,7 @@ def main() -> None:
 
     from PySide6.QtWidgets import QApplication
 
+    from annotator.engine.runtime.cpu import cpu_class
     from annotator.qt.main_window import MainWindow
     from annotator.settings import Settings
 
@@ -103,7 +96,7 @@ def main() -> None:
         print(f"case_000: cold switch {cold[-1]:.0f} ms", flush=True)
         win.close()
         win.shutdown()
-    print(json.dumps({"bench": "review_switch", "cpu": _cpu_class(), "cores": os.cpu_count(),
+    print(json.dumps({"bench": "review_switch", "cpu": cpu_class(), "cores": os.cpu_count(),
                       "shape": [args.slices, 512, 512], "prefetched_ms": round(statistics.median(prefetched), 1),
                       "prefetched_all_ms": [round(v, 1) for v in prefetched], "cold_ms": round(cold[0], 1)}))
 

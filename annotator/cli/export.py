@@ -18,6 +18,7 @@ from annotator.cli.options import parse_window_option, read_label_names
 from annotator.core.errors import InputError
 from annotator.core.geometry import CT_PRESETS
 from annotator.core.labels import LabelMap, LabelTable
+from annotator.core.review_session import STATUSES
 from annotator.export.api import (
     ExportResult,
     ExportSpec,
@@ -57,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
     src.add_argument("--image", help="image file or DICOM series folder")
     src.add_argument("--labels", help="label map file on the image's grid")
     src.add_argument("--pairs", help="CSV with columns image,labels[,case_id] (paths relative to the CSV)")
-    src.add_argument("--status", action="append", choices=["not seen", "reviewed", "modified", "flagged"],
+    src.add_argument("--status", action="append", choices=STATUSES,
                      help="with --pairs: only cases with this status in the review session (repeatable)")
     src.add_argument("--review-session", metavar="FILE",
                      help="the review session for --status (default: annotator-review.json beside the CSV)")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from annotator.core.errors import InputError
+from annotator.core.review_session import STATUSES
 from annotator.io.dataset import Dataset, DatasetCase, open_dataset
 from annotator.io.dataset_check import CaseReport, Finding, check_case, dataset_findings
 
@@ -34,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--strict", action="store_true", help="warnings (islands, holes, missing labels) fail too")
     parser.add_argument("--session", metavar="FILE", help="review session file (default: the one beside the dataset)")
-    parser.add_argument("--status", action="append", choices=["not seen", "reviewed", "modified", "flagged"],
+    parser.add_argument("--status", action="append", choices=STATUSES,
                         help="only cases with this review status (repeatable)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     parser.add_argument("--no-progress", action="store_true")

@@ -164,10 +164,7 @@ def label_file_suffixes() -> list[str]:
     """Every label file suffix a registered label reader takes (for file dialogs)."""
     from annotator.plugin_host.manager import get_registry
 
-    out: list[str] = []
-    for c in get_registry().contributions("label_readers").values():
-        out += [s for s in getattr(c, "suffixes", ()) if s not in out]
-    return out
+    return get_registry().suffixes("label_readers")
 
 
 def read_labels_onto(volume: Volume, path: str | os.PathLike[str]) -> LabelMap:
@@ -176,18 +173,12 @@ def read_labels_onto(volume: Volume, path: str | os.PathLike[str]) -> LabelMap:
     read_label_file."""
     from annotator.plugin_host.manager import get_registry
 
-    name = Path(path).name.lower()
-    best: tuple[int, str] | None = None
-    for cid, c in get_registry().contributions("label_readers").items():
-        for suffix in getattr(c, "suffixes", ()):
-            if name.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
-                best = (len(suffix), cid)
-    if best is None:
+    chosen = get_registry().by_suffix("label_readers", Path(path).name)
+    if chosen is None:
         return read_label_file(volume, path)  # no suffix claimed: let the builtin reader decide
-    reader = get_registry().get("label_readers", best[1])
-    labels = reader(volume, path)
+    labels = get_registry().get("label_readers", chosen)(volume, path)
     if not isinstance(labels, LabelMap) or labels.shape_zyx != volume.shape_zyx:
-        raise InputError(path, f"label reader {best[1]!r} returned no label map on the image's grid")
+        raise InputError(path, f"label reader {chosen!r} returned no label map on the image's grid")
     return labels
 
 

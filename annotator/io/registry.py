@@ -72,13 +72,9 @@ def _plugin_reader(path: str | os.PathLike[str]) -> Any:
 
     if Path(path).is_dir():
         return None
-    name, ours = Path(path).name.lower(), {c.id for c in builtins.readers}
-    best: tuple[int, str] | None = None
-    for cid, c in get_registry().contributions("readers").items():
-        for suffix in getattr(c, "suffixes", ()):
-            if cid not in ours and name.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
-                best = (len(suffix), cid)
-    return None if best is None else get_registry().get("readers", best[1])
+    chosen = get_registry().by_suffix("readers", Path(path).name,
+                                      skip=frozenset(c.id for c in builtins.readers))
+    return None if chosen is None else get_registry().get("readers", chosen)
 
 
 def discover_series(path: str | os.PathLike[str]) -> list[SeriesInfo]:

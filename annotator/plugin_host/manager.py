@@ -58,6 +58,24 @@ class PluginRegistry:
         """id -> title of every contribution of one kind, builtins first (for menus, choices, help)."""
         return {cid: c.title for cid, c in self.contributions(kind).items()}
 
+    def by_suffix(self, kind: str, filename: str, *, skip: frozenset[str] = frozenset()) -> str | None:
+        """The id of the `kind` contribution whose suffix matches `filename` longest (".seg.nrrd"
+        before ".nrrd"), ignoring ids in `skip`; None when no suffix matches."""
+        name = filename.lower()
+        best: tuple[int, str] | None = None
+        for cid, c in self.contributions(kind).items():
+            for suffix in getattr(c, "suffixes", ()):
+                if cid not in skip and name.endswith(suffix.lower()) and (best is None or len(suffix) > best[0]):
+                    best = (len(suffix), cid)
+        return None if best is None else best[1]
+
+    def suffixes(self, kind: str) -> list[str]:
+        """Every suffix the `kind` contributions take, once each, builtins first."""
+        out: list[str] = []
+        for c in self.contributions(kind).values():
+            out += [s for s in getattr(c, "suffixes", ()) if s not in out]
+        return out
+
     def get(self, kind: str, contribution_id: str) -> Any:
         """The resolved object of contribution `contribution_id`; KeyError naming the known ids."""
         found = self.contributions(kind)

@@ -116,10 +116,13 @@ class ReviewController(QObject):
 
     def _on_checked(self, report: CaseReport) -> None:
         self._local[report.case_id] = report
-        reports = [copy.deepcopy(r) for r in self._local.values()]
         if self.dataset is not None and len(self._local) == len(self.dataset.cases):
-            dataset_findings(reports, self.dataset.table)  # needs every case's labels
-        self.reports = {r.case_id: r for r in reports}
+            # findings that need every case's labels go on copies, so a re-check starts clean
+            reports = [copy.deepcopy(r) for r in self._local.values()]
+            dataset_findings(reports, self.dataset.table)
+            self.reports = {r.case_id: r for r in reports}
+        else:
+            self.reports[report.case_id] = report  # while checking: each case alone, no copies
         self.reports_changed.emit()
 
     @property

@@ -156,7 +156,9 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
         eid = embedding_id(image, engine.model_sha256, engine.preprocess_version)
         if meta.get("id") not in (None, eid):
             raise HTTPException(422, "the given id is not the content address of this image")
-        if store.get(ns, eid) is None:
+        embedding = store.get(ns, eid)
+        meta_out = {"embed_ms": 0.0}
+        if embedding is None:
             start = time.perf_counter()
 
             def run_embed() -> tuple[ImageEmbedding, bool]:
@@ -176,8 +178,6 @@ def create_app(engine: PromptEngine, tokens: Sequence[str], *, max_request_bytes
             counters["encoder_calls" if encoded else "shared_hits"] += 1
             store.put(ns, eid, embedding)
             meta_out = {"embed_ms": round((time.perf_counter() - start) * 1000, 1)}
-        else:
-            embedding, meta_out = store.get(ns, eid), {"embed_ms": 0.0}
         return {"id": eid, "original_size": list(embedding.original_size),
                 "input_size": list(embedding.input_size), **meta_out}
 

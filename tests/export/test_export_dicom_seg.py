@@ -9,26 +9,14 @@ import pytest
 from support.export_cases import (
     PATIENT,
     all_output_bytes,
+    labels_for,
     shared_data_or_skip,
     volume_from_dicom_files,
     write_synthetic_ct_series,
 )
 
 from annotator.core.errors import GeometryMismatchError, InputError
-from annotator.core.labels import LabelMap, LabelTable
 from annotator.export.api import ExportSpec, export_volume
-
-
-def labels_for(volume) -> LabelMap:
-    table = LabelTable()
-    table.add("liver", (200, 80, 60), label_id=2)
-    table.add("lesion", (250, 250, 0), label_id=5)
-    array = np.zeros(volume.shape_zyx, np.uint16)
-    z, y, x = volume.shape_zyx
-    array[0, y // 4: y // 2, x // 4: x // 2] = 2
-    array[z - 1, 1:4, 2:6] = 5
-    array[z - 1, y - 5: y - 2, x - 6: x - 2] = 2
-    return LabelMap(volume.shape_zyx, table, array=array)
 
 
 def check_seg_reads_back(path, volume, label_map):

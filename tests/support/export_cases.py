@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from annotator.core.labels import LabelMap, LabelTable
 from annotator.core.volume import Volume
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -91,3 +92,16 @@ def all_output_bytes(root: Path) -> dict[Path, bytes]:
             data = data + gzip.decompress(data)
         out[path] = data + str(path.relative_to(root)).encode()
     return out
+
+
+def labels_for(volume: Volume) -> LabelMap:
+    """Two labels with non-consecutive values (2, 5) on the first and last slices of `volume`."""
+    table = LabelTable()
+    table.add("liver", (200, 80, 60), label_id=2)
+    table.add("lesion", (250, 250, 0), label_id=5)
+    array = np.zeros(volume.shape_zyx, np.uint16)
+    z, y, x = volume.shape_zyx
+    array[0, y // 4: y // 2, x // 4: x // 2] = 2
+    array[z - 1, 1:4, 2:6] = 5
+    array[z - 1, y - 5: y - 2, x - 6: x - 2] = 2
+    return LabelMap(volume.shape_zyx, table, array=array)

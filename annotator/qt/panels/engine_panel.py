@@ -133,12 +133,15 @@ class EnginePanel(QWidget):
     def use_checkpoint(self, path: str | None) -> None:
         """Remember the choice in settings and reload the engine with it (None = bundled)."""
         self.settings.checkpoint = path
+        self._remember()
+        self.bridge.options.pop("checkpoint", None)
+        self.bridge.reload(engine_name="auto", checkpoint=path)
+
+    def _remember(self) -> None:
         try:
             self.settings.save()
         except OSError:
             pass  # the choice still applies to this session
-        self.bridge.options.pop("checkpoint", None)
-        self.bridge.reload(engine_name="auto", checkpoint=path)
 
     def _on_server_clicked(self) -> None:
         self.use_server(self.server_edit.text().strip() or None)
@@ -146,10 +149,7 @@ class EnginePanel(QWidget):
     def use_server(self, url: str | None) -> None:
         """Run the model on the server at `url` (None: on this computer); remembered in settings."""
         self.settings.server_url = url
-        try:
-            self.settings.save()
-        except OSError:
-            pass  # the choice still applies to this session
+        self._remember()
         self.server_edit.setText(url or "")
         self.bridge.reload(server=url or "")
 
@@ -164,9 +164,6 @@ class EnginePanel(QWidget):
         if runtime == (getattr(self.settings, "runtime", "auto") or "auto") and self.bridge.ready:
             return
         self.settings.runtime = runtime
-        try:
-            self.settings.save()
-        except OSError:
-            pass  # the choice still applies to this session
+        self._remember()
         self.runtime_combo.setCurrentIndex(max(0, self.runtime_combo.findData(runtime)))
         self.bridge.reload(runtime=runtime)
