@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,13 @@ MAX_RESPONSE_BYTES = 256 << 20
 
 
 class RemoteEngine:
-    def __init__(self, url: str, token: str, *, timeout_s: float = 120.0) -> None:
+    def __init__(self, url: str, token: str, *, timeout_s: float = 120.0, retry_after_s: float = 0.5,
+                 transport: Any = None) -> None:
         import httpx
 
         self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout_s,
+        self.retry_after_s = retry_after_s
+        self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport,
                                     headers={"Authorization": f"Bearer {token}"})
         info = self._json("GET", "/v1/info")
         if info.get("api_version") != API_VERSION:
@@ -44,9 +47,17 @@ class RemoteEngine:
     def _request(self, method: str, path: str, content: bytes | None = None) -> Any:
         import httpx
 
+        headers = {"Content-Type": "application/x-annotator-npz"} if content else None
         try:
-            response = self._client.request(method, path, content=content,
-                                            headers={"Content-Type": "application/x-annotator-npz"} if content else None)
+            response = self._client.request(method, path, content=content, headers=headers)
+        except httpx.TransportError:
+            # one retry: a dropped connection or a server restarting. Every request is safe to
+            # repeat (uploads are content-addressed, predictions change nothing on the server)
+            time.sleep(self.retry_after_s)
+            try:
+                response = self._client.request(method, path, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                raise EngineError(f"server {self.url} unreachable (tried twice): {type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise EngineError(f"server {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
@@ -94,10 +105,13 @@ class RemoteEngine:
         prompts = {k: np.asarray(v) for k, v in (("points_xy", points_xy), ("point_labels", point_labels),
                                                    ("box_xyxy", box_xyxy)) if v is not None}
         meta: dict[str, Any] = {"id": eid, "multimask": bool(multimask)}
-        full = pack({**prompts, **({"mask_input": np.asarray(mask_input)} if mask_input is not None else {})},
-                    meta, compress=False)
+
+        def full() -> bytes:  # with the logits themselves (256 KB for LiteMedSAM): only when needed
+            extra = {"mask_input": np.asarray(mask_input)} if mask_input is not None else {}
+            return pack({**prompts, **extra}, meta, compress=False)
+
         ref = self._logit_refs.get(_digest(mask_input)) if mask_input is not None else None
-        body = pack(prompts, {**meta, "mask_ref": list(ref)}, compress=False) if ref is not None else full
+        body = pack(prompts, {**meta, "mask_ref": list(ref)}, compress=False) if ref is not None else full()
         try:
             response = self._request("POST", "/v1/predict", body)
         except EngineError as exc:
@@ -108,7 +122,7 @@ class RemoteEngine:
             image = embedding.extras.get("image")
             if image is not None and "no embedding" in str(exc):
                 self._json("POST", "/v1/embeddings", pack({"image": image}, {"id": eid}))
-            response = self._request("POST", "/v1/predict", full)
+            response = self._request("POST", "/v1/predict", full())
         try:
             out, info = unpack(response.content, max_bytes=MAX_RESPONSE_BYTES)
             shape = tuple(int(n) for n in info["mask_shape"])

@@ -185,3 +185,29 @@ def test_server_gone_is_an_engine_error_not_a_hang(engines, server, tmp_path):
     with pytest.raises(EngineError, match="unreachable"):
         remote.predict(embedding, box_xyxy=np.array([2.0, 2.0, 10.0, 10.0]))
     assert time.monotonic() - start < 10
+
+
+def test_a_dropped_connection_is_retried_once_then_reported():
+    import httpx
+
+    from annotator.engine.remote import RemoteEngine
+
+    calls = {"n": 0}
+    info = {"api_version": 1, "model_id": "m", "model_sha256": "s", "preprocess_version": 1,
+            "device": "cpu", "runtime": "torch-fp32", "prompt_kind": "box"}
+
+    def flaky(request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ConnectError("connection dropped", request=request)
+        return httpx.Response(200, json=info)
+
+    engine = RemoteEngine("http://server.test", TOKEN, transport=httpx.MockTransport(flaky), retry_after_s=0)
+    assert engine.model_id == "m"  # the first attempt failed, the retry got through
+    assert calls["n"] == 2
+
+    def dead(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(EngineError, match="unreachable \\(tried twice\\)"):
+        RemoteEngine("http://server.test", TOKEN, transport=httpx.MockTransport(dead), retry_after_s=0)
