@@ -82,10 +82,10 @@ def main() -> None:
 
     dwell = [box_on(z, args.dwell) for z in picks[0::2]]
     cold = [box_on(z, 0.0) for z in picks[1::2]]
+    summary = bridge.summary()
     win.close()
     win.shutdown()
-    result = {"bench": "dwell_latency", "cpu_class": cpu_class(), "cores": os.cpu_count(),
-              "engine": bridge.summary() if bridge else "", "dwell_s": args.dwell,
+    result = {"bench": "dwell_latency", "cpu_class": cpu_class(), "cores": os.cpu_count(), "engine": summary, "dwell_s": args.dwell,
               "dwell_ms": round(statistics.median(dwell), 1), "dwell_all_ms": [round(v, 1) for v in dwell],
               "cold_ms": round(statistics.median(cold), 1), "cold_all_ms": [round(v, 1) for v in cold]}
     print(json.dumps(result))

@@ -8,6 +8,7 @@ Usage (Qt-free; qt/engine_bridge.py re-emits `on_result` into the GUI thread)::
     view = SliceRef(volume, axis=0, index=42, window=Window(40, 400))
     executor.embed(view)                       # the visible slice, high priority
     executor.prefetch(view, radius=3)          # 42, 43, 41, 44, 40, 45, 39 (low priority)
+    executor.prefetch(view, 1, windows=[lung], direction=-1)  # 42, 42 in lung, 41, 43
     ticket = executor.predict(PredictRequest.from_prompts(view, prompts))
     ticket.future.result()                     # EngineResult (tests); the GUI uses on_result
     executor.shutdown()                        # on quit: cancels queued work, joins the thread
@@ -28,8 +29,9 @@ Contract:
   older ones for that view (the user scrolled on); other views' requests are kept.
   embed(view, supersede=False) queues work that is neither cancelled by later embeds nor
   cancels others (e.g. slices a propagation will need next).
-- prefetch(view, radius): cancels the previous prefetch, then queues view.index, +1, -1, +2, -2,
-  ... within the volume. Already-cached slices cost nothing.
+- prefetch(view, radius, windows=(), direction=1): cancels the previous prefetch, then queues
+  view.index, view.index in each extra window, then +1, -1, +2, -2, ... (-1, +1, ... when
+  direction is negative) within the volume. Already-cached slices cost nothing.
 - A CUDA out-of-memory error re-runs that request on a CPU copy of the engine (engine method
   `cpu_fallback()`, or the `cpu_fallback` factory given here) and reports a warning in
   result.warnings; the GPU engine is kept for later requests.
@@ -46,7 +48,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
@@ -188,11 +190,13 @@ def _is_cuda_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "CUDA out of memory" in str(exc)
 
 
-def prefetch_order(center: int, radius: int, count: int) -> list[int]:
-    """center, center+1, center-1, center+2, center-2, ... within 0..count-1."""
+def prefetch_order(center: int, radius: int, count: int, direction: int = 1) -> list[int]:
+    """center, center+1, center-1, center+2, center-2, ... within 0..count-1; with direction -1 the
+    lower neighbour of each pair comes first (the user was scrolling down through the indices)."""
     order = [center] if 0 <= center < count else []
+    sign = -1 if direction < 0 else 1
     for step in range(1, max(0, radius) + 1):
-        for index in (center + step, center - step):
+        for index in (center + sign * step, center - sign * step):
             if 0 <= index < count:
                 order.append(index)
     return order
@@ -268,16 +272,25 @@ class EngineExecutor:
                         self._cancel_queued(other)
             return self._enqueue(job)
 
-    def prefetch(self, view: SliceRef, radius: int) -> list[Ticket]:
-        """Cancel the previous prefetch; queue view.index then outward in both directions."""
+    def prefetch(self, view: SliceRef, radius: int, *, windows: Sequence[Window] = (),
+                 direction: int = 1) -> list[Ticket]:
+        """Cancel the previous prefetch; queue view.index, then view.index in each of `windows` (the
+        other model input windows a box on it may try), then its neighbours outward in both
+        directions, the `direction` of scrolling first."""
         if self.synchronous:
             return []
         count = int(view.volume.array.shape[view.axis])
+        indices = prefetch_order(int(view.index), int(radius), count, direction)
+        refs: list[SliceRef] = []
+        if indices:  # the visible slice lies inside the volume
+            others = [w for w in dict.fromkeys(windows) if w.key() != view.window.key()]
+            refs = [view] + [SliceRef(view.volume, view.axis, view.index, w) for w in others]
+        refs += [view.at(index) for index in indices[1:]]
         with self._cond:
             self._cancel_prefetch_locked()
             tickets = []
-            for index in prefetch_order(int(view.index), int(radius), count):
-                job = self._new_job("prefetch", view.at(index), None)
+            for ref in refs:
+                job = self._new_job("prefetch", ref, None)
                 job.prefetch_generation = self._prefetch_generation
                 tickets.append(self._enqueue(job))
             return tickets

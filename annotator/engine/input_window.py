@@ -30,6 +30,11 @@ CT_CANDIDATES: tuple[str, ...] = ("soft tissue", "lung", "bone")
 CLIPPED_SHARE = 0.02
 BOX_CONTEXT = 0.1
 MR_BOX_PERCENTILES = (0.5, 99.5)
+# Before any box, a preset is embedded for the visible slice where at least this share of the whole
+# slice lies outside the default window: any tissue there, not stray voxels. Bone is ~1 % of an
+# abdominal slice yet fills the boxes drawn near it (the demo phantom: 1.3 % of the slice, over 2 %
+# of each liver box); the cost is idle encoder time, cancelled when the user moves on.
+SLICE_CLIPPED_SHARE = 0.002
 
 
 def is_ct(volume: Volume) -> bool:
@@ -77,6 +82,27 @@ def candidate_windows(volume: Volume, slice_hw: np.ndarray, box_xyxy: np.ndarray
         local = Window.from_bounds(lo, hi)
         if local.key() != default.key():
             out.append(local)
+    return out
+
+
+def slice_windows(volume: Volume, slice_hw: np.ndarray) -> list[Window]:
+    """Windows a box on the raw slice `slice_hw` will likely try, before any box is drawn (first =
+    the default): on CT the lung and bone presets where at least SLICE_CLIPPED_SHARE of the slice
+    lies below / above the default window. The window embeds them while the user looks at the
+    slice. MR's per-box window depends on the box, so there is nothing to embed ahead."""
+    default = default_model_window(volume)
+    if not is_ct(volume):
+        return [default]
+    values = np.asarray(slice_hw)
+    if np.issubdtype(values.dtype, np.floating):
+        values = values[np.isfinite(values)]
+    if values.size == 0:
+        return [default]
+    out = [default]
+    if np.count_nonzero(values < default.low) >= SLICE_CLIPPED_SHARE * values.size:
+        out.append(CT_PRESETS["lung"])
+    if np.count_nonzero(values > default.high) >= SLICE_CLIPPED_SHARE * values.size:
+        out.append(CT_PRESETS["bone"])
     return out
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from annotator.core.document import AnnotationDocument
-from annotator.core.geometry import Window
+from annotator.core.geometry import Window, slice_2d
 from annotator.core.prompts import PointPrompt
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
@@ -70,6 +70,8 @@ class EngineBridge(QObject):
         self._closed = False
         self._load_generation = 0  # a load started before the latest reload delivers a stale engine
         self._model_window: tuple[Volume, Window] | None = None
+        self._settled: dict[tuple[int, int], int] = {}  # the slice last embedded per view (one entry)
+        self._direction: dict[tuple[int, int], int] = {}  # +1 / -1: the way the user last scrolled
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-engine-load")
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-prompts")
         generations = itertools.count(1)
@@ -256,9 +258,20 @@ class EngineBridge(QObject):
         if not service.is_cached(ref.volume, ref.axis, ref.index, ref.window):
             self.busy_text_changed.emit(ref.axis, f"Embedding slice {ref.index + 1}…")
             executor.embed(ref)
+        # The other input windows a box here would try come next (the look at the slice is spent
+        # on them), then the neighbours, those in the direction of scrolling first.
+        from annotator.engine.input_window import slice_windows
+
+        windows = slice_windows(ref.volume, slice_2d(ref.volume.array, ref.axis, ref.index))
+        view_key = (id(ref.volume), ref.axis)
+        previous = self._settled.get(view_key)
+        direction = self._direction.get(view_key, 1)
+        if previous is not None and previous != ref.index:
+            direction = 1 if ref.index > previous else -1
+        self._settled, self._direction = {view_key: ref.index}, {view_key: direction}
         radius = int(getattr(self.settings, "prefetch_radius", 3) or 0)
-        if radius > 0:
-            tickets = executor.prefetch(ref, radius)
+        if radius > 0 or len(windows) > 1:
+            tickets = executor.prefetch(ref, radius, windows=windows[1:], direction=direction)
             self.prefetch_total = len(tickets)
             self.prefetch_done = 0
             self.status_changed.emit()

@@ -203,6 +203,28 @@ def test_prefetch_order_visible_slice_first_then_outward():
     assert prefetch_order(5, 2, 10) == [5, 6, 4, 7, 3]
     assert prefetch_order(0, 2, 10) == [0, 1, 2]
     assert prefetch_order(9, 3, 10) == [9, 8, 7, 6]
+    # Scrolling down through the indices: the lower neighbour of each pair first.
+    assert prefetch_order(5, 2, 10, direction=-1) == [5, 4, 6, 3, 7]
+    assert prefetch_order(0, 2, 10, direction=-1) == [0, 1, 2]
+
+
+def test_prefetch_embeds_the_visible_slice_in_the_other_windows_before_the_neighbours(make_executor, engine, volume):
+    executor, _ = make_executor()
+    lung, bone = Window(-600, 1500), Window(400, 1800)
+    view = SliceRef(volume, 0, 5, WINDOW)
+    tickets = executor.prefetch(view, radius=1, windows=[lung, WINDOW, bone, lung], direction=-1)
+    assert executor.wait_until_idle(WAIT)
+    done = [t.result() for t in tickets]
+    assert [(r.slice.index, r.slice.window) for r in done] == [
+        (5, WINDOW), (5, lung), (5, bone), (4, WINDOW), (6, WINDOW)]  # repeated and default windows once
+    assert all(r.status == "ok" for r in done)
+    for window in (WINDOW, lung, bone):
+        assert executor.service.is_cached(volume, 0, 5, window)
+    # A box arriving now on slice 5 needs no encoder call in any of the three windows.
+    engine.calls.clear()
+    for window in (WINDOW, lung, bone):
+        executor.predict_result(_click(SliceRef(volume, 0, 5, window)), timeout=WAIT)
+    assert [c for c in engine.calls if c[0] == "embed"] == []
 
 
 def test_prefetch_runs_in_order_skips_cached_and_is_cancelled_when_the_user_moves(make_executor, engine, volume):

@@ -14,6 +14,7 @@ from annotator.engine.input_window import (
     candidate_windows,
     choose_window,
     default_model_window,
+    slice_windows,
 )
 
 BOX = np.array([10.0, 10.0, 29.0, 29.0])
@@ -40,6 +41,21 @@ def test_lung_and_bone_presets_join_where_the_box_holds_air_or_bone():
     sparse = np.full((40, 40), 40, dtype=np.int16)
     sparse[20, 20] = 900
     assert candidate_windows(_ct(sparse), sparse, BOX) == [CT_PRESETS["soft tissue"]]
+
+
+def test_before_any_box_the_slice_is_embedded_in_the_presets_its_tissue_needs():
+    body = np.full((100, 100), 40, dtype=np.int16)
+    assert slice_windows(_ct(body), body) == [CT_PRESETS["soft tissue"]]
+    chest = body.copy()
+    chest[:, :20] = -1000          # air around the body
+    chest[50:55, 50:53] = 700      # a rib: 0.15 % of the slice, a stray bright spot
+    assert slice_windows(_ct(chest), chest) == [CT_PRESETS["soft tissue"], CT_PRESETS["lung"]]
+    chest[50:55, 50:58] = 700      # bone over 0.4 % of the slice, as little as an abdomen holds
+    assert slice_windows(_ct(chest), chest) == [CT_PRESETS["soft tissue"], CT_PRESETS["lung"], CT_PRESETS["bone"]]
+    # MR: the per-box window depends on the box, so nothing beyond the default is embedded ahead.
+    mr = Volume(np.random.default_rng(0).integers(0, 3000, (2, 40, 40)).astype(np.float32), (1.0, 1.0, 1.0),
+                modality="MR")
+    assert slice_windows(mr, mr.array[0]) == [default_model_window(mr)]
 
 
 def test_mr_gets_the_volume_percentiles_and_the_box_percentiles():

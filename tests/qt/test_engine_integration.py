@@ -157,6 +157,35 @@ def test_event_loop_keeps_ticking_while_a_slow_engine_embeds(make_window, qtbot)
     assert axial.status_text == ""
 
 
+def test_a_look_at_a_ct_slice_embeds_it_in_every_window_a_box_may_try_then_the_neighbours_ahead(make_window, qtbot):
+    from annotator.core.geometry import slice_2d
+    from annotator.engine.input_window import slice_windows
+
+    engine = FakeEngine()
+    win = make_window(engine)  # prefetch radius 1
+    doc, bridge = win.doc, win.bridge
+    qtbot.waitUntil(lambda: bridge.ready, timeout=5000)
+    volume = doc.current_volume()
+    start = doc.slice_index(0)
+    windows = slice_windows(volume, slice_2d(volume.array, 0, start))
+    assert len(windows) == 3  # the phantom holds air and bone: lung and bone presets too
+    bridge.set_active_axis(0)
+    qtbot.waitUntil(lambda: all(bridge.service.is_cached(volume, 0, start, w) for w in windows), timeout=5000)
+    assert bridge.executor.wait_until_idle(5)
+    # The user scrolls down two slices and stops: the slice below comes before the one above.
+    bridge.executor.stats.order.clear()
+    doc.set_slice(0, start - 1)
+    doc.set_slice(0, start - 2)
+    qtbot.waitUntil(lambda: bridge.service.is_cached(volume, 0, start - 3, windows[0]), timeout=5000)
+    assert bridge.executor.wait_until_idle(5)
+    order = [index for _, index in bridge.executor.stats.order]
+    visible = [i for i, index in enumerate(order) if index == start - 2]
+    assert len(visible) >= 3  # the visible slice in its windows first
+    assert visible == list(range(len(visible)))
+    assert order[len(visible):] == [start - 3, start - 1]
+    assert all(bridge.service.is_cached(volume, 0, start - 2, w) for w in windows)
+
+
 def test_engine_error_is_shown_not_raised(make_window, qtbot):
     engine = FakeEngine()
     engine.fail_predict = EngineError("decoder exploded")
