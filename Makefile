@@ -7,12 +7,16 @@ CONSTRAINTS := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constra
 
 .PHONY: install run test lint bench clean-venv icons package package-test
 
-PLUGINS := plugins/slicer_seg
+PLUGINS := plugins/slicer_seg plugins/sam2_engine
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt $(PLUGINS:%=%/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -U pip wheel
-	$(PY) -m pip install $(CONSTRAINTS) -e ".[test,fast]" $(PLUGINS:%=-e %[test])
+	$(PY) -m pip install -q -U pip wheel setuptools
+	$(PY) -m pip install $(CONSTRAINTS) -e ".[test,fast]"
+	# The SAM 2 plugin's model package builds against the torch just installed: an isolated build
+	# would fetch a second torch (the CUDA one, gigabytes). Its CUDA kernel is optional and skipped.
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install $(CONSTRAINTS) --no-build-isolation "sam2==1.1.0"
+	$(PY) -m pip install $(CONSTRAINTS) $(PLUGINS:%=-e %[test])
 	touch $@
 
 install: $(VENV)/.installed
