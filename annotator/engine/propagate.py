@@ -92,6 +92,10 @@ class PropagationParams:
     between_keys: str = "blend"      # "blend" (model from both keys, shape-blended) or "interpolate"
     interpolate_up_to: int = 2       # gaps of at most this many slices between keys: shape interpolation
     prefetch: int = 2                # slices embedded ahead of the current one
+    # Two slices in one step where the shape barely changes: the mask two slices on, prompted by the
+    # current one, is kept when it passes every stop rule and overlaps the current mask by at least
+    # this IoU; the slice between is then filled by shape interpolation and never embedded. 0: off.
+    skip_iou: float = 0.0
 
 
 @dataclass
@@ -103,6 +107,9 @@ class PropagationResult:
     keys: frozenset[int] = frozenset()
     stops: dict[str, str] = field(default_factory=dict)
     cancelled: bool = False
+    # (slice, model input window) the model was asked about: what the run cost in encoder calls
+    # with an empty cache; masks beyond them were interpolated
+    embedded: frozenset[tuple[int, tuple[float, float]]] = frozenset()
 
     @property
     def slice_range(self) -> tuple[int, int] | None:
@@ -225,6 +232,7 @@ class _Run:
     total: int
     progress: ProgressFn | None
     cancel: threading.Event | None
+    spacing_rc: tuple[float, float] = (1.0, 1.0)
     done: int = 0
     # the structure's voxel values on every non-empty key: what it looks like wherever the user said
     pooled: np.ndarray | None = None
@@ -248,6 +256,13 @@ class _Run:
         while index != end:
             if self.cancel is not None and self.cancel.is_set():
                 raise _Cancelled
+            if self.params.skip_iou > 0 and abs(end - index) >= 2:
+                skipped = self._two_slices(key.window, previous, index, step, end, intensity)
+                if skipped is not None:
+                    masks.update(skipped)
+                    index += 2 * step
+                    previous = skipped[index]
+                    continue
             index += step
             if self.params.prefetch > 0:
                 remaining = abs(end - index)
@@ -267,6 +282,31 @@ class _Run:
             masks[index] = mask
             previous = mask
         return masks, "volume edge"
+
+    def _two_slices(self, window: Window, previous: np.ndarray, index: int, step: int, end: int,
+                    intensity: _IntensityModel) -> dict[int, np.ndarray] | None:
+        """Masks for index + step (interpolated) and index + 2 step (the model's), or None when the
+        far mask fails a rule or the shape changed too much to skip (then a single step follows,
+        and the far slice's embedding serves the step after it)."""
+        from annotator.postprocess.interpolate import fill_between
+
+        far = index + 2 * step
+        if self.params.prefetch > 0 and abs(end - far):
+            count = min(self.params.prefetch, abs(end - far) // 2)
+            if count:
+                self.predictor.prefetch(far + 2 * step, 2 * step, count, window)
+        mask, score = _step(self.predictor, far, window, previous, self.params, 2 * self.reach_px)
+        if check_slice(mask, previous, score, self.params) is not None or _iou(mask, previous) < self.params.skip_iou:
+            return None
+        drift, median = intensity.drift(self.predictor.raw(far), mask)
+        if drift > self.params.max_intensity_z:
+            return None
+        intensity.follow(median)
+        self.tick()
+        self.tick()
+        middle = fill_between(previous, mask, 1, self.spacing_rc)[0] if step > 0 else \
+            fill_between(mask, previous, 1, self.spacing_rc)[0]
+        return {index + step: middle, far: mask}
 
 
 def _blend_gap(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
@@ -337,7 +377,8 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
         raise ValueError(f"intensity_from must be 'keys' or 'own', got {params.intensity_from!r}")
     pooled = np.concatenate([predictor.raw(k.index)[k.mask] for k in keys if k.mask.any()])
     run = _Run(predictor, params, max(1.0, params.growth_slope * slice_spacing_px), max(total, 1), progress, cancel,
-               pooled=pooled)
+               spacing_rc=spacing_rc, pooled=pooled)
+    run.predictor = recording = _Recording(predictor)
     result = PropagationResult(masks={k.index: k.mask.copy() for k in keys}, keys=frozenset(k.index for k in keys))
     up_end, down_end = last, first
     if extent is not None:
@@ -372,9 +413,29 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
         result.cancelled = True
         result.stops["cancelled"] = "cancelled"
         return result
+    finally:
+        result.embedded = frozenset(recording.used)
     if progress is not None:
         progress(run.total, run.total)
     return result
+
+
+class _Recording:
+    """A SlicePredictor that notes which (slice, window) the model was asked about."""
+
+    def __init__(self, inner: SlicePredictor) -> None:
+        self.inner = inner
+        self.used: set[tuple[int, tuple[float, float]]] = set()
+
+    def predict(self, index: int, window: Window, *, box_xyxy: np.ndarray) -> MaskPrediction:
+        self.used.add((int(index), window.key()))
+        return self.inner.predict(index, window, box_xyxy=box_xyxy)
+
+    def raw(self, index: int) -> np.ndarray:
+        return self.inner.raw(index)
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        self.inner.prefetch(index, step, count, window)
 
 
 def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:

@@ -143,11 +143,14 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
     entry: dict = {"key_slice": item.slice_index, "key_dice_2d": protocol.dice(first.mask, truth),
                    "window": list(first.window.key()), "z_range_label": _z_range(truth_3d, axis)}
     slices = MeterSlices(meter)
+    embedded: list[int] = []  # per run: the (slice, window) embeddings it needed, as if the cache were empty
 
     def run(extent: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
         if not any(k.mask.any() for k in keys.values()):
+            embedded.append(0)
             return np.zeros_like(truth_3d), {"+": "empty key", "-": "empty key"}
         result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent)
+        embedded.append(len(result.embedded))
         return result_volume_mask(result, truth_3d.shape, axis), result.stops
 
     predicted, stops = run(None)
@@ -171,6 +174,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
         dices.append(protocol.dice(predicted, truth_3d))
         corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
     entry["corrections"] = dices
+    entry["slices_embedded"] = embedded  # the first propagation, then each re-propagation
     entry["corrected_slices"] = corrected
     entry["final_stops"] = stops
     return entry

@@ -178,6 +178,8 @@ def _propagation_summary(items: list[dict], calls: dict | None) -> dict:
         "noc90_3d": float(np.mean([protocol.clicks_to_reach(e["corrections"], 0.90, k) for e in entries])),
         "stops_within_3_slices": float(np.mean([d <= 3 for d in stop_errors])) if stop_errors else None,
         "stop_error_slices": sorted(stop_errors),
+        # encoder calls of one structure's first propagation with an empty cache (mean per item)
+        "mean_slices_embedded": float(np.mean([e.get("slices_embedded", [0])[0] for e in entries])),
         **(calls or {}),
     }
 

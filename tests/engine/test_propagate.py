@@ -68,6 +68,29 @@ def test_stops_where_the_structure_ends_in_both_directions():
     assert all(step in (1, -1) for _, step, _ in model.prefetched)
 
 
+def test_a_shape_that_barely_changes_is_embedded_every_other_slice_and_ends_where_it_did():
+    plain_model, skip_model = TubeModel(), TubeModel()
+    plain = propagate(plain_model, key(plain_model, 10), TubeModel.N)
+    skipped = propagate(skip_model, key(skip_model, 10), TubeModel.N, params=PropagationParams(skip_iou=0.8))
+    assert sorted(skipped.masks) == sorted(plain.masks) == list(range(TubeModel.FIRST, TubeModel.LAST + 1))
+    for index, mask in skipped.masks.items():
+        assert np.array_equal(mask, skip_model.disk), index  # the interpolated slices too
+    # The run's cost: each (slice, window) the model was asked about, once.
+    assert plain.embedded == {(i, W.key()) for i in range(TubeModel.FIRST - 1, TubeModel.LAST + 2) if i != 10}
+    # 11, 13, 9, 7 interpolated; near each end a failed two-slice try (17, 3) costs an embedding the
+    # slice-by-slice run never needs.
+    assert {i for i, _ in skipped.embedded} == {3, 4, 5, 6, 8, 12, 14, 15, 16, 17}
+    assert len(skipped.embedded) < len(plain.embedded)
+    assert {2, -2} <= {step for _, step, _ in skip_model.prefetched}  # every other slice embedded ahead
+    # A shape that changes more than skip_iou allows is segmented slice by slice: every try two
+    # slices on is refused (their embeddings serve the next step, but for the tries past the ends).
+    strict_model = TubeModel()
+    strict = propagate(strict_model, key(strict_model, 10), TubeModel.N, params=PropagationParams(skip_iou=1.01))
+    assert strict.embedded == plain.embedded | {(3, W.key()), (17, W.key())}
+    assert set(strict_model.predicted) - {3, 17} == set(plain_model.predicted)
+    assert {i: m.tolist() for i, m in strict.masks.items()} == {i: m.tolist() for i, m in plain.masks.items()}
+
+
 def test_direction_and_range_limits():
     model = TubeModel()
     up = propagate(model, key(model, 10), TubeModel.N, direction="up")
