@@ -29,6 +29,9 @@ Contract:
   older ones for that view (the user scrolled on); other views' requests are kept.
   embed(view, supersede=False) queues work that is neither cancelled by later embeds nor
   cancels others (e.g. slices a propagation will need next).
+- make_way(refs): a running prefetch of a (slice, window) not in refs is interrupted (OpenVINO
+  stops within a few ms; torch runs on) and queued again; called with the embeddings a prompt
+  is about to need.
 - prefetch(view, radius, windows=(), direction=1): cancels the previous prefetch, then queues
   view.index, view.index in each extra window, then +1, -1, +2, -2, ... (-1, +1, ... when
   direction is negative) within the volume. Already-cached slices cost nothing.
@@ -173,6 +176,7 @@ class ExecutorStats:
     stale: int = 0
     errors: int = 0
     cpu_fallbacks: int = 0
+    interrupted: int = 0  # running prefetches stopped for a prompt (make_way)
     # (kind, slice index) of the last requests run, for tests and logs; bounded for long sessions
     order: deque[tuple[RequestKind, int]] = field(default_factory=lambda: deque(maxlen=ORDER_HISTORY))
 
@@ -294,6 +298,23 @@ class EngineExecutor:
                 job.prefetch_generation = self._prefetch_generation
                 tickets.append(self._enqueue(job))
             return tickets
+
+    def make_way(self, needed: Sequence[SliceRef]) -> None:
+        """The predictions about to be submitted need these (slice, window) embeddings: a running
+        prefetch of anything else is interrupted (where the runtime can stop mid-run: OpenVINO) and
+        queued again behind them, so a prompt does not wait for background work it does not need."""
+        wanted = {(ref.slot(), ref.window.key()) for ref in needed}
+        with self._cond:
+            job = self._running
+            if job is None or job.kind != "prefetch" or job.cancel.is_set() or self._closed:
+                return
+            if (job.view.slot(), job.view.window.key()) in wanted:
+                return  # the prompt needs it: waiting for it beats starting it again
+            job.cancel.set()
+            self.stats.interrupted += 1
+            again = self._new_job("prefetch", job.view, None)
+            again.prefetch_generation = job.prefetch_generation
+            self._enqueue(again)
 
     def cancel_prefetch(self) -> None:
         """Drop all queued prefetch work (the user moved elsewhere)."""

@@ -136,10 +136,12 @@ class SamEngine:
         checked equal to torch at selection); None restores the torch modules."""
         self._prompt_runner = runner
 
-    def _run_encoder(self, x: Any) -> Any:
+    def _run_encoder(self, x: Any, cancel: threading.Event | None = None) -> Any:
         torch = self._torch
         if self._encoder is not None:
-            features = np.asarray(self._encoder(x.float().cpu().numpy()), dtype=np.float32)
+            from annotator.engine.runtime.base import run_encoder
+
+            features = np.asarray(run_encoder(self._encoder, x.float().cpu().numpy(), cancel), dtype=np.float32)
             grid = self.img_size // 16
             if features.shape != (1, int(self.model.prompt_encoder.embed_dim), grid, grid):
                 raise EngineError(f"encoder returned features of shape {features.shape}, "
@@ -180,7 +182,7 @@ class SamEngine:
                 progress(0, 1)
             with torch.inference_mode():
                 x, input_size = self._encoder_input(image_hw3_u8)
-                features = self._run_encoder(x)
+                features = self._run_encoder(x, cancel)
                 features_np = features.float().cpu().numpy()
             if progress is not None:
                 progress(1, 1)

@@ -144,6 +144,10 @@ class PromptController(QObject):
             raw = slice_2d(job.volume.array, job.axis, job.index)
             points = job.prompts.points
             box = job.prompts.box.xyxy() if job.prompts.box is not None else None
+            executor = self.host.executor
+            if executor is not None:  # background embeddings this prompt does not need step aside
+                needed = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
+                executor.make_way([SliceRef(job.volume, job.axis, job.index, w) for w in needed])
             if job.prompt_kind != "box" and box is None and len(points) == 1:
                 # A lone click on a point model: keep all candidates so Tab can cycle them.
                 pred = predict_in(job.default_window)(points_xy=job.prompts.points_xy(),

@@ -111,6 +111,57 @@ def _block_worker(executor, engine, view):
     return ticket
 
 
+class InterruptibleEngine(GatedEngine):
+    """Like OpenVINO's encoder: a blocked embed stops as soon as its cancel event is set."""
+
+    def embed(self, image, *, cancel=None, progress=None):
+        from annotator.engine.service import EmbeddingCancelled
+
+        self.calls.append(("embed", int(image[0, 0, 0])))
+        if self.block_embed:
+            self.inside.set()
+            while not self.release.wait(0.005):
+                if cancel is not None and cancel.is_set():
+                    self.calls.append(("interrupted", int(image[0, 0, 0])))
+                    raise EmbeddingCancelled("interrupted")
+        return ImageEmbedding(image[None, :, :, 0].astype(np.float32), image.shape[:2], image.shape[:2], self.model_id)
+
+
+def test_a_prompt_interrupts_background_work_it_does_not_need_and_waits_for_work_it_does(volume):
+    engine = InterruptibleEngine()
+    executor = EngineExecutor(EmbeddingService(engine, EmbeddingCache(1 << 20, None)))
+    try:
+        lung = Window(-600, 1500)
+        engine.block_embed = True
+        first = executor.prefetch(SliceRef(volume, 0, 5, WINDOW), radius=1, windows=[lung])  # 5, 5 lung, 6, 4
+        assert engine.inside.wait(WAIT)  # slice 5 (default window) is being embedded in the background
+        # A box on slice 5 that needs the default and lung windows: the running job is needed: kept.
+        executor.make_way([SliceRef(volume, 0, 5, WINDOW), SliceRef(volume, 0, 5, lung)])
+        assert executor.stats.interrupted == 0
+        engine.release.set()
+        assert first[0].result(WAIT).status == "ok"
+        assert executor.wait_until_idle(WAIT)
+        # Now a neighbour is being prefetched when a box on slice 2 arrives: it steps aside.
+        engine.release.clear()
+        engine.inside.clear()
+        engine.calls.clear()
+        second = executor.prefetch(SliceRef(volume, 0, 8, WINDOW), radius=0)
+        assert engine.inside.wait(WAIT)
+        executor.make_way([SliceRef(volume, 0, 2, WINDOW)])
+        engine.block_embed = False
+        prediction = executor.predict_result(_click(SliceRef(volume, 0, 2, WINDOW)), timeout=WAIT)
+        assert prediction.masks.shape[0] >= 1
+        assert second[0].result(WAIT).status == "cancelled"
+        assert executor.stats.interrupted == 1
+        assert executor.wait_until_idle(WAIT)
+        # The interrupted slice was queued again behind the prompt and embedded after it.
+        assert engine.calls == [("embed", 8), ("interrupted", 8), ("embed", 2), ("predict", 2), ("embed", 8)]
+        assert executor.service.is_cached(volume, 0, 8, WINDOW)
+    finally:
+        engine.release.set()
+        assert executor.shutdown(timeout=WAIT)
+
+
 def test_priorities_predict_then_embed_then_prefetch(make_executor, engine, volume):
     executor, _ = make_executor()
     _block_worker(executor, engine, SliceRef(volume, 0, 9, WINDOW))

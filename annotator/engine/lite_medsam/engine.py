@@ -17,7 +17,7 @@ from annotator.engine.lite_medsam import preprocess
 log = logging.getLogger(__name__)
 
 # Takes the (1, 3, 256, 256) float32 model input, returns (1, 256, 64, 64) float32 features.
-EncoderFn = Callable[[np.ndarray], np.ndarray]
+EncoderFn = Callable[..., np.ndarray]  # (x) -> features; also cancel= where it says accepts_cancel
 
 
 class LiteMedSamEngine:
@@ -84,9 +84,12 @@ class LiteMedSamEngine:
         checked equal to torch at selection); None restores the torch modules."""
         self._prompt_runner = runner
 
-    def encode(self, model_input_1x3: np.ndarray) -> np.ndarray:
-        """(1, 3, 256, 256) float32 -> (1, 256, 64, 64) float32 through the current runtime."""
-        features = np.asarray(self._encoder(model_input_1x3), dtype=np.float32)
+    def encode(self, model_input_1x3: np.ndarray, cancel: threading.Event | None = None) -> np.ndarray:
+        """(1, 3, 256, 256) float32 -> (1, 256, 64, 64) float32 through the current runtime; a set
+        `cancel` interrupts runtimes that can stop mid-run (EmbeddingCancelled)."""
+        from annotator.engine.runtime.base import run_encoder
+
+        features = np.asarray(run_encoder(self._encoder, model_input_1x3, cancel), dtype=np.float32)
         if features.ndim != 4 or features.shape[:2] != (1, 256):
             raise EngineError(f"encoder returned features of shape {features.shape}, expected (1, 256, h, w)")
         return features
@@ -114,7 +117,7 @@ class LiteMedSamEngine:
             progress(0, 1)
         model_input, input_size = preprocess.model_input(image)
         with self._lock:
-            features = self.encode(model_input)
+            features = self.encode(model_input, cancel)
         if progress is not None:
             progress(1, 1)
         return ImageEmbedding(features=features, original_size=(int(image.shape[0]), int(image.shape[1])),

@@ -36,12 +36,25 @@ def accelerate(engine: Any, spec: ModelSpec, check: SelfCheck, runtime: str = "a
         return None
     runner = selection.runner
     if selection.name != engine.runtime:
-        engine.set_encoder(lambda x: runner(x)[0], selection.name)
+        engine.set_encoder(encoder_call(runner), selection.name)
     log.info("%s encoder on %s%s", engine.model_id, selection.name,
              " (stored choice)" if selection.from_cache else "")
     if engine.device == "cpu" and runtime not in ("torch", "torch-fp32"):
         engine.set_prompt_runner(prompt_runner(engine, prompt_part, "auto" if "-" in runtime else runtime, cache))
     return selection
+
+
+def encoder_call(runner: Any) -> Any:
+    """`encoder(x) -> features` over a runner; where the runner can stop mid-run (OpenVINO's), it
+    also takes cancel= and says so (accepts_cancel, read by runtime.base.run_encoder)."""
+    if not getattr(runner, "cancellable", False):
+        return lambda x: runner(x)[0]
+
+    def encode(x: Any, cancel: Any = None) -> Any:
+        return runner(x, cancel=cancel)[0]
+
+    encode.accepts_cancel = True  # type: ignore[attr-defined]
+    return encode
 
 
 def prompt_runner(engine: Any, part: str, runtime: str = "auto", cache: CompiledModelCache | None = None) -> Any:

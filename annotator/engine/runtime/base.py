@@ -55,3 +55,10 @@ class ModelSpec:
 
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(int(n) for n in a.shape) for a in self.example_inputs)
+
+
+def run_encoder(encoder: Any, x: Any, cancel: Any = None) -> Any:
+    """encoder(x), handing it the cancel event where it can stop mid-run (accepts_cancel)."""
+    if cancel is not None and getattr(encoder, "accepts_cancel", False):
+        return encoder(x, cancel=cancel)
+    return encoder(x)

@@ -9,6 +9,7 @@ model's fp32_scopes as an fp32 model and the rest as a bf16 one (see onnx_split.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,36 @@ def openvino_key(spec: ModelSpec, precision: str, device: str) -> ArtifactKey:
                               ("fp32_scopes", ",".join(spec.fp32_scopes) if precision == "bf16mix" else "")))
 
 
+CANCEL_POLL_MS = 5
+
+
+def _infer(request: Any, inputs: list[Any], cancel: threading.Event | None) -> Any:
+    """request.infer, or where a `cancel` event is given, run asynchronously and stop within a few
+    ms of it being set (OpenVINO's InferRequest.cancel; the request stays usable), raising
+    EmbeddingCancelled: a prompt never waits for background work it does not need."""
+    if cancel is None:
+        return request.infer(inputs, share_inputs=True)
+    from annotator.engine.service import EmbeddingCancelled
+
+    if cancel.is_set():
+        raise EmbeddingCancelled("cancelled before the encoder started")
+    request.start_async(inputs, share_inputs=True)
+    while not request.wait_for(CANCEL_POLL_MS):
+        if cancel.is_set():
+            request.cancel()
+            try:
+                request.wait()
+            except RuntimeError:  # "Infer Request was canceled": the outcome asked for
+                pass
+            raise EmbeddingCancelled("encoder interrupted")
+    return request.results
+
+
 class OpenVinoRunner:
     """A compiled OpenVINO model on one precision."""
 
     runtime = "openvino"
+    cancellable = True  # __call__ takes cancel=
 
     def __init__(self, compiled: Any, spec: ModelSpec, precision: str) -> None:
         self.compiled = compiled
@@ -59,8 +86,8 @@ class OpenVinoRunner:
         self.precision = precision
         self.name = runner_name("openvino", precision)
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        results = self.request.infer([np.ascontiguousarray(a) for a in inputs], share_inputs=True)
+    def __call__(self, *inputs: np.ndarray, cancel: threading.Event | None = None) -> tuple[np.ndarray, ...]:
+        results = _infer(self.request, [np.ascontiguousarray(a) for a in inputs], cancel)
         # copy: the request reuses its output buffers on the next call.
         return tuple(np.array(results[port], dtype=np.float32, copy=True) for port in self.output_ports)
 
@@ -71,6 +98,7 @@ class SplitOpenVinoRunner:
     runtime = "openvino"
     precision = "bf16mix"
     name = runner_name("openvino", "bf16mix")
+    cancellable = True
 
     def __init__(self, head: Any, tail: Any, spec: ModelSpec) -> None:
         self.head = head.create_infer_request()
@@ -78,9 +106,9 @@ class SplitOpenVinoRunner:
         self.head_port = head.output(0)
         self.output_ports = [tail.output(name) for name in spec.output_names]
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        middle = self.head.infer([np.ascontiguousarray(a) for a in inputs], share_inputs=True)[self.head_port]
-        results = self.tail.infer([middle], share_inputs=True)
+    def __call__(self, *inputs: np.ndarray, cancel: threading.Event | None = None) -> tuple[np.ndarray, ...]:
+        middle = _infer(self.head, [np.ascontiguousarray(a) for a in inputs], cancel)[self.head_port]
+        results = _infer(self.tail, [middle], cancel)
         return tuple(np.array(results[port], dtype=np.float32, copy=True) for port in self.output_ports)
 
 
