@@ -74,7 +74,7 @@ def main() -> None:
         before = len(done)
         released = time.perf_counter()
         doc.set_box(0, z, BoxPrompt(float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())))
-        bridge.request_prediction(0, z)
+        bridge.request_prediction(0, z, at_once=True)  # as the box tool does on release
         spin(lambda: len(done) > before and win.doc.preview is not None)
         app.processEvents()  # the views paint the mask
         doc.discard_preview()

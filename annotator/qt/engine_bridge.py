@@ -301,8 +301,8 @@ class EngineBridge(QObject):
             self.error.emit("; ".join(result.warnings))
 
     # ---- prompts and propagation (the controllers) ------------------------------------------
-    def request_prediction(self, axis: int, index: int) -> None:
-        self.prompts.request(axis, index)
+    def request_prediction(self, axis: int, index: int, *, at_once: bool = False) -> None:
+        self.prompts.request(axis, index, at_once=at_once)
 
     def add_click(self, axis: int, index: int, point: PointPrompt) -> None:
         self.prompts.add_click(axis, index, point)

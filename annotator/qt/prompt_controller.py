@@ -77,10 +77,15 @@ class PromptController(QObject):
         self._debounce.timeout.connect(self._on_debounce_timeout)
         self._preview_ready.connect(self._on_preview_ready, Qt.ConnectionType.QueuedConnection)
 
-    def request(self, axis: int, index: int) -> None:
-        """Segment the slice's prompts after a short pause (bursts of clicks become one job)."""
+    def request(self, axis: int, index: int, *, at_once: bool = False) -> None:
+        """Segment the slice's prompts after a short pause (bursts of clicks become one job), or
+        `at_once` (a box: one deliberate gesture, nothing to gather)."""
         self.pending = (axis, index)
-        self._debounce.start()
+        if at_once:
+            self._debounce.stop()
+            self._on_debounce_timeout()
+        else:
+            self._debounce.start()
 
     def add_click(self, axis: int, index: int, point: PointPrompt) -> None:
         self.doc.add_point(axis, index, point)

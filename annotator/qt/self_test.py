@@ -59,7 +59,7 @@ def run_self_test(app: QApplication, window: MainWindow, timeout_s: float = 300.
     doc.set_box(0, z, BoxPrompt(float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())))
     done: list[bool] = []
     bridge.prediction_ready.connect(lambda: done.append(True))
-    bridge.request_prediction(0, z)
+    bridge.request_prediction(0, z, at_once=True)
     if not wait(lambda: bool(done) and doc.preview is not None, "the mask"):
         return finish(2)
     assert doc.preview is not None

@@ -132,6 +132,21 @@ def test_clicks_in_a_burst_are_debounced_into_one_job(make_window, qtbot):
     assert engine.predict_calls - before > burst
 
 
+def test_a_box_is_segmented_on_release_without_the_click_pause(make_window, qtbot):
+    from annotator.qt.prompt_controller import CLICK_DEBOUNCE_MS
+
+    engine = FakeEngine()
+    win = make_window(engine)
+    axial = view_of(win, "axial")
+    qtbot.waitUntil(lambda: win.bridge.executor.pending_count() == 0, timeout=5000)
+    clock = QElapsedTimer()
+    clock.start()
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        drag_box(qtbot, axial, 10, 10, 30, 30)
+        assert win.bridge.prompts.pending is None  # handed to the engine on release, not queued
+    assert clock.elapsed() < CLICK_DEBOUNCE_MS  # the FakeEngine answers at once
+
+
 def test_event_loop_keeps_ticking_while_a_slow_engine_embeds(make_window, qtbot):
     engine = FakeEngine(embed_delay_s=0.6)
     win = make_window(engine)

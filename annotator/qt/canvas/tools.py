@@ -101,7 +101,7 @@ class BoxTool(Tool):
             return  # a click, not a box
         box = BoxPrompt.from_corners(c0, r0, c1, r1)
         self.doc.set_box(ev.axis, ev.index, box)
-        self.controller.request_prediction(ev.axis, ev.index)
+        self.controller.request_prediction(ev.axis, ev.index, at_once=True)
 
 
 class PointTool(Tool):
@@ -253,11 +253,11 @@ class ToolController(QObject):
         self.active.hover(view, ev)
 
     # towards the engine
-    def request_prediction(self, axis: int, index: int) -> None:
+    def request_prediction(self, axis: int, index: int, *, at_once: bool = False) -> None:
         if self.bridge is None:
             self.message.emit("No segmentation engine is loaded; use the brush, or choose a model.")
             return
-        self.bridge.request_prediction(axis, index)
+        self.bridge.request_prediction(axis, index, at_once=at_once)
 
     def add_click(self, axis: int, index: int, point: PointPrompt) -> None:
         if self.bridge is None:
