@@ -134,3 +134,58 @@ def test_no_list_of_formats_engines_or_runtimes_outside_the_builtins_manifest():
     found = [(str(p.relative_to(root)), what) for p in root.rglob("*.py") if "builtins" not in p.parts
              for what, pattern in lists.items() if pattern.search(p.read_text())]
     assert found == []
+
+
+def test_a_plugins_clean_up_step_joins_annotator_clean_and_the_clean_up_panel(qapp, tmp_path):
+    """Clean-up steps are registry contributions too: a plugin's step gets its `annotator clean`
+    option and the panel's check box, and runs after the builtins, with no change to the core."""
+    import numpy as np
+
+    from annotator.cli import build_parser, main
+    from annotator.core.volume import Volume
+    from annotator.io import load_volume, write_volume
+    from annotator.plugin_host.api import PostprocessorContribution
+    from annotator.plugin_host.manager import get_registry
+
+    registry = get_registry()
+    assert list(registry.titles("postprocessors")) == ["fill-holes", "remove-islands", "largest", "smooth"]
+    registry.manifests["grow-probe"] = PluginManifest(name="grow-probe", postprocessors=(
+        PostprocessorContribution("grow", "Grow by", "support.cleanup_step:GROW"),))
+    try:
+        sub = next(a for a in build_parser()._actions if a.dest == "command")
+        flags = [s for a in sub.choices["clean"]._actions for s in a.option_strings]
+        assert {"--fill-holes", "--min-size", "--largest", "--smooth", "--grow"} <= set(flags)
+        labels = np.zeros((5, 12, 12), np.uint8)
+        labels[1:4, 4:7, 4:7] = 3
+        labels[2, 5, 5] = 0  # an enclosed hole: filled (a builtin step), then everything grown by 1 mm
+        write_volume(Volume(labels, (1.0, 1.0, 1.0)), tmp_path / "in.nii.gz")
+        assert main(["clean", str(tmp_path / "in.nii.gz"), "--fill-holes", "--grow", "1mm",
+                     "-o", str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 0
+        out = load_volume(tmp_path / "out" / "in.nii.gz").array
+        from support.cleanup_step import GROW
+
+        from annotator.postprocess.cleanup import fill_holes
+
+        expected = np.where(GROW.run(fill_holes(labels == 3), 1.0, (1.0, 1.0, 1.0), None, None), 3, 0)
+        assert out[2, 5, 5] == 3
+        assert int((out == 3).sum()) > int((labels == 3).sum()) + 1  # grown, not only filled
+        assert np.array_equal(out, expected)
+
+        from annotator.core.document import AnnotationDocument
+        from annotator.qt.background import BackgroundRunner
+        from annotator.qt.panels.cleanup_panel import CleanupPanel
+
+        panel = CleanupPanel(AnnotationDocument(), BackgroundRunner(), lambda: 0)
+        try:
+            assert [op.id for op in panel.operations] == ["fill-holes", "remove-islands", "largest", "smooth", "grow"]
+            assert panel.checks["grow"].text() == "Grow by"
+            panel.checks["grow"].setChecked(True)
+            panel.values["grow"].setValue(2.5)
+            assert panel.options().values() == {"grow": 2.5}
+            assert panel.settings()["cleanup_grow_value"] == 2.5
+        finally:
+            panel.deleteLater()
+    finally:
+        del registry.manifests["grow-probe"]
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "--grow" not in [s for a in sub.choices["clean"]._actions for s in a.option_strings]

@@ -1,4 +1,4 @@
-"""The built-in readers, exporters, engines and runtimes, registered through the same entry point a
+"""The built-in readers, exporters, engines, runtimes and clean-up steps, registered through the same entry point a
 plugin uses. This manifest is the only list of them: CLI choices, --help, the window's menus and
 the engine panel are generated from the registry it feeds (annotator.plugin_host.manager)."""
 
@@ -46,6 +46,9 @@ manifest = PluginManifest(
                             requires=("onnx", "openvino")),
     ),
     postprocessors=(
-        PostprocessorContribution("cleanup", "Fill holes, islands, largest, smooth", "annotator.postprocess.cleanup:clean_label_map"),
+        PostprocessorContribution("fill-holes", "Fill holes", "annotator.postprocess.operations:FILL_HOLES"),
+        PostprocessorContribution("remove-islands", "Remove islands", "annotator.postprocess.operations:REMOVE_ISLANDS"),
+        PostprocessorContribution("largest", "Keep the largest piece", "annotator.postprocess.operations:KEEP_LARGEST"),
+        PostprocessorContribution("smooth", "Smooth", "annotator.postprocess.operations:SMOOTH"),
     ),
 )

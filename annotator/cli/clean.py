@@ -1,8 +1,9 @@
 """`annotator clean LABELS... -o OUT/`: cleaned copies of label maps (never in place).
 
-Steps, in order: --fill-holes, --min-size (islands below this volume, e.g. 50mm3), --largest
-(keep the largest piece of each label), --smooth (Gaussian, e.g. 1mm). Sizes are physical, so
-they mean the same on any voxel spacing. --dry-run writes nothing and prints, per file and label,
+Steps, in the order they run (the plugin registry's clean-up steps; the builtins: --fill-holes,
+--min-size islands below this volume e.g. 50mm3, --largest piece of each label, --smooth Gaussian
+e.g. 1mm; `annotator clean --help` lists any a plugin adds). Sizes are physical, so they mean the
+same on any voxel spacing. --dry-run writes nothing and prints, per file and label,
 the voxels that would be added and removed.
 
 Exit codes: 0 all files cleaned (or checked); 1 some files failed (the others are written);
@@ -44,10 +45,16 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("labels", nargs="+", metavar="LABELS", help="label map files (NIfTI, NRRD, MHA)")
     parser.add_argument("-o", "--output", help="output folder (required unless --dry-run)")
-    parser.add_argument("--fill-holes", action="store_true", help="fill enclosed holes")
-    parser.add_argument("--min-size", metavar="VOLUME", help="remove pieces smaller than this, e.g. 50mm3 (mm2 per slice)")
-    parser.add_argument("--largest", action="store_true", help="keep only the largest piece of each label")
-    parser.add_argument("--smooth", metavar="SIGMA", help="Gaussian smoothing with this sigma, e.g. 1mm")
+    from annotator.plugin_host.manager import get_registry
+    from annotator.postprocess.operations import cleanup_operations
+
+    steps = parser.add_argument_group("clean-up steps (run in this order)")
+    for op in cleanup_operations(get_registry().resolved("postprocessors")):
+        dest = "step_" + op.id.replace("-", "_")
+        if op.unit is None:
+            steps.add_argument(op.flag, dest=dest, action="store_true", help=op.help)
+        else:
+            steps.add_argument(op.flag, dest=dest, metavar=op.unit.upper(), help=op.help)
     parser.add_argument("--per-slice", metavar="AXIS", choices=sorted(_AXES),
                         help="work slice by slice along array axis z, y or x instead of in 3-D")
     parser.add_argument("--dry-run", action="store_true", help="write nothing; print per-label changes")
@@ -82,7 +89,11 @@ def clean_file(job: CleanJob) -> dict:
         array = array.astype(np.uint16)
     elif array.dtype.kind not in "iu":
         raise InputError(job.source, f"not a label map (voxel type {array.dtype})")
-    cleaned, changes = clean_label_map(array, volume.spacing_zyx_mm, job.options)
+    from annotator.plugin_host.manager import get_registry
+    from annotator.postprocess.operations import cleanup_operations
+
+    operations = cleanup_operations(get_registry().resolved("postprocessors"))  # per worker process
+    cleaned, changes = clean_label_map(array, volume.spacing_zyx_mm, job.options, operations=operations)
     if not job.dry_run:
         write_volume(volume.with_array(cleaned.astype(volume.array.dtype)), job.target, overwrite=job.overwrite)
     return {"file": job.source, "output": None if job.dry_run else job.target,
@@ -91,16 +102,20 @@ def clean_file(job: CleanJob) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from annotator.export.batch import run_cases
+    from annotator.plugin_host.manager import get_registry
+    from annotator.postprocess.operations import cleanup_operations
 
-    options = CleanupOptions(
-        fill_holes=args.fill_holes,
-        min_size_mm3=parse_quantity(args.min_size, "mm3", "--min-size"),
-        largest=args.largest,
-        smooth_mm=parse_quantity(args.smooth, "mm", "--smooth"),
-        per_slice_axis=None if args.per_slice is None else _AXES[args.per_slice],
-    )
+    operations = cleanup_operations(get_registry().resolved("postprocessors"))
+    chosen: list[tuple[str, float]] = []
+    for op in operations:
+        given = getattr(args, "step_" + op.id.replace("-", "_"), None)
+        value = (1.0 if given else 0.0) if op.unit is None else parse_quantity(given, op.unit, op.flag)
+        if value > 0:
+            chosen.append((op.id, value))
+    options = CleanupOptions(steps=tuple(chosen),
+                             per_slice_axis=None if args.per_slice is None else _AXES[args.per_slice])
     if options.is_noop():
-        raise InputError(None, "nothing to do: give --fill-holes, --min-size, --largest and/or --smooth")
+        raise InputError(None, "nothing to do: give " + ", ".join(op.flag for op in operations))
     if not args.dry_run and not args.output:
         raise InputError(None, "give -o OUTPUT_FOLDER (clean never changes files in place) or --dry-run")
     out_dir = Path(args.output) if args.output else None

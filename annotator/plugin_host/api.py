@@ -54,7 +54,8 @@ class EngineContribution(Contribution):
 
 @dataclass(frozen=True)
 class PostprocessorContribution(Contribution):
-    pass
+    """python_name: a clean-up step (annotator.postprocess.operations.CleanupOperation) whose `id`
+    is this id: `annotator clean` gains its flag, the clean-up panel its check box."""
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,17 @@ class PluginRegistry:
             raise KeyError(f"no {kind[:-1].replace('_', ' ')} {contribution_id!r}; known: {', '.join(found)}")
         return self.resolve(found[contribution_id])
 
+    def resolved(self, kind: str) -> list[Any]:
+        """The resolved objects of every contribution of one kind, builtins first; one that fails to
+        import is left out (and listed as failed, as resolve does)."""
+        out = []
+        for contribution in self.contributions(kind).values():
+            try:
+                out.append(self.resolve(contribution))
+            except PluginError:
+                continue
+        return out
+
     def owner(self, contribution: Contribution) -> str:
         for name, manifest in self.manifests.items():
             if any(c is contribution for _, c in manifest.contributions()):

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from annotator.postprocess.operations import CleanupOperation
 
 Spacing = Sequence[float]
 
@@ -108,7 +112,9 @@ def smooth(mask: np.ndarray, sigma_mm: float, spacing_zyx_mm: Spacing, *,
 
 @dataclass(frozen=True)
 class CleanupOptions:
-    """Which clean-up steps to run, in this order: fill holes, islands, largest, smooth."""
+    """Which clean-up steps to run, with their values. The steps are the plugin registry's
+    (postprocess.operations; they run in its order: fill holes, islands, largest, smooth, then any a
+    plugin adds). `steps` names any of them by id; the four builtins may also be given by field."""
 
     fill_holes: bool = False
     min_size_mm3: float = 0.0
@@ -116,23 +122,38 @@ class CleanupOptions:
     smooth_mm: float = 0.0
     per_slice_axis: int | None = None
     connectivity: int | None = None
+    steps: tuple[tuple[str, float], ...] = ()
+
+    def values(self) -> dict[str, float]:
+        """Operation id -> value (1.0 for an on/off step) of every step asked for."""
+        out = {str(k): float(v) for k, v in self.steps}
+        for key, value in (("fill-holes", float(self.fill_holes)), ("remove-islands", self.min_size_mm3),
+                           ("largest", float(self.largest)), ("smooth", self.smooth_mm)):
+            if value > 0:
+                out.setdefault(key, float(value))
+        return out
 
     def is_noop(self) -> bool:
-        return not (self.fill_holes or self.min_size_mm3 > 0 or self.largest or self.smooth_mm > 0)
+        return not self.values()
 
 
-def clean_mask(mask: np.ndarray, spacing_zyx_mm: Spacing, options: CleanupOptions) -> np.ndarray:
-    axis = options.per_slice_axis
+def clean_mask(mask: np.ndarray, spacing_zyx_mm: Spacing, options: CleanupOptions,
+               operations: Sequence[CleanupOperation] | None = None) -> np.ndarray:
+    """`mask` after the steps `options` asks for, run in the order of `operations` (default: the
+    builtins; the window and `annotator clean` pass the registry's)."""
+    from annotator.postprocess.operations import BUILTIN_OPERATIONS
+
+    values = options.values()
+    operations = BUILTIN_OPERATIONS if operations is None else operations
+    unknown = sorted(set(values) - {op.id for op in operations})
+    if unknown:
+        raise ValueError(f"unknown clean-up step(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(op.id for op in operations)}")
     out = np.asarray(mask, dtype=bool)
-    if options.fill_holes:
-        out = fill_holes(out, per_slice_axis=axis)
-    if options.min_size_mm3 > 0:
-        out = remove_small_islands(out, options.min_size_mm3, spacing_zyx_mm, per_slice_axis=axis,
-                                   connectivity=options.connectivity)
-    if options.largest:
-        out = keep_largest_component(out, per_slice_axis=axis, connectivity=options.connectivity)
-    if options.smooth_mm > 0:
-        out = smooth(out, options.smooth_mm, spacing_zyx_mm, per_slice_axis=axis)
+    for op in operations:
+        if op.id in values:
+            out = np.asarray(op.run(out, values[op.id], spacing_zyx_mm, options.per_slice_axis,
+                                    options.connectivity), dtype=bool)
     return out
 
 
@@ -148,7 +169,8 @@ class LabelChange:
 
 
 def clean_label_map(array: np.ndarray, spacing_zyx_mm: Spacing, options: CleanupOptions,
-                    label_ids: Sequence[int] | None = None) -> tuple[np.ndarray, list[LabelChange]]:
+                    label_ids: Sequence[int] | None = None,
+                    operations: Sequence[CleanupOperation] | None = None) -> tuple[np.ndarray, list[LabelChange]]:
     """(cleaned copy of the label array, per-label changes). Labels are cleaned one by one;
     a label only grows into background, never over another label."""
     source = np.asarray(array)
@@ -156,7 +178,7 @@ def clean_label_map(array: np.ndarray, spacing_zyx_mm: Spacing, options: Cleanup
     ids = sorted(int(v) for v in np.unique(source) if v != 0) if label_ids is None else list(label_ids)
     for label_id in ids:
         before = source == label_id
-        after = clean_mask(before, spacing_zyx_mm, options)
+        after = clean_mask(before, spacing_zyx_mm, options, operations)
         grow = after & ~before & (out == 0)
         shrink = before & ~after
         out[shrink & (out == label_id)] = 0

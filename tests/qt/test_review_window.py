@@ -57,9 +57,9 @@ def _kinds(win) -> dict[str, list[tuple[str, int | None]]]:
 
 def _clean(win, qtbot, *, islands_below: float = 0.0, holes: bool = False, scope: str = "all") -> str:
     panel = win.cleanup_panel
-    panel.remove_islands.setChecked(islands_below > 0)
-    panel.min_size.setValue(islands_below)
-    panel.fill_holes.setChecked(holes)
+    panel.checks["remove-islands"].setChecked(islands_below > 0)
+    panel.values["remove-islands"].setValue(islands_below)
+    panel.checks["fill-holes"].setChecked(holes)
     panel.scope.setCurrentIndex(panel.scope.findData(scope))
     qtbot.mouseClick(panel.preview_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: win.doc.change_preview is not None, timeout=20000)
@@ -156,9 +156,9 @@ def test_review_walk_fix_save_reopen(qtbot, tmp_path, layout):
     # reopening restores the statuses, the comment, the case the reviewer was on and the clean-up
     # settings last applied (fill holes, all labels)
     win2 = _open_window(qtbot)
-    assert not win2.cleanup_panel.fill_holes.isChecked()
+    assert not win2.cleanup_panel.checks["fill-holes"].isChecked()
     _open_dataset(win2, qtbot, index, "case_003")
-    assert win2.cleanup_panel.fill_holes.isChecked()
+    assert win2.cleanup_panel.checks["fill-holes"].isChecked()
     assert win2.cleanup_panel.scope.currentData() == "all"
     rows = win2.review_panel.rows()
     assert rows["case_003"][0] == "flagged — spleen drawn by hand, check the tip"

@@ -1,5 +1,5 @@
-"""Clean-up in the window: fill holes, remove islands, keep the largest piece, smooth, on the
-active label or all labels, in 3-D or slice by slice. Preview shows what would change (voxels per
+"""Clean-up in the window: the registry's clean-up steps (fill holes, remove islands, keep the
+largest piece, smooth, and any a plugin adds), on the active label or all labels, in 3-D or slice by slice. Preview shows what would change (voxels per
 label here, added/cleared voxels drawn on the slices) before Apply makes it one undo step. The
 same function as `annotator clean` (postprocess.cleanup.clean_label_map): one code path."""
 
@@ -26,6 +26,8 @@ from annotator.postprocess.cleanup import CleanupOptions, LabelChange, clean_lab
 from annotator.qt.background import BackgroundRunner
 from annotator.qt.errors import show_error, user_message
 
+_UNIT_TEXT = {"mm3": "mm³", "mm2": "mm²"}
+
 
 def _spin(maximum: float, value: float, suffix: str, step: float) -> QDoubleSpinBox:
     spin = QDoubleSpinBox()
@@ -48,12 +50,18 @@ class CleanupPanel(QWidget):
         self.doc = doc
         self.background = background
         self.focused_axis = focused_axis
-        self.fill_holes = QCheckBox("Fill holes", self)
-        self.remove_islands = QCheckBox("Remove islands below", self)
-        self.min_size = _spin(1e6, 50.0, " mm³", 10.0)
-        self.largest = QCheckBox("Keep the largest piece only", self)
-        self.smooth = QCheckBox("Smooth, sigma", self)
-        self.sigma = _spin(20.0, 1.0, " mm", 0.5)
+        from annotator.plugin_host.manager import get_registry
+        from annotator.postprocess.operations import cleanup_operations
+
+        # One row per clean-up step of the plugin registry, in the order they run.
+        self.operations = cleanup_operations(get_registry().resolved("postprocessors"))
+        self.checks: dict[str, QCheckBox] = {}
+        self.values: dict[str, QDoubleSpinBox] = {}
+        for op in self.operations:
+            self.checks[op.id] = QCheckBox(op.title, self)
+            self.checks[op.id].setToolTip(op.help)
+            if op.unit is not None:
+                self.values[op.id] = _spin(op.maximum, op.default, " " + _UNIT_TEXT.get(op.unit, op.unit), op.step)
         self.scope = QComboBox(self)
         self.scope.addItem("Active label", "active")
         self.scope.addItem("All labels", "all")
@@ -66,16 +74,14 @@ class CleanupPanel(QWidget):
         self.summary = QLabel("", self)
         self.summary.setWordWrap(True)
         form = QFormLayout()
-        form.addRow(self.fill_holes)
-        row = QHBoxLayout()
-        row.addWidget(self.remove_islands)
-        row.addWidget(self.min_size)
-        form.addRow(row)
-        form.addRow(self.largest)
-        row = QHBoxLayout()
-        row.addWidget(self.smooth)
-        row.addWidget(self.sigma)
-        form.addRow(row)
+        for op in self.operations:
+            if op.id in self.values:
+                row = QHBoxLayout()
+                row.addWidget(self.checks[op.id])
+                row.addWidget(self.values[op.id])
+                form.addRow(row)
+            else:
+                form.addRow(self.checks[op.id])
         form.addRow("Labels", self.scope)
         form.addRow("Works in", self.mode)
         buttons = QHBoxLayout()
@@ -98,32 +104,31 @@ class CleanupPanel(QWidget):
 
     def settings(self) -> dict[str, float | bool | str]:
         """The panel's choices as plain values (kept in a dataset review's session file)."""
-        return {"cleanup_fill_holes": self.fill_holes.isChecked(),
-                "cleanup_remove_islands": self.remove_islands.isChecked(),
-                "cleanup_min_size_mm3": self.min_size.value(), "cleanup_largest": self.largest.isChecked(),
-                "cleanup_smooth": self.smooth.isChecked(), "cleanup_sigma_mm": self.sigma.value(),
-                "cleanup_scope": str(self.scope.currentData()), "cleanup_mode": str(self.mode.currentData())}
+        out: dict[str, float | bool | str] = {}
+        for op in self.operations:
+            out[f"cleanup_{op.id}"] = self.checks[op.id].isChecked()
+            if op.id in self.values:
+                out[f"cleanup_{op.id}_value"] = self.values[op.id].value()
+        out.update({"cleanup_scope": str(self.scope.currentData()), "cleanup_mode": str(self.mode.currentData())})
+        return out
 
     def apply_settings(self, values: dict) -> None:
         """Restore choices saved by settings(); unknown or mistyped values are ignored."""
-        boxes = {"cleanup_fill_holes": self.fill_holes, "cleanup_remove_islands": self.remove_islands,
-                 "cleanup_largest": self.largest, "cleanup_smooth": self.smooth}
-        for key, box in boxes.items():
-            if isinstance(values.get(key), bool):
-                box.setChecked(values[key])
-        for key, spin in (("cleanup_min_size_mm3", self.min_size), ("cleanup_sigma_mm", self.sigma)):
-            if isinstance(values.get(key), int | float) and not isinstance(values.get(key), bool):
-                spin.setValue(float(values[key]))
+        for op in self.operations:
+            if isinstance(values.get(f"cleanup_{op.id}"), bool):
+                self.checks[op.id].setChecked(values[f"cleanup_{op.id}"])
+            number = values.get(f"cleanup_{op.id}_value")
+            if op.id in self.values and isinstance(number, int | float) and not isinstance(number, bool):
+                self.values[op.id].setValue(float(number))
         for key, combo in (("cleanup_scope", self.scope), ("cleanup_mode", self.mode)):
             index = combo.findData(values.get(key))
             if index >= 0:
                 combo.setCurrentIndex(index)
 
     def options(self) -> CleanupOptions:
-        return CleanupOptions(fill_holes=self.fill_holes.isChecked(),
-                              min_size_mm3=self.min_size.value() if self.remove_islands.isChecked() else 0.0,
-                              largest=self.largest.isChecked(),
-                              smooth_mm=self.sigma.value() if self.smooth.isChecked() else 0.0,
+        steps = tuple((op.id, self.values[op.id].value() if op.id in self.values else 1.0)
+                      for op in self.operations if self.checks[op.id].isChecked())
+        return CleanupOptions(steps=tuple((k, v) for k, v in steps if v > 0),
                               per_slice_axis=self.focused_axis() if self.mode.currentData() == "2d" else None)
 
     def _label_ids(self) -> list[int] | None:
@@ -140,7 +145,7 @@ class CleanupPanel(QWidget):
         array, spacing = self.doc.labels.array.copy(), self.doc.current_volume().spacing_zyx_mm
         ids, generation = self._label_ids(), self._generation
         self.summary.setText("Computing…")
-        self.background.submit(lambda: clean_label_map(array, spacing, options, ids),
+        self.background.submit(lambda: clean_label_map(array, spacing, options, ids, self.operations),
                                lambda result: self._on_computed(generation, result),
                                self._on_failed)
 
