@@ -50,12 +50,35 @@ def _lite_medsam_class() -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def engine_for_checkpoint(path: str | Path) -> str:
+    """The engine a checkpoint file is for: the first registry engine whose loader claims its state
+    dict (`load.claims_checkpoint(state) -> bool`, what a plugin engine may offer), else "sam" for a
+    segment-anything ViT layout, else "lite-medsam". The file is read weights-only, once."""
+    from annotator.engine.checkpoints import load_state_dict
+    from annotator.plugin_host.manager import PluginError, get_registry
+
+    state = load_state_dict(path)
+    registry = get_registry()
+    for name in registry.titles("engines"):
+        try:
+            load = registry.get("engines", name)
+        except (PluginError, ImportError, AttributeError):
+            continue
+        claims = getattr(load, "claims_checkpoint", None)
+        if claims is not None and claims(state):
+            return name
+    return "sam" if _is_sam_vit_state(state) else "lite-medsam"
+
+
+def _is_sam_vit_state(state: dict[str, Any]) -> bool:
+    return "image_encoder.patch_embed.proj.weight" in state and "image_encoder.pos_embed" in state
+
+
 def is_sam_vit_checkpoint(path: str | Path) -> bool:
     """True when the file holds a segment-anything ViT state dict (SAM/MedSAM), read weights-only."""
     from annotator.engine.checkpoints import load_state_dict
 
-    state = load_state_dict(path)
-    return "image_encoder.patch_embed.proj.weight" in state and "image_encoder.pos_embed" in state
+    return _is_sam_vit_state(load_state_dict(path))
 
 
 def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runtime: str = "auto",
@@ -67,7 +90,8 @@ def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runt
       (SamEngine.load). `sam_flavour` ("auto", "sam", "medsam") picks the preprocessing; "auto" =
       catalogue (SHA-256), else "medsam" when the file name contains "medsam", else "sam".
     - "lite-medsam": LiteMedSamEngine.load(checkpoint=None -> bundled weights, device, runtime).
-    - "auto": a given checkpoint decides between "sam" (ViT layout) and "lite-medsam"; without
+    - "auto": a given checkpoint decides (engine_for_checkpoint: a plugin engine that claims it,
+      "sam" for the ViT layout, else "lite-medsam"); without
       one, lite-medsam when torch works; the classical engine when torch or the model is
       unavailable (logged as a warning, so the app still opens and segments).
     Raises EngineError with a one-line reason for an explicit choice that cannot be honoured.
@@ -99,7 +123,7 @@ def _create_auto(checkpoint: str | Path | None, runtime: str, device: str, sam_f
         log.warning("torch is not usable here; using the classical (weights-free) engine")
         return ClassicalEngine()
     if checkpoint is not None:
-        name = "sam" if is_sam_vit_checkpoint(checkpoint) else "lite-medsam"
+        name = engine_for_checkpoint(checkpoint)
         return create_engine(name, checkpoint=checkpoint, runtime=runtime, device=device, sam_flavour=sam_flavour)
     try:
         return _lite_medsam_class().load(checkpoint=None, device=device, runtime=runtime)

@@ -125,7 +125,7 @@ class EnginePanel(QWidget):
 
     def _on_choose_clicked(self) -> None:
         start = str(Path(self.settings.checkpoint).parent) if self.settings.checkpoint else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a SAM / MedSAM / LiteMedSAM checkpoint", start,
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint (SAM, MedSAM, LiteMedSAM or a plugin engine's)", start,
                                               "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
         if path:
             self.use_checkpoint(path)

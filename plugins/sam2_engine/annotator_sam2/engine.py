@@ -214,3 +214,12 @@ def load(checkpoint: str | Path | None = None, device: str = "auto", runtime: st
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EngineError(f"{checkpoint}: does not fit {info.config} ({first})") from None
     return Sam2Engine(model.to(device), info, model_sha256=file_sha256(checkpoint), device=device)
+
+
+def claims_checkpoint(state: dict[str, Any]) -> bool:
+    """A Hiera image encoder: SAM 2's layout (the window's *Choose checkpoint…* and `--engine auto`
+    hand such a file to this engine)."""
+    return "image_encoder.trunk.patch_embed.proj.weight" in state
+
+
+load.claims_checkpoint = claims_checkpoint  # type: ignore[attr-defined]

@@ -177,6 +177,8 @@ def test_loaded_through_the_registry_cached_and_refusing_a_wrong_checkpoint(mode
     engine = create_engine("sam2", checkpoint=path, device="cpu")
     assert isinstance(engine, Sam2Engine)
     assert engine.model_id == "sam2.1-hiera-t-512"
+    # A SAM 2 file chosen in the window (engine "auto") goes to this plugin, not to LiteMedSAM.
+    assert isinstance(create_engine("auto", checkpoint=path, device="cpu"), Sam2Engine)
     phantom = make_phantom((6, 64, 80), (2.0, 1.5, 1.5))
     window = default_model_window(phantom.volume)
     cache = EmbeddingCache(memory_bytes=0, disk_dir=tmp_path / "cache")
