@@ -42,7 +42,7 @@ def main() -> None:
 
     app = QApplication.instance() or QApplication([])
     engine = create_engine("lite-medsam", runtime=args.runtime)
-    win = MainWindow(Settings(prefetch_radius=0), engine=engine)
+    win = MainWindow(Settings(), engine=engine)  # the app as shipped: prefetch radius 3
     win.show()
     phantom = make_phantom()
     win.doc.set_volume(phantom.volume)

@@ -270,7 +270,7 @@ class EngineBridge(QObject):
             direction = 1 if ref.index > previous else -1
         self._settled, self._direction = {view_key: ref.index}, {view_key: direction}
         radius = int(getattr(self.settings, "prefetch_radius", 3) or 0)
-        if radius > 0 or len(windows) > 1:
+        if radius > 0:  # 0: the user turned prefetching off, the other windows included
             tickets = executor.prefetch(ref, radius, windows=windows[1:], direction=direction)
             self.prefetch_total = len(tickets)
             self.prefetch_done = 0
