@@ -51,8 +51,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -226,6 +227,7 @@ class EngineExecutor:
         self._latest_predict: dict[tuple[int, int, int], int] = {}
         self._latest_embed: dict[tuple[int, int], int] = {}
         self._prefetch_generation = 0
+        self._prompts_active = 0  # prompts in progress (prompting): prefetch waits
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -298,6 +300,20 @@ class EngineExecutor:
                 job.prefetch_generation = self._prefetch_generation
                 tickets.append(self._enqueue(job))
             return tickets
+
+    @contextmanager
+    def prompting(self, needed: Sequence[SliceRef]) -> Iterator[None]:
+        """While a prompt's predictions run (one after another, each submitted when the last one
+        ends), no prefetch job starts in the gaps between them; on entry make_way(needed)."""
+        self.make_way(needed)
+        with self._cond:
+            self._prompts_active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._prompts_active -= 1
+                self._cond.notify_all()
 
     def make_way(self, needed: Sequence[SliceRef]) -> None:
         """The predictions about to be submitted need these (slice, window) embeddings: a running
@@ -417,7 +433,8 @@ class EngineExecutor:
     def _worker(self) -> None:
         while True:
             with self._cond:
-                while not self._heap and not self._closed:
+                while not self._closed and (not self._heap or (
+                        self._prompts_active and self._heap[0][2].kind == "prefetch")):
                     self._cond.wait()
                 if not self._heap:
                     break  # closed and drained

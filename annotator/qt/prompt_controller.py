@@ -145,26 +145,29 @@ class PromptController(QObject):
         def image_in(window: Window) -> np.ndarray:
             return slice_rgb_u8(job.volume, job.axis, job.index, window)[..., 0]
 
+        executor = self.host.executor
+        if executor is None:
+            return  # the engine stopped; nothing to show
+        raw = slice_2d(job.volume.array, job.axis, job.index)
+        points = job.prompts.points
+        box = job.prompts.box.xyxy() if job.prompts.box is not None else None
+        candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
         try:
-            raw = slice_2d(job.volume.array, job.axis, job.index)
-            points = job.prompts.points
-            box = job.prompts.box.xyxy() if job.prompts.box is not None else None
-            executor = self.host.executor
-            if executor is not None:  # background embeddings this prompt does not need step aside
-                needed = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
-                executor.make_way([SliceRef(job.volume, job.axis, job.index, w) for w in needed])
-            if job.prompt_kind != "box" and box is None and len(points) == 1:
-                # A lone click on a point model: keep all candidates so Tab can cycle them.
-                pred = predict_in(job.default_window)(points_xy=job.prompts.points_xy(),
-                                                      point_labels=job.prompts.point_labels(), multimask=True)
-                order = np.argsort(-pred.scores)
-                result = PreviewResult(job, pred.masks[order].astype(bool), pred.scores[order], job.default_window)
-            else:
-                clicks = tuple(click_strategy.Click(p.x, p.y, p.positive) for p in points)
-                candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
-                outcome = slice_segmentation.segment_slice(predict_in, job.prompt_kind, raw.shape, candidates,
-                                                           box_xyxy=box, clicks=clicks, image_in=image_in)
-                result = PreviewResult(job, outcome.mask[None].astype(bool), np.array([1.0]), outcome.window)
+            # Background embeddings this prompt does not need step aside, and none starts between
+            # its predictions.
+            with executor.prompting([SliceRef(job.volume, job.axis, job.index, w) for w in candidates]):
+                if job.prompt_kind != "box" and box is None and len(points) == 1:
+                    # A lone click on a point model: keep all candidates so Tab can cycle them.
+                    pred = predict_in(job.default_window)(points_xy=job.prompts.points_xy(),
+                                                          point_labels=job.prompts.point_labels(), multimask=True)
+                    order = np.argsort(-pred.scores)
+                    result = PreviewResult(job, pred.masks[order].astype(bool), pred.scores[order],
+                                           job.default_window)
+                else:
+                    clicks = tuple(click_strategy.Click(p.x, p.y, p.positive) for p in points)
+                    outcome = slice_segmentation.segment_slice(predict_in, job.prompt_kind, raw.shape, candidates,
+                                                               box_xyxy=box, clicks=clicks, image_in=image_in)
+                    result = PreviewResult(job, outcome.mask[None].astype(bool), np.array([1.0]), outcome.window)
         except PredictionSuperseded:
             return
         except Exception as exc:  # reported to the user through the failed signal

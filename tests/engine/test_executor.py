@@ -162,6 +162,19 @@ def test_a_prompt_interrupts_background_work_it_does_not_need_and_waits_for_work
         assert executor.shutdown(timeout=WAIT)
 
 
+def test_no_prefetch_starts_between_the_predictions_of_one_prompt(make_executor, engine, volume):
+    executor, _ = make_executor()
+    view = SliceRef(volume, 0, 2, WINDOW)
+    with executor.prompting([view]):
+        tickets = executor.prefetch(SliceRef(volume, 0, 7, WINDOW), radius=0)
+        for _ in range(3):  # a prompt's predictions, each submitted after the last one ended
+            executor.predict_result(_click(view), timeout=WAIT)
+            assert not tickets[0].future.done()
+        assert ("embed", 7) not in engine.calls
+    assert tickets[0].result(WAIT).status == "ok"  # released once the prompt is done
+    assert engine.calls[-1] == ("embed", 7)
+
+
 def test_priorities_predict_then_embed_then_prefetch(make_executor, engine, volume):
     executor, _ = make_executor()
     _block_worker(executor, engine, SliceRef(volume, 0, 9, WINDOW))
