@@ -74,13 +74,6 @@ def _is_sam_vit_state(state: dict[str, Any]) -> bool:
     return "image_encoder.patch_embed.proj.weight" in state and "image_encoder.pos_embed" in state
 
 
-def is_sam_vit_checkpoint(path: str | Path) -> bool:
-    """True when the file holds a segment-anything ViT state dict (SAM/MedSAM), read weights-only."""
-    from annotator.engine.checkpoints import load_state_dict
-
-    return _is_sam_vit_state(load_state_dict(path))
-
-
 def create_engine(name: str = "auto", checkpoint: str | Path | None = None, runtime: str = "auto",
                   device: str = "auto", *, sam_flavour: str = "auto", server: str | None = None) -> PromptEngine:
     """The engine called `name`:

@@ -60,6 +60,16 @@ def _box_region(slice_hw: np.ndarray, box_xyxy: np.ndarray, grow: float) -> np.n
     return region if region.size else slice_hw
 
 
+def _clipped_presets(values: np.ndarray, default: Window, share: float) -> list[Window]:
+    """The lung / bone presets where at least `share` of `values` lies below / above `default`."""
+    out = []
+    if np.count_nonzero(values < default.low) >= share * values.size:
+        out.append(CT_PRESETS["lung"])
+    if np.count_nonzero(values > default.high) >= share * values.size:
+        out.append(CT_PRESETS["bone"])
+    return out
+
+
 def candidate_windows(volume: Volume, slice_hw: np.ndarray, box_xyxy: np.ndarray | None) -> list[Window]:
     """Windows worth trying for a box on the raw slice `slice_hw` (first = the default)."""
     default = default_model_window(volume)
@@ -71,12 +81,7 @@ def candidate_windows(volume: Volume, slice_hw: np.ndarray, box_xyxy: np.ndarray
         return [default]
     out = [default]
     if is_ct(volume):
-        low, high = default.low, default.high
-        if np.count_nonzero(values < low) >= CLIPPED_SHARE * values.size:
-            out.append(CT_PRESETS["lung"])
-        if np.count_nonzero(values > high) >= CLIPPED_SHARE * values.size:
-            out.append(CT_PRESETS["bone"])
-        return out
+        return out + _clipped_presets(values, default, CLIPPED_SHARE)
     lo, hi = (float(v) for v in np.percentile(values.astype(np.float64), MR_BOX_PERCENTILES))
     if hi > lo:
         local = Window.from_bounds(lo, hi)
@@ -98,12 +103,7 @@ def slice_windows(volume: Volume, slice_hw: np.ndarray) -> list[Window]:
         values = values[np.isfinite(values)]
     if values.size == 0:
         return [default]
-    out = [default]
-    if np.count_nonzero(values < default.low) >= SLICE_CLIPPED_SHARE * values.size:
-        out.append(CT_PRESETS["lung"])
-    if np.count_nonzero(values > default.high) >= SLICE_CLIPPED_SHARE * values.size:
-        out.append(CT_PRESETS["bone"])
-    return out
+    return [default, *_clipped_presets(values, default, SLICE_CLIPPED_SHARE)]
 
 
 def box_fit(mask_hw: np.ndarray, box_xyxy: np.ndarray) -> float:
