@@ -147,10 +147,14 @@ class SamEngine:
                 raise EngineError(f"encoder returned features of shape {features.shape}, "
                                   f"expected (1, {self.model.prompt_encoder.embed_dim}, {grid}, {grid})")
             return torch.from_numpy(features)
-        if self.half and self.device.startswith("cuda"):
-            with torch.autocast(device_type="cuda", dtype=torch.float16):
-                return self.model.image_encoder(x)
-        return self.model.image_encoder(x)
+        from annotator.engine.runtime.torch_interrupt import interruptible
+
+        encoder = self.model.image_encoder
+        with interruptible(encoder, cancel):
+            if self.half and self.device.startswith("cuda"):
+                with torch.autocast(device_type="cuda", dtype=torch.float16):
+                    return encoder(x)
+            return encoder(x)
 
     # ---- embed -------------------------------------------------------------------------------
     def _encoder_input(self, image: np.ndarray) -> tuple[Any, tuple[int, int]]:

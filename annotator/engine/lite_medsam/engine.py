@@ -94,12 +94,17 @@ class LiteMedSamEngine:
             raise EngineError(f"encoder returned features of shape {features.shape}, expected (1, 256, h, w)")
         return features
 
-    def _torch_encode(self, model_input_1x3: np.ndarray) -> np.ndarray:
+    def _torch_encode(self, model_input_1x3: np.ndarray, cancel: threading.Event | None = None) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        from annotator.engine.runtime.torch_interrupt import interruptible
+
+        encoder = self._module.image_encoder
+        with torch.inference_mode(), interruptible(encoder, cancel):
             x = torch.from_numpy(model_input_1x3).to(self.device)
-            return self._module.image_encoder(x).float().cpu().numpy()
+            return encoder(x).float().cpu().numpy()
+
+    _torch_encode.accepts_cancel = True  # type: ignore[attr-defined]
 
     # -- PromptEngine ---------------------------------------------------------------------------
     def embed(self, image_hw3_u8: np.ndarray, *, cancel: threading.Event | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ class TorchRunner:
     """
 
     runtime = "torch"
+    cancellable = True  # __call__ takes cancel= (stops between the module's blocks)
 
     def __init__(self, module: Any, *, precision: str = "fp32", device: str = "cpu") -> None:
         if precision not in ("fp32", "bf16", "fp16"):
@@ -28,14 +30,16 @@ class TorchRunner:
         self.device = device
         self.name = runner_name("torch", precision)
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, *inputs: np.ndarray, cancel: threading.Event | None = None) -> tuple[np.ndarray, ...]:
         import torch
+
+        from annotator.engine.runtime.torch_interrupt import interruptible
 
         tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in inputs]
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.float32,
-                                                   enabled=dtype is not None):
+                                                   enabled=dtype is not None), interruptible(self.module, cancel):
             outputs = self.module(*tensors)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)

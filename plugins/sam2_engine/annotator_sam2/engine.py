@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from annotator.engine.api import EngineError, ImageEmbedding, MaskPrediction, ProgressFn
+from annotator.engine.runtime.torch_interrupt import interruptible
 from annotator.engine.service import EmbeddingCancelled
 
 # (Hiera trunk width, number of Hiera blocks) -> the size in sam2's config names.
@@ -127,7 +128,8 @@ class Sam2Engine:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                 antialias=True)
             x = (x - self._mean) / self._std
-            backbone = self.model.forward_image(x)
+            with interruptible(self.model.image_encoder, cancel):  # a prefetch the user no longer needs stops
+                backbone = self.model.forward_image(x)
             _, vision_feats, _, _ = self.model._prepare_backbone_features(backbone)
             if self.model.directly_add_no_mem_embed:
                 vision_feats[-1] = vision_feats[-1] + self.model.no_mem_embed

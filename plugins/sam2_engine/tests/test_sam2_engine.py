@@ -204,3 +204,28 @@ def test_loaded_through_the_registry_cached_and_refusing_a_wrong_checkpoint(mode
     other = replace(first, model_id="lite-medsam")
     with pytest.raises(EngineError, match="embedding was made by"):
         engine.predict(other, box_xyxy=box)
+
+
+def test_an_embedding_the_user_no_longer_needs_stops_mid_run(engine, model):
+    """A prompt interrupts a running prefetch (executor.make_way): the Hiera trunk stops at its next
+    block once the event is set, and the engine embeds as before afterwards."""
+    import threading
+
+    from annotator.engine.service import EmbeddingCancelled
+
+    image = _image(7)
+    reference = engine.embed(image)
+    cancel = threading.Event()
+    blocks = model.image_encoder.trunk.blocks
+    reached: list[int] = []
+    handles = [blocks[0].register_forward_hook(lambda *_: cancel.set()),
+               blocks[-1].register_forward_pre_hook(lambda *_: reached.append(1))]
+    try:
+        with pytest.raises(EmbeddingCancelled):
+            engine.embed(image, cancel=cancel)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert reached == []
+    assert all(not m._forward_pre_hooks for m in model.modules())
+    np.testing.assert_array_equal(engine.embed(image).features, reference.features)
