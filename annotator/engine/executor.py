@@ -22,7 +22,7 @@ Contract:
   stale and cancelled results are never delivered. Keep it short and thread-safe (emit a
   Qt signal to a GUI-thread QObject's bound method, or use superqt.ensure_main_thread).
 - Priority: predict > embed (visible slice) > prefetch; FIFO within a priority. One job runs at
-  a time; a running encoder call cannot be interrupted, only queued work can be skipped.
+  a time; a running prefetch may be interrupted (make_way), other running work is not.
 - predict: a newer predict for the same slice (same Volume object, axis, index) cancels queued
   older ones, and an older one that completes after a newer one was submitted is "stale".
 - embed: a newer embed request for the same volume and axis (one slice view) cancels queued
@@ -30,8 +30,8 @@ Contract:
   embed(view, supersede=False) queues work that is neither cancelled by later embeds nor
   cancels others (e.g. slices a propagation will need next).
 - make_way(refs): a running prefetch of a (slice, window) not in refs is interrupted (OpenVINO
-  stops within a few ms; torch runs on) and queued again; called with the embeddings a prompt
-  is about to need.
+  stops within a few ms, torch at its next block; a runtime that cannot stop runs on) and queued
+  again; called with the embeddings a prompt is about to need.
 - prefetch(view, radius, windows=(), direction=1): cancels the previous prefetch, then queues
   view.index, view.index in each extra window, then +1, -1, +2, -2, ... (-1, +1, ... when
   direction is negative) within the volume. Already-cached slices cost nothing.
@@ -317,7 +317,7 @@ class EngineExecutor:
 
     def make_way(self, needed: Sequence[SliceRef]) -> None:
         """The predictions about to be submitted need these (slice, window) embeddings: a running
-        prefetch of anything else is interrupted (where the runtime can stop mid-run: OpenVINO) and
+        prefetch of anything else is interrupted (where the runtime can stop mid-run: OpenVINO, torch) and
         queued again behind them, so a prompt does not wait for background work it does not need."""
         wanted = {(ref.slot(), ref.window.key()) for ref in needed}
         with self._cond:
