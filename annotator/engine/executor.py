@@ -30,7 +30,7 @@ Contract:
   embed(view, supersede=False) queues work that is neither cancelled by later embeds nor
   cancels others (e.g. slices a propagation will need next).
 - make_way(refs): a running prefetch of a (slice, window) not in refs is interrupted (OpenVINO
-  stops within a few ms, torch at its next block; a runtime that cannot stop runs on) and queued
+  stops within a few ms, torch at its next block, ONNX Runtime at its next node) and queued
   again; called with the embeddings a prompt is about to need.
 - prefetch(view, radius, windows=(), direction=1): cancels the previous prefetch, then queues
   view.index, view.index in each extra window, then +1, -1, +2, -2, ... (-1, +1, ... when
@@ -317,7 +317,7 @@ class EngineExecutor:
 
     def make_way(self, needed: Sequence[SliceRef]) -> None:
         """The predictions about to be submitted need these (slice, window) embeddings: a running
-        prefetch of anything else is interrupted (where the runtime can stop mid-run: OpenVINO, torch) and
+        prefetch of anything else is interrupted (OpenVINO, torch and ONNX Runtime runs stop mid-run) and
         queued again behind them, so a prompt does not wait for background work it does not need."""
         wanted = {(ref.slot(), ref.window.key()) for ref in needed}
         with self._cond:

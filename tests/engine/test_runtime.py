@@ -484,6 +484,45 @@ def test_cpu_class_and_native_variants_per_cpu_class():
     assert native_variants(variants, bf16=True) == (variants, [])
 
 
+@needs_ort
+def test_onnxruntime_encoder_stops_soon_after_cancel_and_stays_usable(shared_cache):
+    """The same for ONNX Runtime (the run's terminate flag, set by a watcher of the cancel event)."""
+    import threading
+    import time
+
+    import torch
+
+    from annotator.engine.runtime.accelerate import encoder_call
+    from annotator.engine.runtime.base import run_encoder
+    from annotator.engine.runtime.select import build_runner
+    from annotator.engine.service import EmbeddingCancelled
+
+    torch.manual_seed(2)
+    layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
+    slow = torch.nn.Sequential(*layers).eval()
+    x = np.random.default_rng(0).random((1, 3, 192, 192), dtype=np.float32)
+    spec = ModelSpec(module=slow, part="test.slow", model_sha256="cd" * 32, example_inputs=(x,),
+                     input_names=("image",), output_names=("features",))
+    runner = build_runner("onnxruntime-fp32", spec, CompiledModelCache(shared_cache))
+    encode = encoder_call(runner)
+    assert encode.accepts_cancel
+    start = time.perf_counter()
+    full = run_encoder(encode, x, threading.Event())
+    full_s = time.perf_counter() - start
+    assert np.array_equal(full, runner(x)[0])
+    cancel = threading.Event()
+    threading.Timer(0.02, cancel.set).start()
+    start = time.perf_counter()
+    with pytest.raises(EmbeddingCancelled):
+        run_encoder(encode, x, cancel)
+    assert full_s > 0.1, f"the model ran in {full_s:.3f} s: too fast to show an interruption"
+    assert time.perf_counter() - start < 0.02 + 0.5 * full_s
+    assert not any(t.name == "onnxruntime-cancel" for t in threading.enumerate())  # the watcher is gone
+    with pytest.raises(EmbeddingCancelled):
+        run_encoder(encode, x, cancel)
+    assert np.array_equal(run_encoder(encode, x, None), full)
+
+
 @needs_ov
 @needs_ort
 def test_openvino_encoder_stops_within_milliseconds_of_cancel_and_stays_usable(shared_cache):

@@ -8,7 +8,9 @@ one slice shape into the file.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from annotator.engine.runtime.compiled_cache import ArtifactKey, CompiledModelCa
 log = logging.getLogger(__name__)
 OPSET = 17
 ONNX_FILE = "model.onnx"
+CANCEL_POLL_S = 0.005  # how often a cancellable run looks at its cancel event
 
 
 def onnx_key(spec: ModelSpec) -> ArtifactKey:
@@ -95,10 +98,47 @@ class OnnxRuntimeRunner:
         self.precision = precision
         self.name = runner_name("onnxruntime", precision)
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    cancellable = True  # __call__ takes cancel=
+
+    def __call__(self, *inputs: np.ndarray, cancel: threading.Event | None = None) -> tuple[np.ndarray, ...]:
         feeds = {name: np.ascontiguousarray(a) for name, a in zip(self.input_names, inputs, strict=True)}
-        outputs = self.session.run(self.output_names, feeds)
+        if cancel is None:
+            outputs = self.session.run(self.output_names, feeds)
+        else:
+            outputs = _run_cancellable(self.session, self.output_names, feeds, cancel)
         return tuple(np.asarray(o, dtype=np.float32) for o in outputs)
+
+
+def _run_cancellable(session: Any, output_names: list[str], feeds: dict[str, np.ndarray],
+                     cancel: threading.Event) -> list[Any]:
+    """session.run that stops soon after `cancel` is set: a watcher thread sets the run's terminate
+    flag, which ONNX Runtime checks between nodes."""
+    import onnxruntime as ort
+
+    from annotator.engine.service import EmbeddingCancelled
+
+    if cancel.is_set():
+        raise EmbeddingCancelled("cancelled before the encoder started")
+    options = ort.RunOptions()
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(CANCEL_POLL_S):
+                options.terminate = True
+                return
+
+    watcher = threading.Thread(target=watch, name="onnxruntime-cancel", daemon=True)
+    watcher.start()
+    try:
+        return session.run(output_names, feeds, options)
+    except Exception as exc:
+        if cancel.is_set():  # the terminate flag's own error ("Exiting due to terminate flag ...")
+            raise EmbeddingCancelled("encoder interrupted") from exc
+        raise
+    finally:
+        finished.set()
+        watcher.join()
 
 
 def onnxruntime_version() -> str | None:
