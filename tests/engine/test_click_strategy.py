@@ -68,6 +68,41 @@ def test_positive_click_outside_adds_the_missed_part_the_image_shows():
     assert len(model.calls) == 1  # a box model's click refines on the image: no extra model call
 
 
+def test_positive_click_far_from_the_mask_adds_the_piece_the_model_finds_there():
+    """Two pieces of one structure (loops of bowel); the box caught one. A click on the other, far
+    from the mask, has the model segment it from boxes around the click; the first piece stays."""
+    truth = np.zeros((80, 80), dtype=bool)
+    truth[10:22, 8:20] = True
+    truth[53:61, 58:66] = True
+    model = BoxModel(truth)
+    start = segment(model, "box", truth.shape, box_xyxy=np.array([8, 10, 19, 21]))
+    assert _dice(start.mask, truth) < 0.85
+    after = add_click(model, "box", start, Click(62, 57, True), image_hw=_bright(truth))
+    assert after.last_action == "new part"
+    assert np.array_equal(after.mask[:30, :30], start.mask[:30, :30])
+    assert _dice(after.mask, truth) > 0.85
+    assert len(model.calls) == 3  # the box, then the two smaller boxes around the click
+    # a click near the mask is the refinement's, as before (no model call)
+    near = add_click(model, "box", start, Click(23, 15, True), image_hw=_bright(truth))
+    assert near.last_action == "refine"
+    assert len(model.calls) == 3
+
+
+def test_a_far_click_where_the_model_finds_nothing_falls_back_to_the_refinement():
+    truth = np.zeros((80, 80), dtype=bool)
+    truth[10:22, 8:20] = True
+    truth[50:64, 55:70] = True
+
+    def finds_nothing_there(**prompts):
+        x0 = prompts["box_xyxy"][0]
+        return _prediction(truth & _box_mask(truth.shape, prompts["box_xyxy"]) if x0 < 30 else np.zeros_like(truth))
+
+    start = segment(finds_nothing_there, "box", truth.shape, box_xyxy=np.array([8, 10, 19, 21]))
+    after = add_click(finds_nothing_there, "box", start, Click(62, 57, True), image_hw=_bright(truth))
+    assert after.last_action == "refine"
+    assert after.mask[57, 62]
+
+
 def test_negative_click_removes_the_wrong_part_and_keeps_the_rest():
     truth = np.zeros((40, 40), dtype=bool)
     truth[10:30, 10:20] = True
@@ -89,7 +124,8 @@ def test_every_click_stays_on_its_side_even_on_a_flat_image():
     clicks = (Click(15, 15, False), Click(2, 2, True), Click(14, 15, True))
     out = start
     for click in clicks:
-        out = add_click(lambda **_: pytest.fail("no model call expected"), "box", out, click, image_hw=flat)
+        # a model that finds nothing: the far positive click (2, 2) asks it, then the refinement decides
+        out = add_click(lambda **_: _prediction(np.zeros_like(truth)), "box", out, click, image_hw=flat)
     assert not out.mask[15, 15]
     assert out.mask[2, 2]
     assert out.mask[15, 14]
