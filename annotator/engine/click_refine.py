@@ -2,11 +2,14 @@
 touching structures), the mask is refined by a random walker on the image (scikit-image), seeded
 by every click so far, the mask's confident core and the clear background around it; the change
 is taken only near the new click (within 3x its distance to the mask's edge, at least 6 px), so a
-click fixes what it points at and leaves a good mask elsewhere alone.
+click fixes what it points at and leaves a good mask elsewhere alone. One exception: a negative
+click in the core of a mask that is one compact piece rejects the whole mask (the model took the
+neighbour the box also held), and the next positive click starts afresh (rejects_mask).
 
 Measured with `annotator evaluate` (organs, mean Dice after the box and 1..5 clicks in the app's
 input window): shared CT 0.710 -> 0.751 0.782 0.798 0.827 0.824, CTA 0.819 -> 0.870 0.887 0.899
-0.916 0.919; the box-growing/cutting strategy before it reached 0.750 and 0.885. Variants that
+0.916 0.919 (with the whole-mask rejection and the far-click rule of click_strategy: CT 0.861,
+CTA 0.919); the box-growing/cutting strategy before it reached 0.750 and 0.885. Variants that
 scored lower are listed in BENCHMARKS.md (issue 19 section): the random walker's whole mask
 lowered good masks at the first click (spleen 0.93 -> 0.83), a positive click that may only add
 reached 0.787 on the CT, other seeded cores 0.67-0.83.
@@ -38,6 +41,12 @@ class RefineParams:
                                     # as the click is from the mask's edge scored lower: CT organs
                                     # 0.775 against 0.856 after five clicks)
     max_side_px: int = 160          # larger regions are refined at reduced resolution
+    # A negative click in the core of a mask of one compact piece (as deep as its core seeds, and no
+    # part further from the click than reject_spread x its depth) rejects the whole mask: the model
+    # took the neighbour the box also held (the liver dome under a lung lobe's box). The mask then
+    # seeds nothing and the next positive click starts afresh. False: such a click trims locally.
+    reject_whole_mask: bool = True
+    reject_spread: float = 2.5
 
 
 def _region(shape: tuple[int, int], box_xyxy: np.ndarray | None, points_rc: Sequence[tuple[int, int]],
@@ -87,7 +96,8 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
     if not clicks_rc:
         return mask.copy()
     rows, cols = _region(mask.shape, box_xyxy, [(r, c) for r, c, _ in clicks_rc], params.margin_px)
-    crop_mask = mask[rows, cols]
+    rejected = params.reject_whole_mask and rejects_mask(mask, clicks_rc[-1], params)
+    crop_mask = np.zeros_like(mask[rows, cols]) if rejected else mask[rows, cols]
     image = np.asarray(image_hw_u8, dtype=np.float64)[rows, cols] / 255.0
     local = [(r - rows.start, c - cols.start, p) for r, c, p in clicks_rc]
     scale = min(1.0, params.max_side_px / max(crop_mask.shape))
@@ -105,9 +115,32 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
             prob = _grow(prob, (rows.stop - rows.start, cols.stop - cols.start))
         out[rows, cols] = prob > 0.5
         out = np.where(_reach(mask, clicks_rc[-1], params), out, mask)
+    elif rejected:
+        out[:] = False  # nothing left says any of it belongs
     for row, col, positive in clicks_rc:
         out[row, col] = positive
     return out
+
+
+def rejects_mask(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams) -> bool:
+    """True when a negative click says the whole mask is the wrong object: the mask is one piece,
+    the click lies in its core, and the piece is compact around the click. A negative click near an
+    edge, or on a mask that reaches far beyond it (a vessel with a wrong end), trims instead."""
+    from scipy.ndimage import distance_transform_edt, label
+
+    row, col, positive = click
+    if positive or not mask[row, col]:
+        return False
+    _, pieces = label(mask, structure=np.ones((3, 3), dtype=bool))
+    if pieces != 1:
+        return False
+    depth = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    here = float(depth[row, col])
+    if here < max(params.min_core_px, params.core_share * float(depth.max())):
+        return False
+    rows, cols = np.nonzero(mask)
+    farthest = float(np.sqrt(((rows - row) ** 2 + (cols - col) ** 2).max()))
+    return farthest <= params.reject_spread * here
 
 
 def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams) -> np.ndarray:

@@ -53,3 +53,48 @@ def test_large_regions_are_refined_at_reduced_resolution():
     assert out[330, 330]
     assert out[320:340, 310:345].mean() > 0.9
     assert out.shape == truth.shape
+
+
+def _scene_with_neighbour(seed: int = 0):
+    """A thin bright crescent (the structure) hugging a large grey blob (the neighbour the model
+    took instead, as the liver dome under a lung lobe's box)."""
+    rr, cc = np.ogrid[:60, :60]
+    blob = (rr - 32) ** 2 + (cc - 30) ** 2 <= 14 ** 2
+    ring = ((rr - 32) ** 2 + (cc - 30) ** 2 <= 19 ** 2) & ~blob & (rr < 32)
+    rng = np.random.default_rng(seed)
+    image = np.where(ring, 200, np.where(blob, 110, 30)) + rng.normal(0, 4, blob.shape)
+    return ring, blob, np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_a_negative_click_in_the_core_of_a_wholly_wrong_mask_rejects_it_and_a_positive_one_starts_afresh():
+    from annotator.engine.click_refine import rejects_mask
+
+    truth, wrong, image = _scene_with_neighbour()
+    params = RefineParams()
+    assert rejects_mask(wrong, (32, 30, False), params)
+    after = refine_with_clicks(image, wrong, [(32, 30, False)], params=params)
+    assert not after.any()
+    rows, cols = np.nonzero(truth)
+    box = np.array([cols.min(), rows.min(), cols.max(), rows.max()], dtype=float)  # the user's box
+    restarted = refine_with_clicks(image, after, [(32, 30, False), (15, 30, True)], box, params=params)
+    dice = 2 * np.count_nonzero(restarted & truth) / (restarted.sum() + truth.sum())
+    assert dice > 0.8
+    assert not restarted[wrong].any()
+    # switched off, the same click only trims around itself and most of the wrong mask stays
+    kept = refine_with_clicks(image, wrong, [(32, 30, False)], params=RefineParams(reject_whole_mask=False))
+    assert kept[wrong].mean() > 0.5
+
+
+def test_a_negative_click_trims_when_the_mask_is_not_one_compact_wrong_piece():
+    from annotator.engine.click_refine import rejects_mask
+
+    params = RefineParams()
+    truth, wrong, _ = _scene_with_neighbour()
+    assert not rejects_mask(wrong, (32, 30, True), params)      # a positive click
+    assert not rejects_mask(wrong, (32, 44, False), params)     # near the edge: a trim
+    two = wrong.copy()
+    two[2:6, 2:6] = True
+    assert not rejects_mask(two, (32, 30, False), params)       # another piece may be right
+    vessel = np.zeros((40, 120), dtype=bool)
+    vessel[15:25, 5:115] = True                                  # long and thin: a wrong end, not a wrong vessel
+    assert not rejects_mask(vessel, (20, 10, False), params)
