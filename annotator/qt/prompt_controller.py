@@ -148,11 +148,11 @@ class PromptController(QObject):
         executor = self.host.executor
         if executor is None:
             return  # the engine stopped; nothing to show
-        raw = slice_2d(job.volume.array, job.axis, job.index)
         points = job.prompts.points
         box = job.prompts.box.xyxy() if job.prompts.box is not None else None
-        candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
         try:
+            raw = slice_2d(job.volume.array, job.axis, job.index)
+            candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
             # Background embeddings this prompt does not need step aside, and none starts between
             # its predictions.
             with executor.prompting([SliceRef(job.volume, job.axis, job.index, w) for w in candidates]):

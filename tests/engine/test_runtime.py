@@ -484,80 +484,23 @@ def test_cpu_class_and_native_variants_per_cpu_class():
     assert native_variants(variants, bf16=True) == (variants, [])
 
 
-@needs_ort
-def test_onnxruntime_encoder_stops_soon_after_cancel_and_stays_usable(shared_cache):
-    """The same for ONNX Runtime (the run's terminate flag, set by a watcher of the cancel event)."""
-    import threading
-    import time
-
-    import torch
-
-    from annotator.engine.runtime.accelerate import encoder_call
-    from annotator.engine.runtime.base import run_encoder
-    from annotator.engine.runtime.select import build_runner
-    from annotator.engine.service import EmbeddingCancelled
-
-    torch.manual_seed(2)
-    layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
-    slow = torch.nn.Sequential(*layers).eval()
-    x = np.random.default_rng(0).random((1, 3, 192, 192), dtype=np.float32)
-    spec = ModelSpec(module=slow, part="test.slow", model_sha256="cd" * 32, example_inputs=(x,),
-                     input_names=("image",), output_names=("features",))
-    runner = build_runner("onnxruntime-fp32", spec, CompiledModelCache(shared_cache))
-    encode = encoder_call(runner)
-    assert encode.accepts_cancel
-    start = time.perf_counter()
-    full = run_encoder(encode, x, threading.Event())
-    full_s = time.perf_counter() - start
-    assert np.array_equal(full, runner(x)[0])
-    cancel = threading.Event()
-    threading.Timer(0.02, cancel.set).start()
-    start = time.perf_counter()
-    with pytest.raises(EmbeddingCancelled):
-        run_encoder(encode, x, cancel)
-    assert full_s > 0.1, f"the model ran in {full_s:.3f} s: too fast to show an interruption"
-    assert time.perf_counter() - start < 0.02 + 0.5 * full_s
-    assert not any(t.name == "onnxruntime-cancel" for t in threading.enumerate())  # the watcher is gone
-    with pytest.raises(EmbeddingCancelled):
-        run_encoder(encode, x, cancel)
-    assert np.array_equal(run_encoder(encode, x, None), full)
-
-
-@needs_ov
-@needs_ort
-def test_openvino_encoder_stops_within_milliseconds_of_cancel_and_stays_usable(shared_cache):
+@pytest.mark.parametrize("variant", [pytest.param("openvino-fp32", marks=needs_ov),
+                                     pytest.param("onnxruntime-fp32", marks=needs_ort)])
+def test_encoder_stops_soon_after_cancel_and_stays_usable(shared_cache, variant):
     """A prompt interrupts a background embedding it does not need (executor.make_way): the
-    OpenVINO request is cancelled mid-run and the next call on it gives the same features."""
+    OpenVINO request is cancelled mid-run, ONNX Runtime's run stops at its terminate flag (set by a
+    watcher of the event, which is gone afterwards); the next call gives the same features."""
     import threading
-    import time
 
-    import torch
+    from support.runtimes import assert_encoder_stops_on_cancel, slow_conv_model
 
     from annotator.engine.runtime.accelerate import encoder_call
-    from annotator.engine.runtime.base import run_encoder
     from annotator.engine.runtime.select import build_runner
-    from annotator.engine.service import EmbeddingCancelled
 
-    torch.manual_seed(2)
-    layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
-    slow = torch.nn.Sequential(*layers).eval()  # ~50 GFLOP: a few hundred ms on two cores
-    x = np.random.default_rng(0).random((1, 3, 192, 192), dtype=np.float32)
+    slow, x = slow_conv_model()
     spec = ModelSpec(module=slow, part="test.slow", model_sha256="cd" * 32, example_inputs=(x,),
                      input_names=("image",), output_names=("features",))
-    runner = build_runner("openvino-fp32", spec, CompiledModelCache(shared_cache))
-    encode = encoder_call(runner)
-    assert encode.accepts_cancel
-    start = time.perf_counter()
-    full = run_encoder(encode, x, threading.Event())  # not set: runs to the end
-    full_s = time.perf_counter() - start
+    runner = build_runner(variant, spec, CompiledModelCache(shared_cache))
+    full = assert_encoder_stops_on_cancel(encoder_call(runner), x)
     assert np.array_equal(full, runner(x)[0])
-    cancel = threading.Event()
-    threading.Timer(0.02, cancel.set).start()
-    start = time.perf_counter()
-    with pytest.raises(EmbeddingCancelled):
-        run_encoder(encode, x, cancel)
-    assert full_s > 0.1, f"the model ran in {full_s:.3f} s: too fast to show an interruption"
-    assert time.perf_counter() - start < 0.02 + 0.5 * full_s
-    with pytest.raises(EmbeddingCancelled):
-        run_encoder(encode, x, cancel)  # already set: never starts
-    assert np.array_equal(run_encoder(encode, x, None), full)
+    assert not any(t.name == "onnxruntime-cancel" for t in threading.enumerate())

@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 
 
 def _slow_module():
-    torch.manual_seed(2)
-    layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
-    return torch.nn.Sequential(*layers).eval()  # ~50 GFLOP: a few hundred ms on two cores
+    from support.runtimes import slow_conv_model
+
+    return slow_conv_model()[0]
 
 
 def _no_hooks_left(module) -> bool:
@@ -41,30 +41,14 @@ def test_block_modules_are_the_stages_and_blocks_of_a_network():
 
 
 def test_torch_runner_stops_soon_after_cancel_and_gives_the_same_features_after():
+    from support.runtimes import assert_encoder_stops_on_cancel, slow_conv_model
+
     from annotator.engine.runtime.accelerate import encoder_call
-    from annotator.engine.runtime.base import run_encoder
     from annotator.engine.runtime.torch_runner import TorchRunner
-    from annotator.engine.service import EmbeddingCancelled
 
-    slow = _slow_module()
-    x = np.random.default_rng(0).random((1, 3, 192, 192), dtype=np.float32)
-    encode = encoder_call(TorchRunner(slow))
-    assert encode.accepts_cancel
-    start = time.perf_counter()
-    full = run_encoder(encode, x, threading.Event())  # never set: runs to the end
-    full_s = time.perf_counter() - start
-    assert full_s > 0.1, f"the model ran in {full_s:.3f} s: too fast to show an interruption"
-
-    cancel = threading.Event()
-    threading.Timer(0.02, cancel.set).start()
-    start = time.perf_counter()
-    with pytest.raises(EmbeddingCancelled):
-        run_encoder(encode, x, cancel)
-    assert time.perf_counter() - start < 0.02 + 0.5 * full_s
+    slow, x = slow_conv_model()
+    assert_encoder_stops_on_cancel(encoder_call(TorchRunner(slow)), x)
     assert _no_hooks_left(slow)
-    with pytest.raises(EmbeddingCancelled):
-        run_encoder(encode, x, cancel)  # already set: never starts
-    assert np.array_equal(run_encoder(encode, x, None), full)
 
 
 def test_another_threads_run_of_the_same_module_is_not_interrupted():
