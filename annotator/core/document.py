@@ -15,7 +15,7 @@ from annotator.core.geometry import Window, default_window, in_plane_axes, slice
 from annotator.core.history import History
 from annotator.core.keys import KeyMark
 from annotator.core.labels import LabelEdit, LabelMap, LabelTable, Region, bounding_region
-from annotator.core.prompts import BoxPrompt, PointPrompt, PromptSet
+from annotator.core.prompts import BaseMask, BoxPrompt, PointPrompt, PromptSet
 from annotator.core.volume import Volume
 
 SliceRef = tuple[int, int]  # (array axis, slice index)
@@ -258,7 +258,16 @@ class AnnotationDocument:
         return self._prompts.get((axis, index), PromptSet())
 
     def add_point(self, axis: int, index: int, point: PointPrompt) -> PromptSet:
-        prompts = self.prompts(axis, index).with_point(point)
+        """A click on the slice. The first click on a slice where the active label already has a
+        mask (propagated, or accepted before) starts correcting that mask: it becomes the prompts'
+        base, and accepting the result replaces the label there (one undo step)."""
+        prompts = self.prompts(axis, index)
+        if not prompts and self.active_label and self.volume is not None:
+            current = self.label_slice(axis, index) == self.active_label
+            if current.any():
+                prompts = PromptSet(base=BaseMask(self.active_label, current,
+                                                  self.model_window_at(self.active_label, axis, index)))
+        prompts = prompts.with_point(point)
         self._prompts[(axis, index)] = prompts
         self.prompts_changed.emit(axis, index)
         return prompts
@@ -291,9 +300,10 @@ class AnnotationDocument:
     def accept_preview(self) -> LabelEdit | None:
         """Write the preview into the active label on its slice (one undo step); clears prompts.
 
-        On a key slice (one the user decided before) the mask is added to what is there, so a
-        structure can be segmented piece by piece. On any other slice, what propagation put there
-        is only a proposal: the accepted mask replaces it (a correction)."""
+        On a key slice (one the user decided before) a new box's mask is added to what is there, so
+        a structure can be segmented piece by piece. On any other slice, what propagation put there
+        is only a proposal: the accepted mask replaces it (a correction). Clicks that corrected the
+        label's mask (add_point) replace it on any slice: the preview holds what they kept of it."""
         preview = self.preview
         if preview is None:
             return None
@@ -302,7 +312,9 @@ class AnnotationDocument:
         region = slice_region(self.labels.shape_zyx, preview.axis, preview.index)
         mask3 = np.expand_dims(preview.mask, preview.axis)
         name = self.labels.table[self.active_label].name
-        if preview.index in self.key_marks(self.active_label, preview.axis):
+        base = self.prompts(preview.axis, preview.index).base
+        corrects = base is not None and base.label_id == self.active_label
+        if preview.index in self.key_marks(self.active_label, preview.axis) and not corrects:
             edit = self.labels.paint(region, mask3, self.active_label, description=f"segment {name}")
         else:
             edit = self.labels.replace_label(region, mask3, self.active_label, description=f"segment {name}")
@@ -437,6 +449,15 @@ class AnnotationDocument:
     def key_marks(self, label_id: int, axis: int) -> dict[int, KeyMark]:
         """The key slices of a label along an axis (the slices propagation must not rewrite)."""
         return self.history.keys.of(label_id, axis)
+
+    def model_window_at(self, label_id: int, axis: int, index: int) -> tuple[float, float] | None:
+        """The model input window the label's mask on slice `index` was made in: its own key's, else
+        the nearest key's that has one (propagation carries a key's window to its slices); None
+        when no key of the label knows one (brushed or erased slices only)."""
+        windowed = {i: m.window for i, m in self.key_marks(label_id, axis).items() if m.window is not None}
+        if not windowed:
+            return None
+        return windowed[min(windowed, key=lambda i: (abs(i - index), i))]
 
     def _marks_only(self, mark: KeyMark, name: str) -> LabelEdit:
         """An edit that changes no voxel but makes a slice a key (the user accepted exactly what

@@ -46,21 +46,34 @@ class BoxPrompt:
         return np.array([self.x_min, self.y_min, self.x_max, self.y_max], dtype=np.float64)
 
 
+@dataclass(frozen=True, eq=False)
+class BaseMask:
+    """A label's mask on the slice when the user began clicking there (propagated, or accepted
+    before): the clicks correct it instead of starting afresh. `window` is the model input window
+    (low, high) it was made in, None when unknown (the default is used)."""
+
+    label_id: int
+    mask: np.ndarray
+    window: tuple[float, float] | None = None
+
+
 @dataclass(frozen=True)
 class PromptSet:
-    """Everything the user said about one slice: clicks in order, and at most one box."""
+    """Everything the user said about one slice: clicks in order, at most one box, and the mask the
+    clicks correct when there is no box."""
 
     points: tuple[PointPrompt, ...] = ()
     box: BoxPrompt | None = None
+    base: BaseMask | None = None
 
     def __bool__(self) -> bool:
         return bool(self.points) or self.box is not None
 
     def with_point(self, point: PointPrompt) -> PromptSet:
-        return PromptSet(self.points + (point,), self.box)
+        return PromptSet(self.points + (point,), self.box, self.base)
 
     def with_box(self, box: BoxPrompt | None) -> PromptSet:
-        return PromptSet(self.points, box)
+        return PromptSet(self.points, box, self.base if box is None else None)
 
     def points_xy(self) -> np.ndarray:
         """(N, 2) float64, pixel x then y."""

@@ -125,7 +125,8 @@ def _respect_clicks(mask: np.ndarray, clicks: tuple[Click, ...]) -> np.ndarray:
     return out
 
 
-def _box_of(mask: np.ndarray) -> np.ndarray | None:
+def box_of(mask: np.ndarray) -> np.ndarray | None:
+    """The mask's tight box (x0, y0, x1, y1), None when it is empty."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
@@ -205,7 +206,7 @@ def _add_part(predict: PredictFn, current: ClickOutcome, clicks: tuple[Click, ..
     row, col = click.rc(current.mask.shape)
     piece = _component_at(part.mask, row, col) & ~current.mask
     merged = _respect_clicks(current.mask | piece, clicks)
-    box = _box_of(merged)
+    box = box_of(merged)
     return ClickOutcome(merged, box, clicks, current.low_res_logits,
                         current.decoder_calls + part.decoder_calls, "new part")
 
@@ -231,7 +232,7 @@ def _add_box_correction(current: ClickOutcome, clicks: tuple[Click, ...], image_
         raise EngineError("a box model's clicks refine the mask on the slice image: pass image_hw")
     mask = current.mask
     grey = image_hw if image_hw.ndim == 2 else image_hw[..., 0]
-    box = current.box_xyxy if current.box_xyxy is not None else _box_of(mask)
+    box = current.box_xyxy if current.box_xyxy is not None else box_of(mask)
     refined = refine_with_clicks(grey, mask, [(*c.rc(mask.shape), c.positive) for c in clicks], box, params.refine)
     return ClickOutcome(_respect_clicks(refined, clicks), box, clicks, current.low_res_logits,
                         current.decoder_calls, "refine")

@@ -55,23 +55,39 @@ def first_prompt(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int]
     return SliceOutcome(outcome, window)
 
 
+def from_mask(mask: np.ndarray, window: Window) -> SliceOutcome:
+    """A session that corrects a mask already there (the label's on this slice, from propagation or
+    an earlier prompt) in the input window it was made in: clicks refine it instead of starting afresh."""
+    mask = np.asarray(mask, dtype=bool)
+    box = click_strategy.box_of(mask)
+    return SliceOutcome(ClickOutcome(mask.copy(), box), window)
+
+
 def add_click(predict_in: PredictIn, prompt_kind: str, current: SliceOutcome, click: Click,
               image_in: ImageIn | None = None, params: ClickParams | None = None) -> SliceOutcome:
     """One more click, in the window the first prompt chose."""
     params = params or ClickParams()
     window = current.window
     image = image_in(window) if image_in is not None else None
+    if current.outcome.box_xyxy is None and not current.outcome.clicks and not current.mask.any():
+        # correcting an empty slice (from_mask of nothing): the click is a first prompt
+        return SliceOutcome(click_strategy.start_from_click(predict_in(window), prompt_kind, click, current.mask.shape,
+                                                            image, params), window)
     outcome = click_strategy.add_click(predict_in(window), prompt_kind, current.outcome, click, image, params)
     return SliceOutcome(outcome, window)
 
 
 def segment_slice(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int], candidates: Sequence[Window], *,
                   box_xyxy: np.ndarray | None = None, clicks: tuple[Click, ...] = (),
-                  image_in: ImageIn | None = None, params: ClickParams | None = None) -> SliceOutcome:
-    """The mask for a box and/or clicks given in order (what the window shows after each prompt)."""
+                  image_in: ImageIn | None = None, params: ClickParams | None = None,
+                  base: SliceOutcome | None = None) -> SliceOutcome:
+    """The mask for a box and/or clicks given in order (what the window shows after each prompt).
+    `base` (from_mask): without a box, the clicks correct that mask."""
     if box_xyxy is None and not clicks:
         raise EngineError("nothing to segment: give a box or a click")
-    if box_xyxy is not None:
+    if box_xyxy is None and base is not None:
+        current, rest = base, clicks
+    elif box_xyxy is not None:
         current = first_prompt(predict_in, prompt_kind, shape, candidates, box_xyxy=box_xyxy, params=params)
         rest = clicks
     else:

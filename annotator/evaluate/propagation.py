@@ -13,7 +13,7 @@ import numpy as np
 from annotator.core.geometry import Window
 from annotator.engine import slice_segmentation
 from annotator.engine.api import MaskPrediction
-from annotator.engine.click_strategy import Click, ClickOutcome
+from annotator.engine.click_strategy import Click
 from annotator.engine.propagate import (
     Key,
     PropagationParams,
@@ -21,7 +21,6 @@ from annotator.engine.propagate import (
     propagate_volume,
     result_volume_mask,
 )
-from annotator.engine.slice_segmentation import SliceOutcome
 from annotator.evaluate import protocol
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ CORRECTION_GOOD_DICE = 0.9
 
 
 def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],
-                   prompt_kind: str, current: np.ndarray) -> tuple[Key, dict]:
+                   prompt_kind: str, current: np.ndarray, boxed: bool = False) -> tuple[Key, dict]:
     """The simulated user's correction of slice `index`, which then becomes a key:
     - the structure is absent there: the slice is emptied (an empty key, "it ends before here");
     - else, with the app's prompts on that slice: a tight box when the propagated mask there is
@@ -79,6 +78,8 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
       app's click strategy, until the slice reaches Dice 0.9 or 4 prompts were spent. The user
       keeps the best mask seen, the propagated one included: nobody accepts a mask worse than
       what was there (a box redrawn on a mostly right slice often is: kidney slices 0.82 -> 0.71).
+    `boxed`: the user drew a box on this slice before (the first prompt): they click there, as the
+    window lets them (clicks on a labelled slice correct its mask), rather than draw the same box.
     Returns the key and what was done ({"action", "prompts", "key_dice_2d"})."""
     from annotator.evaluate.runner import app_first_prompt
 
@@ -88,13 +89,11 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
         return Key(index, np.zeros(truth.shape, dtype=bool), nearest.window), \
             {"action": "erase", "prompts": 1, "key_dice_2d": 1.0}
     prompts = 0
-    if protocol.dice(current, truth) < CLICK_CORRECTION_MIN_DICE:
+    if not boxed and protocol.dice(current, truth) < CLICK_CORRECTION_MIN_DICE:
         state = app_first_prompt(meter, index, protocol.tight_box_xyxy(truth).astype(np.float64), prompt_kind)
         prompts, action = 1, "box"
     else:
-        state = SliceOutcome(ClickOutcome(current.copy(), protocol.tight_box_xyxy(current).astype(np.float64)),
-                             nearest.window)
-        action = "clicks"
+        state, action = slice_segmentation.from_mask(current, nearest.window), "clicks"
     best = (protocol.dice(current, truth), current, nearest.window)
     while True:
         score = protocol.dice(state.mask, truth)
@@ -159,16 +158,19 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
                  stop_error_slices=_stop_errors(predicted, truth_3d, axis))
     dices = [entry["dice_3d"]]
     corrected: list[dict] = []
+    boxed: set[int] = set()
     for _ in range(corrections):
         errors = _slice_errors(predicted, truth_3d, axis)
-        errors[list(keys)] = -1  # a key already says what the user wants there
+        errors[[i for i in keys if i not in boxed]] = -1  # a key already says what the user wants there
         index = int(np.argmax(errors))
         if errors[index] <= 0:
             dices.append(dices[-1])
             continue
         index = _where_to_erase(predicted, truth_3d, axis, index, keys)
         current = protocol.plane_slice(predicted, axis, index)
-        keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current)
+        keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current,
+                                           boxed=index in boxed)
+        boxed.discard(index)
         # as in the window: what is labelled now is the structure's current extent
         predicted, stops = run(mask_extent(predicted, axis))
         dices.append(protocol.dice(predicted, truth_3d))

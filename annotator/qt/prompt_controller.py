@@ -124,7 +124,10 @@ class PromptController(QObject):
         self._latest[(axis, index)] = generation
         job = PromptJob(generation, self.doc.current_volume(), axis, index, prompts, getattr(host.engine, "prompt_kind", "box"),
                         host.model_window())
-        if host.service is not None and not host.service.is_cached(job.volume, axis, index, job.default_window):
+        base = prompts.base if prompts.box is None else None
+        first_window = Window.from_bounds(*base.window) if base is not None and base.window is not None \
+            else job.default_window
+        if host.service is not None and not host.service.is_cached(job.volume, axis, index, first_window):
             self.busy_text.emit(axis, f"Embedding slice {index + 1}… (prompts kept)")
         else:
             self.busy_text.emit(axis, "Segmenting…")
@@ -150,13 +153,19 @@ class PromptController(QObject):
             return  # the engine stopped; nothing to show
         points = job.prompts.points
         box = job.prompts.box.xyxy() if job.prompts.box is not None else None
+        base = job.prompts.base if box is None else None
         try:
             raw = slice_2d(job.volume.array, job.axis, job.index)
-            candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
+            if base is not None:
+                # clicks correcting the label's mask here, in the window that mask was made in
+                base_window = Window.from_bounds(*base.window) if base.window is not None else job.default_window
+                candidates = [base_window]
+            else:
+                candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
             # Background embeddings this prompt does not need step aside, and none starts between
             # its predictions.
             with executor.prompting([SliceRef(job.volume, job.axis, job.index, w) for w in candidates]):
-                if job.prompt_kind != "box" and box is None and len(points) == 1:
+                if job.prompt_kind != "box" and box is None and base is None and len(points) == 1:
                     # A lone click on a point model: keep all candidates so Tab can cycle them.
                     pred = predict_in(job.default_window)(points_xy=job.prompts.points_xy(),
                                                           point_labels=job.prompts.point_labels(), multimask=True)
@@ -165,8 +174,10 @@ class PromptController(QObject):
                                            job.default_window)
                 else:
                     clicks = tuple(click_strategy.Click(p.x, p.y, p.positive) for p in points)
+                    start = slice_segmentation.from_mask(base.mask, candidates[0]) if base is not None else None
                     outcome = slice_segmentation.segment_slice(predict_in, job.prompt_kind, raw.shape, candidates,
-                                                               box_xyxy=box, clicks=clicks, image_in=image_in)
+                                                               box_xyxy=box, clicks=clicks, image_in=image_in,
+                                                               base=start)
                     result = PreviewResult(job, outcome.mask[None].astype(bool), np.array([1.0]), outcome.window)
         except PredictionSuperseded:
             return

@@ -91,15 +91,10 @@ class PropagationController(QObject):
         if not marks:
             index = doc.slice_index(axis)
             return [Key(index, doc.label_slice(axis, index) == label_id, self.host.model_window())]
-        windowed = {i: Window.from_bounds(*m.window) for i, m in marks.items() if m.window is not None}
         keys = []
         for index in sorted(marks):
-            if index in windowed:
-                window = windowed[index]
-            elif windowed:
-                window = windowed[min(windowed, key=lambda i: abs(i - index))]
-            else:
-                window = self.host.model_window()
+            bounds = doc.model_window_at(label_id, axis, index)
+            window = Window.from_bounds(*bounds) if bounds is not None else self.host.model_window()
             keys.append(Key(index, doc.label_slice(axis, index) == label_id, window))
         return keys
 

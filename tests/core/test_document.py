@@ -244,3 +244,51 @@ def test_apply_labels_is_one_undo_step_over_the_changed_box_and_keeps_locked_lab
     assert doc.labels.array[1, 1, 1] == 1
     assert not doc.labels.array[2].any()
     assert doc.apply_labels(doc.labels.array.copy(), "nothing") is None
+
+
+def test_clicks_on_a_labelled_slice_correct_its_mask_and_accepting_replaces_it():
+    doc = _doc()
+    label = doc.active_label
+    window = Window(-600, 1500)
+    key = np.zeros((20, 30), dtype=bool)
+    key[5:10, 5:12] = True
+    doc.set_preview(Preview(0, 2, key[None], window=window))
+    doc.accept_preview()
+    doc.labels.array[3, 4:11, 4:14] = label  # what propagation put on slice 3 (not a key)
+    prompts = doc.add_point(0, 3, PointPrompt(12, 6, False))
+    assert prompts.base is not None
+    assert prompts.base.label_id == label
+    np.testing.assert_array_equal(prompts.base.mask, doc.labels.array[3] == label)
+    assert prompts.base.window == window.key()  # the nearest key's window: the one propagation used
+    assert doc.add_point(0, 3, PointPrompt(5, 5)).base is prompts.base  # later clicks keep it
+    assert doc.set_box(0, 3, BoxPrompt(1, 1, 5, 5)).base is None  # a box starts afresh
+    assert doc.add_point(0, 5, PointPrompt(1, 1)).base is None  # nothing of the label there
+    # On a key slice, the corrected mask replaces the key's (a box's mask would be added instead).
+    doc.add_point(0, 2, PointPrompt(11, 7, False))
+    trimmed = key.copy()
+    trimmed[:, 10:12] = False
+    doc.set_preview(Preview(0, 2, trimmed[None], window=window))
+    doc.accept_preview()
+    np.testing.assert_array_equal(doc.labels.array[2] == label, trimmed)
+    assert doc.prompts(0, 2).base is None
+    doc.undo()
+    np.testing.assert_array_equal(doc.labels.array[2] == label, key)
+
+
+def test_the_model_window_of_a_slice_is_its_keys_else_the_nearest_keys():
+    doc = _doc()
+    label = doc.active_label
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:10, 5:12] = True
+    assert doc.model_window_at(label, 0, 3) is None
+    for index, window in ((1, Window(40, 400)), (5, Window(-600, 1500))):
+        doc.set_preview(Preview(0, index, mask[None], window=window))
+        doc.accept_preview()
+    doc.begin_stroke(0, 2, "brush")  # a brushed key knows no window
+    doc.stroke_dab((10, 10), 2, erase=False)
+    doc.end_stroke()
+    assert doc.model_window_at(label, 0, 1) == Window(40, 400).key()
+    assert doc.model_window_at(label, 0, 2) == Window(40, 400).key()
+    assert doc.model_window_at(label, 0, 3) == Window(40, 400).key()  # a tie goes to the lower key
+    assert doc.model_window_at(label, 0, 4) == Window(-600, 1500).key()
+    assert doc.model_window_at(label, 1, 4) is None  # keys belong to one axis

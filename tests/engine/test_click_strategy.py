@@ -172,3 +172,40 @@ def test_a_lone_click_on_a_box_model_tries_boxes_and_keeps_the_most_confident_ma
     assert out.mask[30, 30]
     # the +/- 0.13 * 60 px box won among the four sizes tried
     assert out.box_xyxy[2] - out.box_xyxy[0] == pytest.approx(15.6)
+
+
+def test_clicks_correct_a_mask_already_there_in_the_window_it_was_made_in():
+    """A propagated mask that leaked into a neighbour: clicks on that slice start from it (the
+    window's clicks on a labelled slice, the evaluation's corrections), not from nothing."""
+    from annotator.core.geometry import Window
+    from annotator.engine import slice_segmentation
+
+    truth = np.zeros((40, 40), dtype=bool)
+    truth[10:30, 10:20] = True
+    leaked = truth.copy()
+    leaked[10:30, 20:26] = True
+    model = BoxModel(truth)
+    windows = []
+
+    def predict_in(window):
+        windows.append(window)
+        return model
+
+    window = Window(40, 400)
+    start = slice_segmentation.from_mask(leaked, window)
+    assert start.window == window
+    assert np.array_equal(start.outcome.box_xyxy, [10, 10, 25, 29])
+    after = slice_segmentation.segment_slice(predict_in, "box", truth.shape, [window], clicks=(Click(24, 20, False),),
+                                             image_in=lambda w: _bright(truth), base=start)
+    assert after.window == window
+    assert not after.mask[20, 24]
+    assert after.mask[truth].mean() > 0.97  # what was right stays
+    assert _dice(after.mask, truth) > _dice(leaked, truth) + 0.05
+    assert model.calls == []  # a refinement of what was there, no new box
+    # Nothing there yet: the click is a first prompt (boxes tried around it).
+    empty = slice_segmentation.from_mask(np.zeros_like(truth), window)
+    first = slice_segmentation.add_click(predict_in, "box", empty, Click(15, 20, True), lambda w: _bright(truth))
+    assert first.mask[20, 15]
+    assert not (first.mask & ~truth).any()
+    assert first.outcome.decoder_calls == 4
+    assert len(model.calls) == 4

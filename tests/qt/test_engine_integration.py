@@ -418,3 +418,38 @@ def test_ten_engine_switches_leave_one_executor_and_at_most_one_preparation_proc
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_a_click_on_a_propagated_slice_corrects_its_mask_and_enter_replaces_it(make_window, qtbot):
+    """The clinician's correction: the label leaked into a neighbour on a slice propagation wrote; a
+    negative click there trims the leak and keeps the rest; Enter writes it; undo restores it."""
+    from annotator.core.volume import Volume
+
+    rng = np.random.default_rng(1)
+    array = (40 + rng.normal(0, 3, (8, 64, 64))).astype(np.int16)
+    array[:, 20:44, 16:34] += 150  # the structure: brighter soft tissue
+    win = make_window(FakeEngine())
+    doc = win.doc
+    doc.set_volume(Volume(array, (3.0, 1.0, 1.0), modality="CT"))
+    label = doc.active_label
+    structure = np.zeros((64, 64), dtype=bool)
+    structure[20:44, 16:34] = True
+    leaked = structure.copy()
+    leaked[20:44, 34:42] = True
+    doc.labels.array[4][leaked] = label  # what propagation put on slice 4
+    doc.set_slice(0, 4)
+    axial = view_of(win, "axial")
+    win.tools.set_tool("point")
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=5000):
+        qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                         vp(axial, 32, 39))
+    assert doc.prompts(0, 4).base is not None
+    preview = doc.preview.mask
+    assert not preview[32, 39]
+    assert preview[structure].mean() > 0.97  # the structure stays
+    assert preview[leaked & ~structure].mean() < 0.3  # the leak goes
+    before = doc.labels.array.copy()
+    win.actions_by_name["accept"].trigger()
+    np.testing.assert_array_equal(doc.labels.array[4] == label, preview)
+    win.actions_by_name["undo"].trigger()
+    np.testing.assert_array_equal(doc.labels.array, before)
