@@ -159,7 +159,7 @@ def test_a_blurred_correction_key_does_not_lose_what_the_structure_looks_like():
 
 def test_a_correction_inside_the_structure_does_not_move_its_ends():
     """Re-propagating after a correction inside what is labelled refines it, but the outward runs stop
-    where the structure ends now; a key on an end (or beyond) is how the user moves that end."""
+    where the structure ends now; a key beyond an end is how the user moves that end."""
     model = TubeModel()
     loose = PropagationParams(max_intensity_z=1e9)  # nothing else would stop these runs
     inside = propagate(model, [key(model, 9), key(model, 12)], TubeModel.N, params=loose, extent=(7, 14))
@@ -168,8 +168,16 @@ def test_a_correction_inside_the_structure_does_not_move_its_ends():
     assert "current end (slice 14)" in inside.stops["+"]
     assert "current end (slice 7)" in inside.stops["-"]
     on_end = propagate(model, [key(model, 9), key(model, 14)], TubeModel.N, params=loose, extent=(7, 14))
-    assert max(on_end.masks) == TubeModel.N - 1  # the key on the end lets it go on
+    assert max(on_end.masks) == 14  # a key on the end corrects it, the end stays
     assert min(on_end.masks) == 7
+    past = propagate(model, [key(model, 9), key(model, 15)], TubeModel.N, params=loose, extent=(7, 14))
+    assert max(past.masks) == TubeModel.N - 1  # a key past the end moves it: the run goes on
+    below = propagate(model, [key(model, 6), key(model, 12)], TubeModel.N, params=loose, extent=(7, 14))
+    assert min(below.masks) == 0
+    assert max(below.masks) == 14
+    reopened = propagate(model, [key(model, 9), key(model, 14)], TubeModel.N, extent=(7, 14),
+                         params=PropagationParams(max_intensity_z=1e9, key_on_end_reopens=True))
+    assert max(reopened.masks) == TubeModel.N - 1  # the earlier rule
     free = propagate(model, [key(model, 9), key(model, 12)], TubeModel.N, params=loose)
     assert (min(free.masks), max(free.masks)) == (0, TubeModel.N - 1)
 
@@ -188,6 +196,48 @@ def test_keys_close_together_are_filled_by_shape_interpolation():
     far = propagate(wide, [key(wide, 7), key(wide, 11)], TubeModel.N, index_range=(7, 11))
     assert far.stops["7..11"].startswith("up:")
     assert {8, 9, 10} <= set(wide.predicted)
+
+
+class DriftModel:
+    """A fake SlicePredictor that drifts: whatever it is prompted with, it returns the disk 2 px to
+    the right of the box's centre, so a run moves the mask 2 px a slice, away from where it began."""
+
+    def __init__(self) -> None:
+        rr, cc = np.ogrid[:40, :80]
+        self.grid = rr, cc
+        self.disk = self.disk_at(20)
+
+    def disk_at(self, col: float) -> np.ndarray:
+        rr, cc = self.grid
+        return (rr - 20) ** 2 + (cc - col) ** 2 <= 36
+
+    def raw(self, index: int) -> np.ndarray:
+        return np.zeros((40, 80))
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        centre = (box_xyxy[0] + box_xyxy[2]) / 2
+        return MaskPrediction(self.disk_at(round(centre) + 2)[None], np.array([0.9], np.float32),
+                              np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+def test_where_the_runs_from_two_keys_disagree_the_keys_shape_is_interpolated():
+    """The run up from key 5 and the run down from key 15 drift apart near their keys (each has
+    drifted from its own key, in the same direction); there the model is not to be trusted and the
+    slices take the keys' interpolated shape. Mid-way both runs agree and their blend is kept."""
+    model = DriftModel()
+    keys = [Key(5, model.disk, W), Key(15, model.disk, W)]
+    kwargs = {"index_range": (5, 15), "slice_spacing_px": 3.0}
+    checked = propagate(model, keys, 20, params=PropagationParams(gap_agree_iou=0.5), **kwargs)
+    blended = propagate(model, keys, 20, params=PropagationParams(gap_agree_iou=0.0), **kwargs)
+    for index in (6, 7, 13, 14):  # runs 8+ px apart: no overlap
+        np.testing.assert_array_equal(checked.masks[index], model.disk)
+        assert not np.array_equal(blended.masks[index], model.disk)
+    for index in (10,):  # both runs drifted 10 px: they agree, the blend stays
+        np.testing.assert_array_equal(checked.masks[index], blended.masks[index])
+        assert np.array_equal(checked.masks[index], model.disk_at(30))
 
 
 def test_interpolation_between_keys_needs_no_model():
