@@ -1,7 +1,8 @@
 """`annotator evaluate --propagate`: per organ, the app's first prompt (a box, input window chosen) on
 its largest slice, 3-D propagation through the volume, then the corrective loop a clinician runs:
-up to K times, a box on the slice with the largest error (or erasing it where the structure is
-absent) becomes a key and propagation runs again between the keys. Scored by 3-D Dice after each
+up to K times, the slice with the largest error is corrected (erased where the structure is absent,
+else a box and clicks; the first box's slice with clicks) and becomes a key, and propagation runs
+again between the keys. Scored by 3-D Dice after each
 step; the same engine.propagate code the window runs."""
 
 from __future__ import annotations
@@ -128,6 +129,19 @@ def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, inde
     return index
 
 
+def slice_to_correct(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, keys: dict[int, Key],
+                     open_keys: set[int]) -> int | None:
+    """The slice the simulated user corrects next: the one with the most wrong voxels, leaving out
+    keys except `open_keys` (the first box's slice, until it was corrected once), moved to where an
+    overrun begins (_where_to_erase); None when nothing is wrong there."""
+    errors = _slice_errors(predicted, truth_3d, axis)
+    errors[[i for i in keys if i not in open_keys]] = -1
+    index = int(np.argmax(errors))
+    if errors[index] <= 0:
+        return None
+    return _where_to_erase(predicted, truth_3d, axis, index, keys)
+
+
 def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: protocol.Item, axis: int,
                          params: PropagationParams | None = None, corrections: int = 5) -> dict:
     """3-D Dice of propagating the app's first box mask of `item`, and after each correction."""
@@ -158,15 +172,14 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
                  stop_error_slices=_stop_errors(predicted, truth_3d, axis))
     dices = [entry["dice_3d"]]
     corrected: list[dict] = []
-    boxed: set[int] = set()
+    # The first box's slice may be corrected once, like any other: the user sees it is wrong and
+    # clicks there. A slice the user corrected says what they want.
+    boxed = {item.slice_index}
     for _ in range(corrections):
-        errors = _slice_errors(predicted, truth_3d, axis)
-        errors[[i for i in keys if i not in boxed]] = -1  # a key already says what the user wants there
-        index = int(np.argmax(errors))
-        if errors[index] <= 0:
+        index = slice_to_correct(predicted, truth_3d, axis, keys, boxed)
+        if index is None:
             dices.append(dices[-1])
             continue
-        index = _where_to_erase(predicted, truth_3d, axis, index, keys)
         current = protocol.plane_slice(predicted, axis, index)
         keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current,
                                            boxed=index in boxed)

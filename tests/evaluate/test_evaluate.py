@@ -112,3 +112,39 @@ def test_lite_medsam_on_the_shared_ct_matches_the_reference_and_clicks_help():
     app_inputs = {(it["slice"], tuple(w)) for it in report["items"] for w in it["app"]["windows_tried"]}
     assert 4 <= summary["encoder_calls"] <= 4 + len(app_inputs)
     assert all(it["app"]["window"] in it["app"]["windows_tried"] for it in report["items"])
+
+
+def test_the_simulated_user_may_correct_the_first_box_slice_once_and_with_clicks():
+    """The first box's slice is open to correction while it is the worst (a user sees the first mask is
+    wrong and clicks there, as clicks on a labelled slice do in the window); a slice once corrected
+    is not picked again."""
+    from annotator.core.geometry import Window
+    from annotator.core.volume import Volume
+    from annotator.engine.propagate import Key
+    from annotator.engine.testing import FakeEngine
+    from annotator.evaluate import protocol
+    from annotator.evaluate.propagation import correction_key, slice_to_correct
+    from annotator.evaluate.runner import EngineMeter
+
+    truth = np.zeros((5, 40, 40), dtype=bool)
+    truth[:, 10:30, 12:28] = True
+    predicted = truth.copy()
+    predicted[2] = False
+    predicted[2, 30:38, 2:10] = True  # the first box took the neighbour
+    predicted[4, 10:30, 28:32] = True  # a smaller error elsewhere
+    w = Window(40, 400)
+    keys = {2: Key(2, predicted[2], w)}
+    assert slice_to_correct(predicted, truth, 0, keys, {2}) == 2
+    assert slice_to_correct(predicted, truth, 0, keys, set()) == 4
+    assert slice_to_correct(truth, truth, 0, keys, {2}) is None
+
+    image = np.where(truth, 60, -100).astype(np.int16)
+    image[0, 0, 0] = -1000
+    volume = Volume(image, (3.0, 1.0, 1.0), modality="CT")
+    meter = EngineMeter(FakeEngine(), volume, 0, protocol.windowed_volume_u8(image, "CT")[0])
+    key, done = correction_key(meter, truth, 0, 2, keys, "box", predicted[2], boxed=True)
+    assert done["action"] == "clicks"  # not the same box again
+    assert done["prompts"] >= 1
+    assert protocol.dice(key.mask, truth[2]) > 0.5
+    _, redrawn = correction_key(meter, truth, 0, 2, keys, "box", predicted[2])
+    assert redrawn["action"] == "box"  # any other slice this wrong gets a box first
