@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -457,11 +457,22 @@ class _Recording:
 
 
 def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:
-    """First and last slice along `axis` where `mask_3d` is set (None when it is empty): the
-    structure's current extent that `propagate(extent=...)` takes."""
+    """First and last slice along `axis` where `mask_3d` is set (None when it is empty)."""
     other = tuple(a for a in range(3) if a != axis)
     present = np.flatnonzero(np.any(mask_3d, axis=other))
     return (int(present[0]), int(present[-1])) if present.size else None
+
+
+def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int]) -> tuple[int, int] | None:
+    """The structure's current extent for `propagate(extent=...)`: mask_extent, or None while every
+    labelled slice is a key (nothing was propagated yet, so no run has decided where it ends: the
+    first P from a single key must run outwards)."""
+    extent = mask_extent(mask_3d, axis)
+    if extent is None:
+        return None
+    other = tuple(a for a in range(3) if a != axis)
+    present = set(np.flatnonzero(np.any(mask_3d, axis=other)).tolist())
+    return extent if present - set(key_indices) else None
 
 
 def result_volume_mask(result: PropagationResult, shape_zyx: tuple[int, int, int], axis: int) -> np.ndarray:

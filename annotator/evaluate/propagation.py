@@ -21,6 +21,7 @@ from annotator.engine.propagate import (
     mask_extent,
     propagate_volume,
     result_volume_mask,
+    structure_extent,
 )
 from annotator.evaluate import protocol
 
@@ -185,7 +186,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
                                            boxed=index in boxed)
         boxed.discard(index)
         # as in the window: what is labelled now is the structure's current extent
-        predicted, stops = run(mask_extent(predicted, axis))
+        predicted, stops = run(structure_extent(predicted, axis, keys))
         dices.append(protocol.dice(predicted, truth_3d))
         corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
     entry["corrections"] = dices

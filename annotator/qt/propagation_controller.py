@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult, mask_extent
+from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult, structure_extent
 
 if TYPE_CHECKING:
     from annotator.engine.executor import EngineExecutor, SliceRef
@@ -33,7 +33,7 @@ class PropagationJob:
     axis: int
     keys: tuple[Key, ...]
     label_id: int
-    extent: tuple[int, int] | None = None  # the label's labelled slices along the axis before the run
+    extent: tuple[int, int] | None = None  # the label's propagated extent before the run (structure_extent)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class PropagationController(QObject):
         self.running = True
         executor.cancel_prefetch()
         job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
-                             mask_extent(doc.labels.array == doc.active_label, axis))
+                             structure_extent(doc.labels.array == doc.active_label, axis, [k.index for k in keys]))
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 

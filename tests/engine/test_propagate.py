@@ -182,6 +182,27 @@ def test_a_correction_inside_the_structure_does_not_move_its_ends():
     assert (min(free.masks), max(free.masks)) == (0, TubeModel.N - 1)
 
 
+def test_a_structure_has_ends_once_something_was_propagated():
+    """The extent a re-propagation keeps is what an earlier run labelled; while every labelled slice
+    is a key (the first P, keys painted by hand) there are no ends yet and the runs go outwards."""
+    from annotator.engine.propagate import structure_extent
+
+    mask = np.zeros((20, 8, 8), dtype=bool)
+    mask[10, 2:5, 2:5] = True
+    assert structure_extent(mask, 0, [10]) is None
+    mask[14, 2:5, 2:5] = True
+    assert structure_extent(mask, 0, [10, 14]) is None
+    mask[11:14, 2:5, 2:5] = True  # propagated between them
+    assert structure_extent(mask, 0, [10, 14]) == (10, 14)
+    assert structure_extent(np.zeros_like(mask), 0, []) is None
+    model = TubeModel()
+    only_key = np.zeros((TubeModel.N, 40, 40), dtype=bool)
+    only_key[10] = model.disk
+    first = propagate(model, key(model, 10), TubeModel.N, params=PropagationParams(max_intensity_z=1e9),
+                      extent=structure_extent(only_key, 0, [10]))
+    assert (min(first.masks), max(first.masks)) == (0, TubeModel.N - 1)  # the first P runs outwards
+
+
 def test_keys_close_together_are_filled_by_shape_interpolation():
     """Between keys at most two slices apart the shape is interpolated (measured better than running
     the model there); a wider gap is run from both keys."""

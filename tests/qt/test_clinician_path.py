@@ -1,6 +1,7 @@
 """A clinician's path with the real bundled LiteMedSAM on the shared abdominal CT, in the real
 window: a box on the liver (axial), spleen (coronal) and a kidney (sagittal), Enter, then P; then
-a correcting box on the worst slice, Enter, P again, checked against the evaluation's code path.
+a correcting box on the worst slice, Enter, P again, and a corrective click on a propagated slice,
+each checked against the evaluation's code path.
 Boxes come from the reference labels and are dragged in view pixels, so a flipped axis or an
 off-by-one between screen and voxels shows up as a low Dice."""
 
@@ -215,6 +216,33 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     headless_3d = result_volume_mask(propagate_volume(MeterSlices(meter), doc.volume, 0, keys), after.shape, 0)
     assert dice(headless_3d, after) >= 0.999
     assert dice_corrected >= dice_window - 0.01
+
+    # A corrective click on a propagated slice refines the mask there (not a new one from nothing),
+    # in the nearest key's window, exactly as the evaluation's corrections do (from_mask, add_click).
+    from annotator.core.geometry import Window
+    from annotator.engine import click_strategy, slice_segmentation
+
+    errors = np.count_nonzero(after ^ reference, axis=(1, 2))
+    errors[list(doc.key_marks(liver_id, 0))] = -1
+    fix = int(np.argmax(errors))
+    x, y, positive = protocol.next_click(after[fix], reference[fix])
+    doc.set_slice(0, fix)
+    win.tools.set_tool("point")
+    modifier = Qt.KeyboardModifier.NoModifier if positive else Qt.KeyboardModifier.ShiftModifier
+    with qtbot.waitSignal(win.bridge.prediction_ready, timeout=120000):
+        qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, modifier,
+                         axial.raw_to_viewport(y, x).toPoint())
+    assert doc.prompts(0, fix).base is not None
+    window = Window.from_bounds(*doc.model_window_at(liver_id, 0, fix))
+    headless_click = slice_segmentation.add_click(
+        meter.predict_in(fix), engine.prompt_kind, slice_segmentation.from_mask(after[fix], window),
+        click_strategy.Click(x, y, positive), meter.image_in(fix))
+    assert dice(doc.preview.mask, headless_click.mask) >= 0.999
+    assert dice(doc.preview.mask, after[fix]) >= 0.5  # a correction of what was there
+    print(f"click on propagated slice {fix}: 2-D {dice(after[fix], reference[fix]):.3f} -> "
+          f"{dice(doc.preview.mask, reference[fix]):.3f}")
+    qtbot.keyClick(axial, Qt.Key.Key_Escape)
+    assert np.array_equal(doc.labels.array == liver_id, after)
     for _ in range(3):  # the re-propagation, the correction and the first propagation
         win.actions_by_name["undo"].trigger()
     assert set(doc.key_marks(liver_id, 0)) == {key_index}
