@@ -1,6 +1,7 @@
 """3-D propagation between key slices: from the slices the user segmented (keys), segment the others
 one after another, each prompted by its neighbour's mask, stop where the structure ends, never touch
-a key, and land the whole result as one undoable LabelEdit. Qt-free; runs on any thread.
+a key, and land the whole result as one undoable LabelEdit (engine.propagation_edit). Qt-free; runs
+on any thread.
 
 Keys: every slice the user segmented or corrected for a label (an accepted box or clicks, a brush
 or eraser stroke) is a key; an emptied key says "the structure is absent here". Outside the
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from annotator.core.geometry import Window, slice_2d, slice_region
-from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
+from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
 
@@ -484,65 +485,6 @@ def result_volume_mask(result: PropagationResult, shape_zyx: tuple[int, int, int
     return out
 
 
-# ---- writing into the label map ---------------------------------------------------------------------
-
-def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, label_id: int) -> list[int]:
-    """Non-key slices whose `label_id` voxels the result replaces: every slice from the lowest to
-    the highest it reached, plus the label's contiguous run of slices just beyond (a re-propagation
-    that stops earlier than the last one removes the last one's tail; separate pieces further away
-    are kept)."""
-    n = labels.shape_zyx[axis]
-    other = tuple(a for a in range(3) if a != axis)
-    present = np.any(labels.array == label_id, axis=other)
-    reached = sorted(result.masks)
-    lo, hi = reached[0], reached[-1]
-    while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in result.keys:
-        lo -= 1
-    while hi + 1 < n and present[hi + 1] and (hi + 1) not in result.keys:
-        hi += 1
-    return [i for i in range(lo, hi + 1) if i not in result.keys]
-
-
-def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, *,
-                     overwrite: bool = False, description: str = "propagate") -> LabelEdit | None:
-    """Write the propagated masks into `labels` as ONE edit (one undo step). Key slices are never
-    written; on the other slices the result replaces `label_id` (see _replacement_slices). Voxels of
-    other labels are kept unless `overwrite`; locked labels never change. Refuses a cancelled result."""
-    if result.cancelled:
-        raise PropagationCancelled("propagation was cancelled; the label map was not changed")
-    if not result.masks:
-        return None
-    slices = _replacement_slices(labels, result, axis, label_id)
-    if not slices:
-        return None
-    shape = labels.shape_zyx
-    new_mask = np.zeros(shape, dtype=bool)
-    writable = np.zeros(shape, dtype=bool)
-    for index in slices:
-        region = slice_region(shape, axis, index)
-        writable[region] = True
-        if index in result.masks:
-            new_mask[region] = result.masks[index].reshape(new_mask[region].shape)
-    old = (labels.array == label_id) & writable
-    changed = bounding_region(new_mask | old)
-    if changed is None:
-        return None
-    region = changed
-    if overwrite:
-        target = new_mask[region] | ((labels.array[region] == label_id) & ~writable[region])
-        return labels.replace_label(region, target, label_id, description=description)
-    return _paint_keep_others(labels, region, new_mask[region], writable[region], label_id, description)
-
-
-def _paint_keep_others(labels: LabelMap, region: Region, mask: np.ndarray, writable: np.ndarray, label_id: int,
-                       description: str) -> LabelEdit | None:
-    """label_id becomes `mask` on the writable voxels of region, except voxels of another label."""
-    current = labels.array[region]
-    keep_other = (current != 0) & (current != label_id)
-    target = (mask & ~keep_other) | ((current == label_id) & ~writable)
-    return labels.replace_label(region, target, label_id, description=description)
-
-
 # ---- through the executor ---------------------------------------------------------------------------
 
 class ExecutorSlices:
@@ -610,6 +552,8 @@ def propagate_label(executor: EngineExecutor, view: SliceRef, labels: LabelMap, 
         if not np.any(key_mask):
             raise ValueError(f"label {label_id} has no voxels on slice {view.index} to propagate from")
         keys = [Key(int(view.index), np.asarray(key_mask, dtype=bool), view.window)]
+    from annotator.engine.propagation_edit import propagation_edit
+
     try:
         result = propagate_volume(ExecutorSlices(executor, view), view.volume, view.axis, keys,
                                   direction=direction, index_range=index_range, params=params,

@@ -172,7 +172,7 @@ class PropagationController(QObject):
             self.doc.set_slice(axis, index)  # the views follow so the user can watch
 
     def _on_done(self, outcome: PropagationOutcome) -> None:
-        from annotator.engine.propagate import propagation_edit
+        from annotator.engine.propagation_edit import propagation_edit
 
         if self.closed:
             return

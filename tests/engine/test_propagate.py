@@ -20,8 +20,8 @@ from annotator.engine.propagate import (
     PropagationCancelled,
     PropagationParams,
     propagate,
-    propagation_edit,
 )
+from annotator.engine.propagation_edit import propagation_edit
 
 W = Window(40, 400)
 

@@ -1,0 +1,68 @@
+"""A propagation result written into the label map as ONE undoable LabelEdit: the slices it reached
+(and the stale tail of an earlier, longer run) are replaced, key slices never, other labels' voxels
+kept unless asked, locked labels never changed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annotator.core.geometry import slice_region
+from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
+from annotator.engine.propagate import PropagationCancelled, PropagationResult
+
+
+def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, label_id: int) -> list[int]:
+    """Non-key slices whose `label_id` voxels the result replaces: every slice from the lowest to
+    the highest it reached, plus the label's contiguous run of slices just beyond (a re-propagation
+    that stops earlier than the last one removes the last one's tail; separate pieces further away
+    are kept)."""
+    n = labels.shape_zyx[axis]
+    other = tuple(a for a in range(3) if a != axis)
+    present = np.any(labels.array == label_id, axis=other)
+    reached = sorted(result.masks)
+    lo, hi = reached[0], reached[-1]
+    while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in result.keys:
+        lo -= 1
+    while hi + 1 < n and present[hi + 1] and (hi + 1) not in result.keys:
+        hi += 1
+    return [i for i in range(lo, hi + 1) if i not in result.keys]
+
+
+def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, *,
+                     overwrite: bool = False, description: str = "propagate") -> LabelEdit | None:
+    """Write the propagated masks into `labels` as ONE edit (one undo step). Key slices are never
+    written; on the other slices the result replaces `label_id` (see _replacement_slices). Voxels of
+    other labels are kept unless `overwrite`; locked labels never change. Refuses a cancelled result."""
+    if result.cancelled:
+        raise PropagationCancelled("propagation was cancelled; the label map was not changed")
+    if not result.masks:
+        return None
+    slices = _replacement_slices(labels, result, axis, label_id)
+    if not slices:
+        return None
+    shape = labels.shape_zyx
+    new_mask = np.zeros(shape, dtype=bool)
+    writable = np.zeros(shape, dtype=bool)
+    for index in slices:
+        region = slice_region(shape, axis, index)
+        writable[region] = True
+        if index in result.masks:
+            new_mask[region] = result.masks[index].reshape(new_mask[region].shape)
+    old = (labels.array == label_id) & writable
+    changed = bounding_region(new_mask | old)
+    if changed is None:
+        return None
+    region = changed
+    if overwrite:
+        target = new_mask[region] | ((labels.array[region] == label_id) & ~writable[region])
+        return labels.replace_label(region, target, label_id, description=description)
+    return _paint_keep_others(labels, region, new_mask[region], writable[region], label_id, description)
+
+
+def _paint_keep_others(labels: LabelMap, region: Region, mask: np.ndarray, writable: np.ndarray, label_id: int,
+                       description: str) -> LabelEdit | None:
+    """label_id becomes `mask` on the writable voxels of region, except voxels of another label."""
+    current = labels.array[region]
+    keep_other = (current != 0) & (current != label_id)
+    target = (mask & ~keep_other) | ((current == label_id) & ~writable)
+    return labels.replace_label(region, target, label_id, description=description)
