@@ -279,6 +279,11 @@ class AnnotationDocument:
         self.prompts_changed.emit(axis, index)
         return prompts
 
+    def correcting_label(self, axis: int, index: int) -> int:
+        """The label whose mask on this slice the slice's clicks correct (add_point), 0 for none."""
+        base = self.prompts(axis, index).base
+        return base.label_id if base is not None else 0
+
     def clear_prompts(self, axis: int, index: int) -> None:
         if self._prompts.pop((axis, index), None) is not None:
             self.prompts_changed.emit(axis, index)

@@ -448,8 +448,10 @@ def test_a_click_on_a_propagated_slice_corrects_its_mask_and_enter_replaces_it(m
     assert not preview[32, 39]
     assert preview[structure].mean() > 0.97  # the structure stays
     assert preview[leaked & ~structure].mean() < 0.3  # the leak goes
+    assert axial._overlay_item._image is None  # the mask being replaced is not drawn under the preview
     before = doc.labels.array.copy()
     win.actions_by_name["accept"].trigger()
     np.testing.assert_array_equal(doc.labels.array[4] == label, preview)
+    assert axial._overlay_item._image is not None  # the accepted mask is drawn again
     win.actions_by_name["undo"].trigger()
     np.testing.assert_array_equal(doc.labels.array, before)

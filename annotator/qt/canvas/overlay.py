@@ -108,9 +108,12 @@ class LabelOverlayCache:
             self._images.clear()
 
     def image(self, index: int, display_labels: np.ndarray, table: LabelTable, opacity: float,
-              outline_only: bool) -> ArrayImage | None:
-        """The overlay of slice `index` (None when the slice has no visible label)."""
+              outline_only: bool, hidden: int = 0) -> ArrayImage | None:
+        """The overlay of slice `index` (None when the slice has no visible label). `hidden`: a label
+        left out (its mask there is being corrected and the preview stands for it); not cached."""
         self.set_style(table, opacity, outline_only)
+        if hidden:
+            return self._render(np.where(display_labels == hidden, 0, display_labels), table, opacity, outline_only)
         if index in self._images:
             self._images.move_to_end(index)
             return self._images[index]

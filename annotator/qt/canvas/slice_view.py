@@ -292,8 +292,13 @@ class SliceView(QGraphicsView):
         index = self.slice_index
         labels = self.doc.labels
         display = self.display.apply(slice_2d(labels.array, self.axis, index))
+        preview = self.doc.preview
+        # While clicks correct a label's mask here, the preview is what that label will be: the
+        # mask being replaced is not drawn under it.
+        corrected = self.doc.correcting_label(self.axis, index) \
+            if preview is not None and preview.axis == self.axis and preview.index == index else 0
         image = self._overlays.image(index, display, labels.table, self.doc.overlay_opacity,
-                                     self.doc.outline_only)
+                                     self.doc.outline_only, hidden=corrected)
         self._overlay_item.set_image(image)
 
     def _on_doc_cursor_changed(self, cursor: tuple[int, int, int]) -> None:
@@ -337,6 +342,8 @@ class SliceView(QGraphicsView):
 
     def _on_doc_preview_changed(self) -> None:
         self._on_doc_change_preview_changed()  # both follow the slice shown
+        if self.orientation is not None and self.doc.has_volume:
+            self._render_overlay()  # a correction's preview hides the mask it replaces
         preview = self.doc.preview
         if preview is None or preview.axis != self.axis or preview.index != self.slice_index:
             self._preview_item.set_image(None)
