@@ -19,7 +19,7 @@ MOUSE_HELP = [
     ("Middle drag", "Pan"),
     ("Right drag", "Window / level"),
     ("Ctrl + left click", "Move the crosshair (any tool)"),
-    ("Point tool: left / right or Shift+left click", "Positive / negative click"),
+    ("Point tool: left / right or Shift+left click", "Positive / negative click (on a labelled slice: corrects its mask)"),
     ("Up / Down, Page Up / Page Down", "Slice ±1 / ±5"),
 ]
 
