@@ -317,8 +317,7 @@ class AnnotationDocument:
         region = slice_region(self.labels.shape_zyx, preview.axis, preview.index)
         mask3 = np.expand_dims(preview.mask, preview.axis)
         name = self.labels.table[self.active_label].name
-        base = self.prompts(preview.axis, preview.index).base
-        corrects = base is not None and base.label_id == self.active_label
+        corrects = self.correcting_label(preview.axis, preview.index) == self.active_label
         if preview.index in self.key_marks(self.active_label, preview.axis) and not corrects:
             edit = self.labels.paint(region, mask3, self.active_label, description=f"segment {name}")
         else:

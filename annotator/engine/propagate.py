@@ -393,10 +393,10 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
     result = PropagationResult(masks={k.index: k.mask.copy() for k in keys}, keys=frozenset(k.index for k in keys))
     up_end, down_end = last, first
     if extent is not None:
-        reopens = int(params.key_on_end_reopens)
-        if high.index < extent[1] + 1 - reopens:
+        on_end_keeps = not params.key_on_end_reopens
+        if high.index < extent[1] or (on_end_keeps and high.index == extent[1]):
             up_end = min(last, int(extent[1]))
-        if low.index > extent[0] - 1 + reopens:
+        if low.index > extent[0] or (on_end_keeps and low.index == extent[0]):
             down_end = max(first, int(extent[0]))
     try:
         if go_up:
@@ -420,12 +420,10 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
             up, up_stop = run.chain(lower, +1, upper.index - 1)
             down, down_stop = run.chain(upper, -1, lower.index + 1)
             blended = _blend_gap(lower, upper, up, down, spacing_rc)
-            if params.gap_agree_iou > 0:
+            disagree = [i for i in blended if i in up and i in down and _iou(up[i], down[i]) < params.gap_agree_iou]
+            if disagree:
                 shape = _interpolate_gap(lower, upper, spacing_rc)
-                for index in blended:
-                    a, b = up.get(index), down.get(index)
-                    if a is not None and b is not None and _iou(a, b) < params.gap_agree_iou:
-                        blended[index] = shape[index]
+                blended.update({i: shape[i] for i in disagree})
             result.masks.update(blended)
             result.stops[name] = f"up: {up_stop}; down: {down_stop}"
     except _Cancelled:
@@ -468,12 +466,11 @@ def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int])
     """The structure's current extent for `propagate(extent=...)`: mask_extent, or None while every
     labelled slice is a key (nothing was propagated yet, so no run has decided where it ends: the
     first P from a single key must run outwards)."""
-    extent = mask_extent(mask_3d, axis)
-    if extent is None:
-        return None
     other = tuple(a for a in range(3) if a != axis)
-    present = set(np.flatnonzero(np.any(mask_3d, axis=other)).tolist())
-    return extent if present - set(key_indices) else None
+    present = np.flatnonzero(np.any(mask_3d, axis=other))
+    if not set(present.tolist()) - set(key_indices):
+        return None
+    return int(present[0]), int(present[-1])
 
 
 def result_volume_mask(result: PropagationResult, shape_zyx: tuple[int, int, int], axis: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from annotator.core.document import Preview
 from annotator.core.geometry import Window, slice_2d
-from annotator.core.prompts import PointPrompt, PromptSet
+from annotator.core.prompts import BaseMask, PointPrompt, PromptSet
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
 from annotator.engine.executor import PredictionSuperseded
@@ -40,6 +40,18 @@ class PromptJob:
     prompts: PromptSet
     prompt_kind: str
     default_window: Window  # the model input window without a box (engine.input_window)
+
+    @property
+    def base(self) -> BaseMask | None:
+        """The label's mask the clicks correct (none once a box was drawn)."""
+        return self.prompts.base if self.prompts.box is None else None
+
+    @property
+    def first_window(self) -> Window:
+        """The model window the first prediction needs without a box: the corrected mask's, else the default."""
+        base = self.base
+        return Window.from_bounds(*base.window) if base is not None and base.window is not None \
+            else self.default_window
 
 
 @dataclass(frozen=True)
@@ -124,10 +136,7 @@ class PromptController(QObject):
         self._latest[(axis, index)] = generation
         job = PromptJob(generation, self.doc.current_volume(), axis, index, prompts, getattr(host.engine, "prompt_kind", "box"),
                         host.model_window())
-        base = prompts.base if prompts.box is None else None
-        first_window = Window.from_bounds(*base.window) if base is not None and base.window is not None \
-            else job.default_window
-        if host.service is not None and not host.service.is_cached(job.volume, axis, index, first_window):
+        if host.service is not None and not host.service.is_cached(job.volume, axis, index, job.first_window):
             self.busy_text.emit(axis, f"Embedding slice {index + 1}… (prompts kept)")
         else:
             self.busy_text.emit(axis, "Segmenting…")
@@ -153,15 +162,11 @@ class PromptController(QObject):
             return  # the engine stopped; nothing to show
         points = job.prompts.points
         box = job.prompts.box.xyxy() if job.prompts.box is not None else None
-        base = job.prompts.base if box is None else None
+        base = job.base
         try:
             raw = slice_2d(job.volume.array, job.axis, job.index)
-            if base is not None:
-                # clicks correcting the label's mask here, in the window that mask was made in
-                base_window = Window.from_bounds(*base.window) if base.window is not None else job.default_window
-                candidates = [base_window]
-            else:
-                candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.default_window]
+            # clicks correcting the label's mask here stay in the window that mask was made in
+            candidates = candidate_windows(job.volume, raw, box) if box is not None else [job.first_window]
             # Background embeddings this prompt does not need step aside, and none starts between
             # its predictions.
             with executor.prompting([SliceRef(job.volume, job.axis, job.index, w) for w in candidates]):
