@@ -1,35 +1,52 @@
 """A propagation result written into the label map as ONE undoable LabelEdit: the slices it reached
-(and the stale tail of an earlier, longer run) are replaced, key slices never, other labels' voxels
-kept unless asked, locked labels never changed."""
+(and the stale tail of an earlier, longer run, unless that tail continues the new run where it
+stopped) are replaced, key slices never, other labels' voxels kept unless asked, locked labels
+never changed."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from annotator.core.geometry import slice_region
+from annotator.core.geometry import slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
-from annotator.engine.propagate import PropagationCancelled, PropagationResult
+from annotator.engine.propagate import PropagationCancelled, PropagationParams, PropagationResult
 
 
-def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, label_id: int) -> list[int]:
+def _continues(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, last: int, beyond: int,
+               keep_tail_iou: float) -> bool:
+    """Whether the label's mask on slice `beyond` continues the result's mask on slice `last`."""
+    mask = result.masks[last]
+    if keep_tail_iou > 1.0 or not mask.any():
+        return False
+    old = slice_2d(labels.array, axis, beyond) == label_id
+    union = np.count_nonzero(old | mask)
+    return bool(union > 0 and float(np.count_nonzero(old & mask)) / union >= keep_tail_iou)
+
+
+def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, label_id: int,
+                        keep_tail_iou: float) -> list[int]:
     """Non-key slices whose `label_id` voxels the result replaces: every slice from the lowest to
-    the highest it reached, plus the label's contiguous run of slices just beyond (a re-propagation
-    that stops earlier than the last one removes the last one's tail; separate pieces further away
-    are kept)."""
+    the highest it reached, plus the label's contiguous run of slices just beyond, unless that run
+    continues the result's mask where it stopped (IoU >= keep_tail_iou: a re-propagation that stops
+    earlier than the last one removes the last one's tail only where the tail is something else);
+    separate pieces further away are kept."""
     n = labels.shape_zyx[axis]
     other = tuple(a for a in range(3) if a != axis)
     present = np.any(labels.array == label_id, axis=other)
     reached = sorted(result.masks)
     lo, hi = reached[0], reached[-1]
-    while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in result.keys:
-        lo -= 1
-    while hi + 1 < n and present[hi + 1] and (hi + 1) not in result.keys:
-        hi += 1
+    if lo > 0 and not _continues(labels, result, axis, label_id, lo, lo - 1, keep_tail_iou):
+        while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in result.keys:
+            lo -= 1
+    if hi + 1 < n and not _continues(labels, result, axis, label_id, hi, hi + 1, keep_tail_iou):
+        while hi + 1 < n and present[hi + 1] and (hi + 1) not in result.keys:
+            hi += 1
     return [i for i in range(lo, hi + 1) if i not in result.keys]
 
 
 def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, *,
-                     overwrite: bool = False, description: str = "propagate") -> LabelEdit | None:
+                     overwrite: bool = False, description: str = "propagate",
+                     keep_tail_iou: float = PropagationParams.keep_tail_iou) -> LabelEdit | None:
     """Write the propagated masks into `labels` as ONE edit (one undo step). Key slices are never
     written; on the other slices the result replaces `label_id` (see _replacement_slices). Voxels of
     other labels are kept unless `overwrite`; locked labels never change. Refuses a cancelled result."""
@@ -37,7 +54,7 @@ def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, lab
         raise PropagationCancelled("propagation was cancelled; the label map was not changed")
     if not result.masks:
         return None
-    slices = _replacement_slices(labels, result, axis, label_id)
+    slices = _replacement_slices(labels, result, axis, label_id, keep_tail_iou)
     if not slices:
         return None
     shape = labels.shape_zyx

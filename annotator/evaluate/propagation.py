@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from annotator.core.geometry import Window
+from annotator.core.geometry import Window, slice_region
+from annotator.core.labels import LabelMap
 from annotator.engine import slice_segmentation
 from annotator.engine.api import MaskPrediction
 from annotator.engine.click_strategy import Click
@@ -20,9 +21,9 @@ from annotator.engine.propagate import (
     PropagationParams,
     mask_extent,
     propagate_volume,
-    result_volume_mask,
     structure_extent,
 )
+from annotator.engine.propagation_edit import propagation_edit
 from annotator.evaluate import protocol
 
 if TYPE_CHECKING:
@@ -159,13 +160,21 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
     slices = MeterSlices(meter)
     embedded: list[int] = []  # per run: the (slice, window) embeddings it needed, as if the cache were empty
 
+    # The prediction lives in a label map, as in the window: each key is accepted onto its slice,
+    # then P writes the run with the window's own propagation_edit (what it replaces and keeps).
+    labels = LabelMap(truth_3d.shape)
+
     def run(extent: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
+        for key in keys.values():
+            region = slice_region(truth_3d.shape, axis, key.index)
+            labels.replace_label(region, key.mask.reshape(labels.array[region].shape), 1)
         if not any(k.mask.any() for k in keys.values()):
             embedded.append(0)
-            return np.zeros_like(truth_3d), {"+": "empty key", "-": "empty key"}
+            return labels.array == 1, {"+": "empty key", "-": "empty key"}
         result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent)
         embedded.append(len(result.embedded))
-        return result_volume_mask(result, truth_3d.shape, axis), result.stops
+        propagation_edit(labels, result, axis, 1, keep_tail_iou=params.keep_tail_iou)
+        return labels.array == 1, result.stops
 
     predicted, stops = run(None)
     entry.update(dice_3d=protocol.dice(predicted, truth_3d), z_range_predicted=_z_range(predicted, axis),

@@ -312,6 +312,61 @@ def test_a_shorter_rerun_removes_the_earlier_runs_tail_and_keeps_far_pieces():
     assert (labels.array[0, 30:33, 30:33] == 4).all()
 
 
+class UnsureTube(TubeModel):
+    """The tube, but the model is unsure (IoU estimate 0.3) on the slices in `unsure`: a run stops there."""
+
+    def __init__(self, unsure: set[int]) -> None:
+        super().__init__()
+        self.unsure = unsure
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        pred = super().predict(index, window, box_xyxy=box_xyxy)
+        if index in self.unsure:
+            return MaskPrediction(pred.masks, np.array([0.3], np.float32), pred.low_res_logits)
+        return pred
+
+
+def test_a_rerun_that_stops_early_keeps_the_tail_that_continues_it_and_clears_one_that_does_not():
+    """Slices 5..15 were labelled by an earlier run; a correction on slice 12 is re-propagated and
+    the run down stops at 9 (the model is unsure there). The label's slices 5..8 continue the run's
+    last mask (slice 9 ... 10): a correction inside the structure does not move its end, so they stay.
+    Had the earlier run labelled something else there (a neighbour it drifted into), they go."""
+    model = UnsureTube({9})
+    for tail, kept in ((model.disk, True), (np.roll(model.disk, 15, axis=1), False)):
+        labels = _label_map()
+        labels.array[5:16][:, model.disk] = 4
+        labels.array[5:10][:, model.disk] = 0
+        labels.array[5:10][:, tail] = 4
+        result = propagate(model, key(model, 12), TubeModel.N, extent=(5, 15))
+        assert min(i for i, m in result.masks.items() if m.any()) == 10
+        propagation_edit(labels, result, 0, 4, keep_tail_iou=0.5)
+        assert (labels.array[5:10][:, tail] == 4).all() == kept
+        assert (labels.array[5:10] == 4).any() == kept
+        assert (labels.array[10:16][:, model.disk] == 4).all()
+    # keep_tail_iou > 1: any earlier tail goes (a run decides where the structure ends)
+    labels = _label_map()
+    labels.array[5:16][:, model.disk] = 4
+    propagation_edit(labels, propagate(model, key(model, 12), TubeModel.N, extent=(5, 15)), 0, 4, keep_tail_iou=2.0)
+    assert not (labels.array[5:10] == 4).any()
+
+
+def test_between_two_keys_slices_no_run_reached_are_interpolated():
+    """Keys on 5 and 15 hold the structure; the model is unsure on 8..12, so the runs from both keys
+    stop before meeting. The structure is present at both keys: the slices between take the shape
+    interpolation of the nearest masks instead of being left empty."""
+    model = UnsureTube({8, 9, 10, 11, 12})
+    keys = [key(model, 5), key(model, 15)]
+    filled = propagate(model, keys, TubeModel.N, params=PropagationParams(fill_unreached_gap=True))
+    plain = propagate(model, keys, TubeModel.N, params=PropagationParams(fill_unreached_gap=False))
+    assert all(i not in plain.masks for i in range(8, 13))
+    for index in range(6, 15):
+        np.testing.assert_array_equal(filled.masks[index], model.disk)
+    # an empty key says the structure ends: nothing is filled towards it
+    ended = propagate(model, [key(model, 5), key(model, 15, empty=True)], TubeModel.N,
+                      params=PropagationParams(fill_unreached_gap=True))
+    assert all(i not in ended.masks for i in range(8, 15))
+
+
 def test_cancel_leaves_the_label_map_untouched():
     model = TubeModel()
     labels = _label_map()
