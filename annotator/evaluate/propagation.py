@@ -73,7 +73,7 @@ CORRECTION_GOOD_DICE = 0.9
 
 
 def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: int, keys: dict[int, Key],
-                   prompt_kind: str, current: np.ndarray, boxed: bool = False) -> tuple[Key, dict]:
+                   prompt_kind: str, current: np.ndarray, boxed: bool = False) -> tuple[Key | None, dict]:
     """The simulated user's correction of slice `index`, which then becomes a key:
     - the structure is absent there: the slice is emptied (an empty key, "it ends before here");
     - else, with the app's prompts on that slice: a tight box when the propagated mask there is
@@ -83,7 +83,9 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
       what was there (a box redrawn on a mostly right slice often is: kidney slices 0.82 -> 0.71).
     `boxed`: the user drew a box on this slice before (the first prompt): they click there, as the
     window lets them (clicks on a labelled slice correct its mask), rather than draw the same box.
-    Returns the key and what was done ({"action", "prompts", "key_dice_2d"})."""
+    When nothing the user saw holds any of the structure (best Dice 0), they accept nothing: an
+    empty slice would claim the structure is absent there, a wrong mask would be a wrong key.
+    Returns the key (None then) and what was done ({"action", "prompts", "key_dice_2d"})."""
     from annotator.evaluate.runner import app_first_prompt
 
     truth = protocol.plane_slice(truth_3d, axis, index)
@@ -109,6 +111,8 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
         state = slice_segmentation.add_click(meter.predict_in(index), prompt_kind, state, Click(x, y, positive),
                                              meter.image_in(index))
         prompts += 1
+    if best[0] <= 0.0:
+        return None, {"action": "abandoned", "prompts": prompts, "key_dice_2d": 0.0}
     return Key(index, np.asarray(best[1], dtype=bool), best[2]), \
         {"action": action, "prompts": prompts, "key_dice_2d": best[0]}
 
@@ -132,12 +136,14 @@ def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, inde
 
 
 def slice_to_correct(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, keys: dict[int, Key],
-                     open_keys: set[int]) -> int | None:
+                     open_keys: set[int], given_up: set[int] | None = None) -> int | None:
     """The slice the simulated user corrects next: the one with the most wrong voxels, leaving out
-    keys except `open_keys` (the first box's slice, until it was corrected once), moved to where an
-    overrun begins (_where_to_erase); None when nothing is wrong there."""
+    keys except `open_keys` (the first box's slice, until it was corrected once) and slices where a
+    correction was `given_up`, moved to where an overrun begins (_where_to_erase); None when
+    nothing is wrong there."""
     errors = _slice_errors(predicted, truth_3d, axis)
     errors[[i for i in keys if i not in open_keys]] = -1
+    errors[sorted(given_up or ())] = -1
     index = int(np.argmax(errors))
     if errors[index] <= 0:
         return None
@@ -185,15 +191,21 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
     # The first box's slice may be corrected once, like any other: the user sees it is wrong and
     # clicks there. A slice the user corrected says what they want.
     boxed = {item.slice_index}
+    given_up: set[int] = set()
     for _ in range(corrections):
-        index = slice_to_correct(predicted, truth_3d, axis, keys, boxed)
+        index = slice_to_correct(predicted, truth_3d, axis, keys, boxed, given_up)
         if index is None:
             dices.append(dices[-1])
             continue
         current = protocol.plane_slice(predicted, axis, index)
-        keys[index], done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current,
-                                           boxed=index in boxed)
+        key, done = correction_key(meter, truth_3d, axis, index, keys, prompt_kind, current, boxed=index in boxed)
         boxed.discard(index)
+        if key is None:  # the correction was spent, nothing changed
+            given_up.add(index)
+            dices.append(dices[-1])
+            corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
+            continue
+        keys[index] = key
         # as in the window: what is labelled now is the structure's current extent
         predicted, stops = run(structure_extent(predicted, axis, keys))
         dices.append(protocol.dice(predicted, truth_3d))

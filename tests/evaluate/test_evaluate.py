@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -148,3 +149,43 @@ def test_the_simulated_user_may_correct_the_first_box_slice_once_and_with_clicks
     assert protocol.dice(key.mask, truth[2]) > 0.5
     _, redrawn = correction_key(meter, truth, 0, 2, keys, "box", predicted[2])
     assert redrawn["action"] == "box"  # any other slice this wrong gets a box first
+
+
+def test_a_correction_that_never_holds_the_structure_is_given_up_not_accepted(monkeypatch):
+    """Where every mask the simulated user saw on a slice misses the structure (the box takes the
+    neighbour, clicks cannot pull it over), they accept nothing: an empty key would say the
+    structure is absent there. The slice is not picked again."""
+    from annotator.core.geometry import Window
+    from annotator.engine import slice_segmentation
+    from annotator.engine.click_strategy import ClickOutcome
+    from annotator.engine.propagate import Key
+    from annotator.evaluate import propagation, runner
+    from annotator.evaluate.propagation import correction_key, slice_to_correct
+
+    truth = np.zeros((5, 40, 40), dtype=bool)
+    truth[:, 10:30, 12:28] = True
+    predicted = truth.copy()
+    predicted[3] = False  # the run lost slice 3
+    w = Window(40, 400)
+    neighbour = np.zeros((40, 40), dtype=bool)
+    neighbour[32:38, 2:8] = True
+    wrong = slice_segmentation.SliceOutcome(ClickOutcome(neighbour, np.array([12.0, 10, 27, 29])), w)
+    monkeypatch.setattr(runner, "app_first_prompt", lambda *a, **k: wrong)
+    monkeypatch.setattr(propagation.slice_segmentation, "add_click", lambda *a, **k: wrong)
+    keys = {2: Key(2, truth[2], w)}
+    meter = SimpleNamespace(predict_in=lambda index: None, image_in=lambda index: None)
+    key, done = correction_key(meter, truth, 0, 3, keys, "box", predicted[3])
+    assert key is None
+    assert done["action"] == "abandoned"
+    assert done["prompts"] == 4
+    assert slice_to_correct(predicted, truth, 0, keys, set()) == 3
+    assert slice_to_correct(predicted, truth, 0, keys, set(), given_up={3}) is None
+    # a mask that holds some of it is accepted, as before
+    partial = truth[3].copy()
+    partial[:, 20:] = False
+    some = slice_segmentation.SliceOutcome(ClickOutcome(partial, np.array([12.0, 10, 27, 29])), w)
+    monkeypatch.setattr(runner, "app_first_prompt", lambda *a, **k: some)
+    monkeypatch.setattr(propagation.slice_segmentation, "add_click", lambda *a, **k: some)
+    key, done = correction_key(meter, truth, 0, 3, keys, "box", predicted[3])
+    assert key is not None
+    assert done["action"] == "box"
