@@ -192,7 +192,8 @@ def _within_reach(previous: np.ndarray, reach_px: float) -> np.ndarray:
     return distance_transform_edt(~previous) <= reach_px
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks (0 when both are empty)."""
     union = np.count_nonzero(a | b)
     return float(np.count_nonzero(a & b)) / union if union else 0.0
 
@@ -223,7 +224,7 @@ def _step(predictor: SlicePredictor, index: int, window: Window, previous: np.nd
     for box in next_boxes(previous, params):
         pred = predictor.predict(index, window, box_xyxy=box)
         mask = _keep_overlapping(pred.best_mask.astype(bool), previous) & reach
-        agreement = _iou(mask, previous)
+        agreement = mask_iou(mask, previous)
         if best is None or agreement > best[0]:
             best = (agreement, mask, float(pred.scores[pred.best_index]))
     if best is None:
@@ -321,7 +322,7 @@ class _Run:
             if count:
                 self.predictor.prefetch(far + 2 * step, 2 * step, count, window)
         mask, score = _step(self.predictor, far, window, previous, self.params, 2 * self.reach_px)
-        if check_slice(mask, previous, score, self.params) is not None or _iou(mask, previous) < self.params.skip_iou:
+        if check_slice(mask, previous, score, self.params) is not None or mask_iou(mask, previous) < self.params.skip_iou:
             return None
         drift, median = intensity.drift(self.predictor.raw(far), mask)
         if drift > self.params.max_intensity_z:
@@ -410,7 +411,7 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
             blended = blend_gap(lower, upper, up, down, spacing_rc)
             if params.fill_unreached_gap and lower.mask.any() and upper.mask.any():
                 blended.update(fill_unreached(lower, upper, blended, spacing_rc))
-            disagree = [i for i in blended if i in up and i in down and _iou(up[i], down[i]) < params.gap_agree_iou]
+            disagree = [i for i in blended if i in up and i in down and mask_iou(up[i], down[i]) < params.gap_agree_iou]
             if disagree:
                 shape = interpolate_gap(lower, upper, spacing_rc)
                 blended.update({i: shape[i] for i in disagree})
@@ -445,10 +446,14 @@ class _Recording:
         self.inner.prefetch(index, step, count, window)
 
 
+def slices_present(mask_3d: np.ndarray, axis: int) -> np.ndarray:
+    """(n,) bool: which slices along `axis` hold any set voxel of `mask_3d`."""
+    return np.any(mask_3d, axis=tuple(a for a in range(3) if a != axis))
+
+
 def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:
     """First and last slice along `axis` where `mask_3d` is set (None when it is empty)."""
-    other = tuple(a for a in range(3) if a != axis)
-    present = np.flatnonzero(np.any(mask_3d, axis=other))
+    present = np.flatnonzero(slices_present(mask_3d, axis))
     return (int(present[0]), int(present[-1])) if present.size else None
 
 
@@ -456,8 +461,7 @@ def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int])
     """The structure's current extent for `propagate(extent=...)`: mask_extent, or None while every
     labelled slice is a key (nothing was propagated yet, so no run has decided where it ends: the
     first P from a single key must run outwards)."""
-    other = tuple(a for a in range(3) if a != axis)
-    present = np.flatnonzero(np.any(mask_3d, axis=other))
+    present = np.flatnonzero(slices_present(mask_3d, axis))
     if not set(present.tolist()) - set(key_indices):
         return None
     return int(present[0]), int(present[-1])

@@ -9,18 +9,20 @@ import numpy as np
 
 from annotator.core.geometry import slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
-from annotator.engine.propagate import PropagationCancelled, PropagationParams, PropagationResult
+from annotator.engine.propagate import (
+    PropagationCancelled,
+    PropagationParams,
+    PropagationResult,
+    mask_iou,
+    slices_present,
+)
 
 
 def _continues(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, last: int, beyond: int,
                keep_tail_iou: float) -> bool:
     """Whether the label's mask on slice `beyond` continues the result's mask on slice `last`."""
     mask = result.masks[last]
-    if keep_tail_iou > 1.0 or not mask.any():
-        return False
-    old = slice_2d(labels.array, axis, beyond) == label_id
-    union = np.count_nonzero(old | mask)
-    return bool(union > 0 and float(np.count_nonzero(old & mask)) / union >= keep_tail_iou)
+    return bool(mask.any()) and mask_iou(mask, slice_2d(labels.array, axis, beyond) == label_id) >= keep_tail_iou
 
 
 def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, label_id: int,
@@ -31,8 +33,7 @@ def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, 
     earlier than the last one removes the last one's tail only where the tail is something else);
     separate pieces further away are kept."""
     n = labels.shape_zyx[axis]
-    other = tuple(a for a in range(3) if a != axis)
-    present = np.any(labels.array == label_id, axis=other)
+    present = slices_present(labels.array == label_id, axis)
     reached = sorted(result.masks)
     lo, hi = reached[0], reached[-1]
     if lo > 0 and not _continues(labels, result, axis, label_id, lo, lo - 1, keep_tail_iou):

@@ -166,14 +166,19 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
     slices = MeterSlices(meter)
     embedded: list[int] = []  # per run: the (slice, window) embeddings it needed, as if the cache were empty
 
-    # The prediction lives in a label map, as in the window: each key is accepted onto its slice,
-    # then P writes the run with the window's own propagation_edit (what it replaces and keeps).
+    # The prediction lives in a label map, as in the window: each key is accepted onto its slice
+    # when it is made, then P writes the run with the window's own propagation_edit (what it
+    # replaces and keeps).
     labels = LabelMap(truth_3d.shape)
 
+    def accept(key: Key) -> None:
+        keys[key.index] = key
+        region = slice_region(truth_3d.shape, axis, key.index)
+        labels.replace_label(region, key.mask.reshape(labels.array[region].shape), 1)
+
+    accept(keys[item.slice_index])
+
     def run(extent: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
-        for key in keys.values():
-            region = slice_region(truth_3d.shape, axis, key.index)
-            labels.replace_label(region, key.mask.reshape(labels.array[region].shape), 1)
         if not any(k.mask.any() for k in keys.values()):
             embedded.append(0)
             return labels.array == 1, {"+": "empty key", "-": "empty key"}
@@ -205,7 +210,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
             dices.append(dices[-1])
             corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
             continue
-        keys[index] = key
+        accept(key)
         # as in the window: what is labelled now is the structure's current extent
         predicted, stops = run(structure_extent(predicted, axis, keys))
         dices.append(protocol.dice(predicted, truth_3d))
