@@ -326,6 +326,30 @@ class UnsureTube(TubeModel):
         return pred
 
 
+class HalfSureTube(TubeModel):
+    """Past the tube's ends the "model" segments a blob that looks like the tube (same grey level, so
+    the intensity rule cannot tell) but estimates its IoU at 0.52, as LiteMedSAM does for whatever
+    a box holds where the structure has ended."""
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        img[self.disk] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        pred = super().predict(index, window, box_xyxy=box_xyxy)
+        score = 0.9 if self.FIRST <= index <= self.LAST else 0.52
+        return MaskPrediction(pred.masks, np.array([score], np.float32), pred.low_res_logits)
+
+
+def test_a_half_sure_model_past_the_ends_stops_the_run():
+    model = HalfSureTube()
+    result = propagate(model, key(model, 10), TubeModel.N)
+    assert sorted(result.masks) == list(range(TubeModel.FIRST, TubeModel.LAST + 1))
+    assert "confidence 0.52" in result.stops["+"]
+    assert "confidence 0.52" in result.stops["-"]
+
+
 def test_a_rerun_that_stops_early_keeps_the_tail_that_continues_it_and_clears_one_that_does_not():
     """Slices 5..15 were labelled by an earlier run; a correction on slice 12 is re-propagated and
     the run down stops at 9 (the model is unsure there). The label's slices 5..8 continue the run's
