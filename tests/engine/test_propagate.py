@@ -58,12 +58,29 @@ def key(model: TubeModel, index: int, empty: bool = False) -> Key:
     return Key(index, np.zeros_like(model.disk) if empty else model.disk.copy(), W)
 
 
-def test_stops_where_the_structure_ends_in_both_directions():
-    model = TubeModel()
+class HalfSureTube(TubeModel):
+    """Past the tube's ends the "model" segments a blob that looks like the tube (same grey level, so
+    the intensity rule cannot tell) but estimates its IoU at 0.52, as LiteMedSAM does for whatever
+    a box holds where the structure has ended."""
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        img[self.disk] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        pred = super().predict(index, window, box_xyxy=box_xyxy)
+        score = 0.9 if self.FIRST <= index <= self.LAST else 0.52
+        return MaskPrediction(pred.masks, np.array([score], np.float32), pred.low_res_logits)
+
+
+@pytest.mark.parametrize(("model_class", "reason"), [(TubeModel, "intensity"), (HalfSureTube, "confidence 0.52")])
+def test_stops_where_the_structure_ends_in_both_directions(model_class, reason):
+    model = model_class()
     result = propagate(model, key(model, 10), TubeModel.N)
     assert sorted(result.masks) == list(range(TubeModel.FIRST, TubeModel.LAST + 1))
-    assert "intensity" in result.stops["+"]
-    assert "intensity" in result.stops["-"]
+    assert reason in result.stops["+"]
+    assert reason in result.stops["-"]
     assert model.prefetched
     assert all(step in (1, -1) for _, step, _ in model.prefetched)
 
@@ -324,30 +341,6 @@ class UnsureTube(TubeModel):
         if index in self.unsure:
             return MaskPrediction(pred.masks, np.array([0.3], np.float32), pred.low_res_logits)
         return pred
-
-
-class HalfSureTube(TubeModel):
-    """Past the tube's ends the "model" segments a blob that looks like the tube (same grey level, so
-    the intensity rule cannot tell) but estimates its IoU at 0.52, as LiteMedSAM does for whatever
-    a box holds where the structure has ended."""
-
-    def raw(self, index: int) -> np.ndarray:
-        img = np.full((40, 40), -100.0)
-        img[self.disk] = 60.0
-        return img
-
-    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
-        pred = super().predict(index, window, box_xyxy=box_xyxy)
-        score = 0.9 if self.FIRST <= index <= self.LAST else 0.52
-        return MaskPrediction(pred.masks, np.array([score], np.float32), pred.low_res_logits)
-
-
-def test_a_half_sure_model_past_the_ends_stops_the_run():
-    model = HalfSureTube()
-    result = propagate(model, key(model, 10), TubeModel.N)
-    assert sorted(result.masks) == list(range(TubeModel.FIRST, TubeModel.LAST + 1))
-    assert "confidence 0.52" in result.stops["+"]
-    assert "confidence 0.52" in result.stops["-"]
 
 
 def test_a_rerun_that_stops_early_keeps_the_tail_that_continues_it_and_clears_one_that_does_not():
