@@ -14,16 +14,29 @@ needs_ov = pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `f
 
 
 
-def slow_conv_model():
-    """(module, input): ~50 GFLOP of plain convolutions, a few hundred ms on two cores: slow enough
-    to interrupt mid-run, small enough for the suite."""
+def slow_conv_model(target_s: float = 0.4):
+    """(module, input): plain convolutions whose input is sized on this machine so that one torch
+    run takes about `target_s` (at least 192 px a side): slow enough to interrupt mid-run on any CPU
+    (a fixed 192-px input ran in 0.09 s on a 2-core AVX-512 EPYC, too fast to show an interruption,
+    and in a few hundred ms elsewhere), small enough for the suite."""
+    import time
+
     import numpy as np
     import torch
 
     torch.manual_seed(2)
     layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
     module = torch.nn.Sequential(*layers).eval()
-    return module, np.random.default_rng(0).random((1, 3, 192, 192), dtype=np.float32)
+    side = 192
+    probe = torch.from_numpy(np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32))
+    with torch.inference_mode():
+        module(probe)  # the first run pays for allocation and kernel choice
+        start = time.perf_counter()
+        module(probe)
+        took = time.perf_counter() - start
+    if took < target_s:  # the work grows with the area: scale the side by the square root
+        side = min(1024, int(np.ceil(side * np.sqrt(target_s / max(took, 1e-3)) / 32.0)) * 32)
+    return module, np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
 
 
 def assert_encoder_stops_on_cancel(encode, x, after_s: float = 0.02):
