@@ -14,19 +14,26 @@ needs_ov = pytest.mark.skipif(not HAS_OV, reason="openvino not installed (the `f
 
 
 
+def slow_conv_module():
+    """Plain convolutions (3 -> 64 channels, then ten 64 -> 64), eval mode, fixed weights."""
+    import torch
+
+    torch.manual_seed(2)
+    layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
+    return torch.nn.Sequential(*layers).eval()
+
+
 def slow_conv_model(target_s: float = 0.4):
-    """(module, input): plain convolutions whose input is sized on this machine so that one torch
-    run takes about `target_s` (at least 192 px a side): slow enough to interrupt mid-run on any CPU
-    (a fixed 192-px input ran in 0.09 s on a 2-core AVX-512 EPYC, too fast to show an interruption,
-    and in a few hundred ms elsewhere), small enough for the suite."""
+    """(slow_conv_module(), input): the input is sized on this machine so that one torch run takes
+    about `target_s` (at least 192 px a side): slow enough to interrupt mid-run on any CPU (a fixed
+    192-px input ran in 0.09 s on a 2-core AVX-512 EPYC, too fast to show an interruption, and in a
+    few hundred ms elsewhere), small enough for the suite."""
     import time
 
     import numpy as np
     import torch
 
-    torch.manual_seed(2)
-    layers = [torch.nn.Conv2d(3, 64, 3, padding=1)] + [torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(10)]
-    module = torch.nn.Sequential(*layers).eval()
+    module = slow_conv_module()
     side = 192
     probe = torch.from_numpy(np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32))
     with torch.inference_mode():
