@@ -23,6 +23,12 @@ One step, from the previous slice's mask `prev` to the next slice (each rule mea
 - Only the parts touching `prev` are kept, and only within `growth_slope` slice spacings of it:
   a surface cannot move much further in-plane than the slices are apart, so a leak into a
   neighbour is cut where it starts instead of being carried on.
+- Where `prev` is in separate pieces (each at least `min_piece_side_256` pixels square in the
+  model's frame), each piece also gets its own box and the slice takes the union of the pieces'
+  masks that pass every stop rule: LiteMedSAM segments one object per box, and one box over the
+  ascending and descending aorta merged them into a leak or dropped one. The step over the whole
+  mask still decides where the run stops. (CTA 3-D from one box 0.496 -> 0.531, true lumen 0.68 ->
+  0.86; NoC85/90 CT 3.94 / 5.00 -> 3.81 / 4.88, CTA 7.00 / 7.00 -> 5.80 / 6.40.)
 - Stop when the mask is empty, shrinks below `min_area_ratio` of `prev`, mostly leaves `prev`,
   the model's own IoU estimate is low, or its median intensity (raw image units, so the input
   window does not matter) leaves the structure's running intensity by more than `max_intensity_z`
@@ -45,6 +51,7 @@ from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
 from annotator.engine.propagation_gaps import blend_gap, fill_unreached, interpolate_gap
+from annotator.engine.propagation_pieces import pieces_to_follow
 
 if TYPE_CHECKING:
     from annotator.engine.executor import EngineExecutor, SliceRef
@@ -125,6 +132,11 @@ class PropagationParams:
     # Between two non-empty keys, slices neither run reached take the shape interpolation of the
     # nearest masks on both sides (the structure is present at both keys); False: left empty.
     fill_unreached_gap: bool = True
+    # A previous mask in pieces at least this many model-frame pixels square: each piece is also
+    # followed with its own box (slice by slice; the two-slice step of skip_iou takes the whole).
+    # A share of the whole mask instead (10 %, 20 %) lost the fading piece of a much larger one.
+    # 0: off.
+    min_piece_side_256: float = 8.0
 
 
 @dataclass
@@ -305,13 +317,29 @@ class _Run:
                 drift, median = intensity.drift(self.predictor.raw(index), mask)
                 if drift > self.params.max_intensity_z:
                     reason = f"intensity left the structure's ({drift:.1f} sd)"
-                else:
-                    intensity.follow(median)
             if reason is not None:
                 return masks, f"{reason} at slice {index}"
+            by_pieces = self._by_pieces(index, key.window, previous, intensity)
+            mask = mask if by_pieces is None else by_pieces
+            intensity.follow(intensity.drift(self.predictor.raw(index), mask)[1])
             masks[index] = mask
             previous = mask
         return masks, "volume edge"
+
+    def _by_pieces(self, index: int, window: Window, previous: np.ndarray,
+                   intensity: _IntensityModel) -> np.ndarray | None:
+        """The union of the masks that each piece of `previous` leads to on slice `index` and that
+        pass every stop rule; None when `previous` is one piece or no piece passes."""
+        side = self.params.min_piece_side_256 * max(previous.shape) / MODEL_FRAME
+        pieces = pieces_to_follow(previous, max(side, float(np.sqrt(self.params.min_pixels)))) if side > 0 else []
+        raw = self.predictor.raw(index)
+        kept = []
+        for piece in pieces:
+            mask, score = _step(self.predictor, index, window, piece, self.params, self.reach_px)
+            if check_slice(mask, piece, score, self.params) is None and \
+                    intensity.drift(raw, mask)[0] <= self.params.max_intensity_z:
+                kept.append(mask)
+        return np.logical_or.reduce(kept) if kept else None
 
     def _two_slices(self, window: Window, previous: np.ndarray, index: int, step: int, end: int,
                     intensity: _IntensityModel) -> dict[int, np.ndarray] | None:

@@ -278,6 +278,76 @@ def test_where_the_runs_from_two_keys_disagree_the_keys_shape_is_interpolated():
         assert np.array_equal(checked.masks[index], model.disk_at(30))
 
 
+class TwoVessels:
+    """A fake SlicePredictor with two bright disks side by side (the ascending and descending aorta
+    at the arch): the left one on slices 5..15, the right one on 5..12. A box holding one disk's
+    centre gets that disk; a box over both gets them joined by a bar, as a box model asked for one
+    object over two does."""
+
+    N = 20
+
+    def __init__(self) -> None:
+        rr, cc = np.ogrid[:40, :64]
+        self.left = (rr - 20) ** 2 + (cc - 14) ** 2 <= 25
+        self.right = (rr - 20) ** 2 + (cc - 50) ** 2 <= 25
+        self.bar = (abs(rr - 20) <= 2) & (cc >= 14) & (cc <= 50)
+        self.predicted = 0
+
+    def disks(self, index: int) -> list[tuple[np.ndarray, int]]:
+        return [(disk, col) for disk, col, last in ((self.left, 14, 15), (self.right, 50, 12)) if 5 <= index <= last]
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 64), -100.0)
+        for disk, _ in self.disks(index):
+            img[disk] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        self.predicted += 1
+        inside = [disk for disk, col in self.disks(index) if box_xyxy[0] <= col <= box_xyxy[2]]
+        mask = np.logical_or.reduce(inside) if inside else np.zeros((40, 64), bool)
+        if len(inside) == 2:
+            mask = mask | self.bar
+        return MaskPrediction(mask[None], np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+def test_a_structure_in_two_pieces_is_followed_piece_by_piece_and_ends_where_its_last_piece_does():
+    model = TwoVessels()
+    result = propagate(model, Key(10, model.left | model.right, W), TwoVessels.N)
+    assert sorted(result.masks) == list(range(5, 16))
+    for index in range(5, 13):
+        np.testing.assert_array_equal(result.masks[index], model.left | model.right, err_msg=str(index))
+    for index in (13, 14, 15):  # the right piece ended; the left one goes on alone
+        np.testing.assert_array_equal(result.masks[index], model.left, err_msg=str(index))
+    assert "empty" in result.stops["+"]
+    assert "empty" in result.stops["-"]
+    # With one box over both pieces the bar between them creeps in, a slice's reach at a time.
+    whole_model = TwoVessels()
+    whole = propagate(whole_model, Key(10, model.left | model.right, W), TwoVessels.N,
+                      params=PropagationParams(min_piece_side_256=0))
+    assert (whole.masks[12] & model.bar & ~model.left & ~model.right).any()
+    assert whole_model.predicted < model.predicted  # what the pieces cost: a box each
+
+
+def test_pieces_to_follow_need_a_minimum_size_and_take_the_crumbs_nearest_to_them():
+    from annotator.engine.propagation_pieces import pieces_to_follow
+
+    mask = np.zeros((30, 60), bool)
+    mask[10:20, 5:15] = True   # 100 px
+    mask[10:20, 40:50] = True  # 100 px
+    mask[14, 18] = True        # a crumb nearer the left piece
+    pieces = pieces_to_follow(mask, 8.0)
+    assert len(pieces) == 2
+    np.testing.assert_array_equal(pieces[0] | pieces[1], mask)
+    assert pieces[0][14, 18]
+    assert not pieces[1][14, 18]
+    assert pieces_to_follow(mask, 11.0) == []  # neither piece is 11 x 11: one box over the whole
+    assert pieces_to_follow(mask[:, :30], 8.0) == []  # one large piece
+
+
 def test_interpolation_between_keys_needs_no_model():
     model = TubeModel()
     keys = [key(model, 5), Key(9, np.roll(model.disk, 8, axis=1), W)]
