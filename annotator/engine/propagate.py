@@ -9,7 +9,9 @@ outermost keys the mask is carried outwards until a stop rule fires; between two
 from both sides and the two masks are blended by shape (signed-distance) interpolation weighted by
 the distance to each key, so a correction pulls its neighbourhood towards it. Where the two runs
 disagree (IoU < gap_agree_iou), at least one has drifted, and the keys' own shape interpolation is
-taken there instead (measured: CT 3-D after 5 corrections 0.782 -> 0.800, CTA 0.594 -> 0.639).
+taken there instead (measured: CT 3-D after 5 corrections 0.782 -> 0.800, CTA 0.594 -> 0.639),
+unless one run holds the other and besides it only a piece apart: a piece that appears between
+the keys, which the run from the key without it cannot find (CTA true lumen 0.81 -> 0.93).
 Slices between two non-empty keys that neither run reached are filled by shape interpolation
 rather than left empty. A re-run that stops early keeps the label's earlier slices beyond its stop
 where they continue its last mask (engine.propagation_edit, PropagationParams.keep_tail_iou).
@@ -50,7 +52,7 @@ from annotator.core.geometry import Window, slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.propagation_gaps import blend_gap, fill_unreached, interpolate_gap
+from annotator.engine.propagation_gaps import gap_masks, interpolate_gap, mask_iou
 from annotator.engine.propagation_pieces import pieces_to_follow
 
 if TYPE_CHECKING:
@@ -206,12 +208,6 @@ def _within_reach(previous: np.ndarray, reach_px: float) -> np.ndarray:
     from scipy.ndimage import distance_transform_edt
 
     return distance_transform_edt(~previous) <= reach_px
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks (0 when both are empty)."""
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b)) / union if union else 0.0
 
 
 class _IntensityModel:
@@ -440,14 +436,8 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
                 continue
             up, up_stop = run.chain(lower, +1, upper.index - 1)
             down, down_stop = run.chain(upper, -1, lower.index + 1)
-            blended = blend_gap(lower, upper, up, down, spacing_rc)
-            if params.fill_unreached_gap and lower.mask.any() and upper.mask.any():
-                blended.update(fill_unreached(lower, upper, blended, spacing_rc))
-            disagree = [i for i in blended if i in up and i in down and mask_iou(up[i], down[i]) < params.gap_agree_iou]
-            if disagree:
-                shape = interpolate_gap(lower, upper, spacing_rc)
-                blended.update({i: shape[i] for i in disagree})
-            result.masks.update(blended)
+            result.masks.update(gap_masks(lower, upper, up, down, spacing_rc, agree_iou=params.gap_agree_iou,
+                                          fill_unreached_gap=params.fill_unreached_gap))
             result.stops[name] = f"up: {up_stop}; down: {down_stop}"
     except _Cancelled:
         result.cancelled = True

@@ -1,5 +1,6 @@
 """The slices between two keys of a propagation (engine.propagate): the runs from both keys blended
-by shape, the keys' own shape interpolation, and the fill of slices neither run reached."""
+by shape, the keys' own shape interpolation where they disagree (unless one run found a piece the
+other cannot), and the fill of slices neither run reached."""
 
 from __future__ import annotations
 
@@ -9,6 +10,28 @@ import numpy as np
 
 if TYPE_CHECKING:
     from annotator.engine.propagate import Key
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks (0 when both are empty)."""
+    union = np.count_nonzero(a | b)
+    return float(np.count_nonzero(a & b)) / union if union else 0.0
+
+
+def gap_masks(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
+              spacing_rc: tuple[float, float], *, agree_iou: float, fill_unreached_gap: bool) -> dict[int, np.ndarray]:
+    """The slices strictly between two keys from the runs up from `lower` and down from `upper`
+    (engine.propagate's module docstring says why each rule)."""
+    blended = blend_gap(lower, upper, up, down, spacing_rc)
+    if fill_unreached_gap and lower.mask.any() and upper.mask.any():
+        blended.update(fill_unreached(lower, upper, blended, spacing_rc))
+    disagree = [i for i in blended if i in up and i in down and mask_iou(up[i], down[i]) < agree_iou]
+    if disagree:
+        shape = interpolate_gap(lower, upper, spacing_rc)
+        for i in disagree:
+            more = run_with_a_piece_more(up[i], down[i])
+            blended[i] = shape[i] if more is None else more
+    return blended
 
 
 def blend_gap(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
@@ -59,3 +82,22 @@ def fill_unreached(lower: Key, upper: Key, masks: dict[int, np.ndarray],
         out.update({below + 1 + i: m for i, m in enumerate(slices)})
         index = above
     return out
+
+
+def run_with_a_piece_more(a: np.ndarray, b: np.ndarray, share: float = 0.8) -> np.ndarray | None:
+    """Of two runs' masks on one slice, the one that holds (at least `share` of) the other and besides
+    it only pieces of its own, apart from it: a piece that appears between two keys (the ascending
+    aorta above the key on the descending one) is found by the run from the key that has it, never
+    by the other. None when neither does: a drift or a leak grows attached to the structure."""
+    from scipy.ndimage import label
+
+    for big, small in ((a, b), (b, a)):
+        area = np.count_nonzero(small)
+        if area == 0 or np.count_nonzero(big & small) < share * area:
+            continue
+        labelled, _ = label(big, structure=np.ones((3, 3), dtype=bool))
+        touching = np.unique(labelled[big & small])
+        attached = np.isin(labelled, touching[touching > 0])
+        if np.count_nonzero(attached & ~small) <= (1.0 - share) * area and np.count_nonzero(big & ~attached):
+            return big
+    return None

@@ -332,6 +332,44 @@ def test_a_structure_in_two_pieces_is_followed_piece_by_piece_and_ends_where_its
     assert whole_model.predicted < model.predicted  # what the pieces cost: a box each
 
 
+class BranchAppears(TwoVessels):
+    """The left disk on every slice; a larger right disk from slice 8 up (a branch that appears)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rr, cc = np.ogrid[:40, :64]
+        self.right = (rr - 20) ** 2 + (cc - 50) ** 2 <= 49
+
+    def disks(self, index: int) -> list[tuple[np.ndarray, int]]:
+        return [(self.left, 14)] + ([(self.right, 50)] if index >= 8 else [])
+
+
+def test_between_keys_a_piece_that_appears_is_kept_from_the_run_that_has_it():
+    """Key 5 holds the left piece, key 15 both. The run up from 5 cannot find the right piece (no box
+    of it holds it); the run down from 15 follows it to where it begins. They disagree there (IoU
+    0.34), but not by a drift: one holds the other and a piece apart, so that run is kept, not the
+    keys' shape interpolation (which would grow the right piece only near key 15)."""
+    model = BranchAppears()
+    keys = [Key(5, model.left.copy(), W), Key(15, model.left | model.right, W)]
+    result = propagate(model, keys, TwoVessels.N, index_range=(5, 15))
+    for index in range(8, 15):
+        np.testing.assert_array_equal(result.masks[index], model.left | model.right, err_msg=str(index))
+    for index in (6, 7):
+        np.testing.assert_array_equal(result.masks[index], model.left, err_msg=str(index))
+
+
+def test_a_run_with_a_piece_more_is_told_from_a_leak():
+    from annotator.engine.propagation_gaps import run_with_a_piece_more
+
+    model = BranchAppears()
+    both = model.left | model.right
+    assert run_with_a_piece_more(model.left, both) is both
+    assert run_with_a_piece_more(both, model.left) is both
+    leak = model.left | (model.bar & (np.arange(64) < 30))  # grown from the piece, attached to it
+    assert run_with_a_piece_more(model.left, leak) is None
+    assert run_with_a_piece_more(model.left, model.right) is None  # two different places
+
+
 def test_pieces_to_follow_need_a_minimum_size_and_take_the_crumbs_nearest_to_them():
     from annotator.engine.propagation_pieces import pieces_to_follow
 
