@@ -308,27 +308,28 @@ class _Run:
                     self.predictor.prefetch(index + step, step, min(self.params.prefetch, remaining), key.window)
             mask, score = _step(self.predictor, index, key.window, previous, self.params, self.reach_px)
             self.tick()
+            raw = self.predictor.raw(index)
             reason = check_slice(mask, previous, score, self.params)
             if reason is None:
-                drift, median = intensity.drift(self.predictor.raw(index), mask)
+                drift, median = intensity.drift(raw, mask)
                 if drift > self.params.max_intensity_z:
                     reason = f"intensity left the structure's ({drift:.1f} sd)"
             if reason is not None:
                 return masks, f"{reason} at slice {index}"
-            by_pieces = self._by_pieces(index, key.window, previous, intensity)
-            mask = mask if by_pieces is None else by_pieces
-            intensity.follow(intensity.drift(self.predictor.raw(index), mask)[1])
+            by_pieces = self._by_pieces(index, key.window, previous, raw, intensity)
+            if by_pieces is not None:
+                mask, median = by_pieces, intensity.drift(raw, by_pieces)[1]
+            intensity.follow(median)
             masks[index] = mask
             previous = mask
         return masks, "volume edge"
 
-    def _by_pieces(self, index: int, window: Window, previous: np.ndarray,
+    def _by_pieces(self, index: int, window: Window, previous: np.ndarray, raw: np.ndarray,
                    intensity: _IntensityModel) -> np.ndarray | None:
         """The union of the masks that each piece of `previous` leads to on slice `index` and that
         pass every stop rule; None when `previous` is one piece or no piece passes."""
         side = self.params.min_piece_side_256 * max(previous.shape) / MODEL_FRAME
         pieces = pieces_to_follow(previous, max(side, float(np.sqrt(self.params.min_pixels)))) if side > 0 else []
-        raw = self.predictor.raw(index)
         kept = []
         for piece in pieces:
             mask, score = _step(self.predictor, index, window, piece, self.params, self.reach_px)
