@@ -53,7 +53,7 @@ from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
 from annotator.engine.propagation_gaps import gap_masks, interpolate_gap, mask_iou
-from annotator.engine.propagation_pieces import pieces_to_follow
+from annotator.engine.propagation_pieces import parts_touching, pieces_to_follow
 
 if TYPE_CHECKING:
     from annotator.engine.executor import EngineExecutor, SliceRef
@@ -191,17 +191,10 @@ def next_boxes(previous_mask: np.ndarray, params: PropagationParams) -> list[np.
 
 
 def _keep_overlapping(mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """The connected parts of `mask` that touch the previous slice's mask (drops far islands)."""
-    from scipy.ndimage import label
-
-    labelled, count = label(mask, structure=np.ones((3, 3), dtype=bool))
-    if count <= 1:
-        return mask
-    touching = np.unique(labelled[mask & previous])
-    touching = touching[touching > 0]
-    if touching.size == 0:
-        return mask
-    return np.isin(labelled, touching)
+    """The connected parts of `mask` that touch the previous slice's mask (drops far islands); all
+    of `mask` when none does."""
+    touching = parts_touching(mask, previous)
+    return touching if touching.any() else mask
 
 
 def _within_reach(previous: np.ndarray, reach_px: float) -> np.ndarray:

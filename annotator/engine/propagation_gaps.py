@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from annotator.engine.propagation_pieces import parts_touching
+
 if TYPE_CHECKING:
     from annotator.engine.propagate import Key
 
@@ -89,15 +91,11 @@ def run_with_a_piece_more(a: np.ndarray, b: np.ndarray, share: float = 0.8) -> n
     it only pieces of its own, apart from it: a piece that appears between two keys (the ascending
     aorta above the key on the descending one) is found by the run from the key that has it, never
     by the other. None when neither does: a drift or a leak grows attached to the structure."""
-    from scipy.ndimage import label
-
     for big, small in ((a, b), (b, a)):
         area = np.count_nonzero(small)
         if area == 0 or np.count_nonzero(big & small) < share * area:
             continue
-        labelled, _ = label(big, structure=np.ones((3, 3), dtype=bool))
-        touching = np.unique(labelled[big & small])
-        attached = np.isin(labelled, touching[touching > 0])
+        attached = parts_touching(big, small)
         if np.count_nonzero(attached & ~small) <= (1.0 - share) * area and np.count_nonzero(big & ~attached):
             return big
     return None

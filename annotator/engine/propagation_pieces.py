@@ -1,5 +1,6 @@
-"""A propagated mask in separate pieces is followed piece by piece (engine.propagate): LiteMedSAM
-segments one object per box, and one box over two pieces made it merge them or drop one."""
+"""The connected pieces of a propagated mask (engine.propagate): a mask in separate pieces is
+followed piece by piece, for LiteMedSAM segments one object per box and one box over two pieces
+made it merge them or drop one; and the parts of a mask that touch another."""
 
 from __future__ import annotations
 
@@ -22,3 +23,12 @@ def pieces_to_follow(mask: np.ndarray, min_side_px: float) -> list[np.ndarray]:
     _, (rows, cols) = distance_transform_edt(~np.isin(labelled, large), return_indices=True)
     owner = labelled[rows, cols]
     return [mask & (owner == i) for i in large]
+
+
+def parts_touching(mask: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The connected (8-connected) parts of `mask` that overlap `other`; empty when none does."""
+    from scipy.ndimage import label
+
+    labelled, _ = label(mask, structure=np.ones((3, 3), dtype=bool))
+    touching = np.unique(labelled[mask & other])
+    return np.isin(labelled, touching[touching > 0])
