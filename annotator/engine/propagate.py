@@ -11,7 +11,9 @@ the distance to each key, so a correction pulls its neighbourhood towards it. Wh
 disagree (IoU < gap_agree_iou), at least one has drifted, and the keys' own shape interpolation is
 taken there instead (measured: CT 3-D after 5 corrections 0.782 -> 0.800, CTA 0.594 -> 0.639),
 unless one run holds the other and besides it only a piece apart: a piece that appears between
-the keys, which the run from the key without it cannot find (CTA true lumen 0.81 -> 0.93).
+the keys, which the run from the key without it cannot find (CTA true lumen 0.81 -> 0.93), or
+the keys do not overlap in-plane (their interpolation empties mid-way) and a run met the other
+on slices only beyond this one: it was on the structure from its key up to there.
 Slices between two non-empty keys that neither run reached are filled by shape interpolation
 rather than left empty. A re-run that stops early keeps the label's earlier slices beyond its stop
 where they continue its last mask (engine.propagation_edit, PropagationParams.keep_tail_iou).

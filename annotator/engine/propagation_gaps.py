@@ -1,6 +1,7 @@
 """The slices between two keys of a propagation (engine.propagate): the runs from both keys blended
 by shape, the keys' own shape interpolation where they disagree (unless one run found a piece the
-other cannot), and the fill of slices neither run reached."""
+other cannot, or the keys lie apart and one run met the other), and the fill of slices neither run
+reached."""
 
 from __future__ import annotations
 
@@ -27,13 +28,37 @@ def gap_masks(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int,
     blended = blend_gap(lower, upper, up, down, spacing_rc)
     if fill_unreached_gap and lower.mask.any() and upper.mask.any():
         blended.update(fill_unreached(lower, upper, blended, spacing_rc))
-    disagree = [i for i in blended if i in up and i in down and mask_iou(up[i], down[i]) < agree_iou]
+    both = [i for i in blended if i in up and i in down]
+    agree = [i for i in both if mask_iou(up[i], down[i]) >= agree_iou]
+    disagree = [i for i in both if i not in agree]
     if disagree:
         shape = interpolate_gap(lower, upper, spacing_rc)
+        # Keys that do not overlap in-plane (a correction far along a vessel that moved) have no
+        # shape between them worth interpolating: it shrinks to nothing mid-way. A run confirmed by
+        # meeting the other one is kept there instead (CTA false lumen, with a simulated user who
+        # boxes each piece: a box on slice 44 under the key on 126 emptied slices 63-107, which the
+        # run down from 126 had right, 3-D 0.74 -> 0.67; 0.79 with it).
+        keys_overlap = bool(np.any(lower.mask & upper.mask))
         for i in disagree:
             more = run_with_a_piece_more(up[i], down[i])
-            blended[i] = shape[i] if more is None else more
+            if more is not None:
+                blended[i] = more
+                continue
+            confirmed = None if keys_overlap else confirmed_run(i, up, down, agree)
+            blended[i] = shape[i] if confirmed is None else confirmed
     return blended
+
+
+def confirmed_run(index: int, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
+                  agree: list[int]) -> np.ndarray | None:
+    """Where the two runs disagree on slice `index` but agree on slices only on one side of it, the
+    run from the key on this slice's side: it met the other run beyond this slice, so it was on the
+    structure all the way from its key to there; None when they agree on both sides or nowhere."""
+    above = any(a > index for a in agree)
+    below = any(a < index for a in agree)
+    if above == below:
+        return None
+    return up[index] if above else down[index]
 
 
 def blend_gap(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],

@@ -278,6 +278,35 @@ def test_where_the_runs_from_two_keys_disagree_the_keys_shape_is_interpolated():
         assert np.array_equal(checked.masks[index], model.disk_at(30))
 
 
+def _disk_at(row: float, col: float) -> np.ndarray:
+    rr, cc = np.ogrid[:40, :80]
+    return (rr - row) ** 2 + (cc - col) ** 2 <= 25
+
+
+def test_between_keys_that_do_not_overlap_a_run_that_met_the_other_is_kept_where_they_disagree():
+    """A vessel crossing the slice (2 px a slice, 40 px between the keys): the keys do not overlap,
+    so their shape interpolation is a guess that empties mid-way. Each run drifts off far from its
+    own key but both agree on slices 8..12; below them the run up from the lower key is right (it
+    met the other there), above them the run down from the upper key."""
+    from annotator.engine.propagation_gaps import gap_masks, interpolate_gap
+
+    truth = {i: _disk_at(20, 10 + 2 * i) for i in range(21)}
+    lower, upper = Key(0, truth[0], W), Key(20, truth[20], W)
+    up = {i: truth[i] if i <= 12 else _disk_at(8, 10 + 2 * i) for i in range(1, 20)}
+    down = {i: truth[i] if i >= 8 else _disk_at(32, 10 + 2 * i) for i in range(1, 20)}
+    out = gap_masks(lower, upper, up, down, (1.0, 1.0), agree_iou=0.5, fill_unreached_gap=True)
+    for index in range(1, 20):
+        np.testing.assert_array_equal(out[index], truth[index], err_msg=str(index))
+    shape = interpolate_gap(lower, upper, (1.0, 1.0))
+    assert not shape[10].any()  # what the keys' interpolation would have put there
+    # Without a slice where the runs agree, nothing confirms either run: the keys' shape is taken.
+    lost = {i: _disk_at(8, 10 + 2 * i) for i in range(1, 20)}
+    out = gap_masks(lower, upper, lost, down | {i: _disk_at(32, 10 + 2 * i) for i in range(8, 13)}, (1.0, 1.0),
+                    agree_iou=0.5, fill_unreached_gap=True)
+    for index in (3, 10, 17):
+        np.testing.assert_array_equal(out[index], shape[index], err_msg=str(index))
+
+
 class TwoVessels:
     """A fake SlicePredictor with two bright disks side by side (the ascending and descending aorta
     at the arch): the left one on slices 5..15, the right one on 5..12. A box holding one disk's
