@@ -36,7 +36,7 @@ def gap_masks(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int,
         # Keys that do not overlap in-plane (a correction far along a vessel that moved) have no
         # shape between them worth interpolating: it shrinks to nothing mid-way. A run confirmed by
         # meeting the other one is kept there instead (CTA false lumen, with a simulated user who
-        # boxes each piece: a box on slice 44 under the key on 126 emptied slices 63-107, which the
+        # boxes each piece: a box on slice 44 under the key on 126 emptied slices 63-91, which the
         # run down from 126 had right, 3-D 0.74 -> 0.67; 0.79 with it).
         keys_overlap = bool(np.any(lower.mask & upper.mask))
         for i in disagree:
