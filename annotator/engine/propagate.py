@@ -55,6 +55,7 @@ from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
 from annotator.engine.propagation_gaps import gap_masks, interpolate_gap, mask_iou
+from annotator.engine.propagation_motion import shifted, steady_drift
 from annotator.engine.propagation_pieces import parts_touching, pieces_to_follow
 
 if TYPE_CHECKING:
@@ -141,6 +142,12 @@ class PropagationParams:
     # A share of the whole mask instead (10 %, 20 %) lost the fading piece of a much larger one.
     # 0: off.
     min_piece_side_256: float = 8.0
+    # A structure moving steadily across the slice over the run's last masks (engine.propagation_
+    # motion) also gets the previous mask's boxes moved by its drift, candidates judged against the
+    # moved mask (CT 3-D from one box 0.634 -> 0.643, stops within 3 slices 84 -> 88 %, CTA the
+    # same; counting any wobble or centres between pieces stopped the true lumen 60 slices short).
+    motion_slices: int = 4
+    motion_min_step_px: float = 0.5
 
 
 @dataclass
@@ -224,14 +231,19 @@ class _IntensityModel:
 
 
 def _step(predictor: SlicePredictor, index: int, window: Window, previous: np.ndarray,
-          params: PropagationParams, reach_px: float) -> tuple[np.ndarray, float]:
-    """The mask on slice `index` from the previous slice's mask, and the model's score for it."""
+          params: PropagationParams, reach_px: float, drift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, float]:
+    """The mask on slice `index` from the previous slice's mask, and the model's score for it;
+    `drift`: the structure's motion per slice (propagation_motion), whose boxes are tried too."""
     reach = _within_reach(previous, reach_px)
     best: tuple[float, np.ndarray, float] | None = None
-    for box in next_boxes(previous, params):
+    expected, boxes = previous, next_boxes(previous, params)
+    moved = shifted(previous, drift) if drift != (0, 0) else None
+    if moved is not None and moved.any():
+        expected, boxes = moved, boxes + next_boxes(moved, params)
+    for box in boxes:
         pred = predictor.predict(index, window, box_xyxy=box)
         mask = _keep_overlapping(pred.best_mask.astype(bool), previous) & reach
-        agreement = mask_iou(mask, previous)
+        agreement = mask_iou(mask, expected)
         if best is None or agreement > best[0]:
             best = (agreement, mask, float(pred.scores[pred.best_index]))
     if best is None:
@@ -286,6 +298,7 @@ class _Run:
             else self.predictor.raw(key.index)[key.mask]
         intensity = _IntensityModel(values, key.window, self.params)
         previous, index = key.mask, key.index
+        recent = [previous]
         while index != end:
             if self.cancel is not None and self.cancel.is_set():
                 raise _Cancelled
@@ -294,14 +307,16 @@ class _Run:
                 if skipped is not None:
                     masks.update(skipped)
                     index += 2 * step
-                    previous = skipped[index]
+                    previous, recent = skipped[index], [skipped[index]]  # a two-slice step: motion restarts
                     continue
             index += step
             if self.params.prefetch > 0:
                 remaining = abs(end - index)
                 if remaining:
                     self.predictor.prefetch(index + step, step, min(self.params.prefetch, remaining), key.window)
-            mask, score = _step(self.predictor, index, key.window, previous, self.params, self.reach_px)
+            moving = steady_drift(recent, self.params.motion_min_step_px, self._piece_side(previous),
+                                  self.reach_px) if self.params.motion_slices > 1 else (0, 0)
+            mask, score = _step(self.predictor, index, key.window, previous, self.params, self.reach_px, moving)
             self.tick()
             raw = self.predictor.raw(index)
             reason = check_slice(mask, previous, score, self.params)
@@ -317,14 +332,18 @@ class _Run:
             intensity.follow(median)
             masks[index] = mask
             previous = mask
+            recent = [*recent, mask][-max(self.params.motion_slices, 1):]
         return masks, "volume edge"
+
+    def _piece_side(self, mask: np.ndarray) -> float:
+        """The side in slice pixels of the smallest piece followed on its own (min_piece_side_256)."""
+        return max(self.params.min_piece_side_256 * max(mask.shape) / MODEL_FRAME, float(np.sqrt(self.params.min_pixels)))
 
     def _by_pieces(self, index: int, window: Window, previous: np.ndarray, raw: np.ndarray,
                    intensity: _IntensityModel) -> np.ndarray | None:
         """The union of the masks that each piece of `previous` leads to on slice `index` and that
         pass every stop rule; None when `previous` is one piece or no piece passes."""
-        side = self.params.min_piece_side_256 * max(previous.shape) / MODEL_FRAME
-        pieces = pieces_to_follow(previous, max(side, float(np.sqrt(self.params.min_pixels)))) if side > 0 else []
+        pieces = pieces_to_follow(previous, self._piece_side(previous)) if self.params.min_piece_side_256 > 0 else []
         kept = []
         for piece in pieces:
             mask, score = _step(self.predictor, index, window, piece, self.params, self.reach_px)

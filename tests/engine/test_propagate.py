@@ -307,6 +307,64 @@ def test_between_keys_that_do_not_overlap_a_run_that_met_the_other_is_kept_where
         np.testing.assert_array_equal(out[index], shape[index], err_msg=str(index))
 
 
+class MovingDisk:
+    """A fake SlicePredictor: a bright disk crossing the slice 3 px a slice; the "model" returns the
+    part of it inside the box, as a box model does with a structure half out of its box."""
+
+    N = 20
+
+    def __init__(self) -> None:
+        self.grid = np.ogrid[:40, :80]
+
+    def disk(self, index: int) -> np.ndarray:
+        rr, cc = self.grid
+        return (rr - 20) ** 2 + (cc - (10 + 3 * index)) ** 2 <= 25
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 80), -100.0)
+        img[self.disk(index)] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        rr, cc = self.grid
+        x0, y0, x1, y1 = box_xyxy
+        inside = (cc >= x0) & (cc <= x1) & (rr >= y0) & (rr <= y1)
+        return MaskPrediction((self.disk(index) & inside)[None], np.array([0.9], np.float32),
+                              np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+def test_a_structure_moving_across_the_slice_is_followed_by_boxes_moved_with_it():
+    from annotator.evaluate.protocol import dice
+
+    model = MovingDisk()
+    followed = propagate(model, Key(2, model.disk(2), W), MovingDisk.N, direction="up", slice_spacing_px=4.0)
+    assert sorted(followed.masks) == list(range(2, MovingDisk.N))
+    assert min(dice(followed.masks[i], model.disk(i)) for i in range(3, MovingDisk.N)) >= 0.85
+    # Boxes around where it was: the mask trails the disk, shrinks slice by slice and is lost.
+    trailing = propagate(model, Key(2, model.disk(2), W), MovingDisk.N, direction="up", slice_spacing_px=4.0,
+                         params=PropagationParams(motion_slices=0))
+    last = max(trailing.masks)
+    assert last < MovingDisk.N - 1 or dice(trailing.masks[last], model.disk(last)) < 0.5
+
+
+def test_drift_per_slice_is_steady_motion_only():
+    from annotator.engine.propagation_motion import drift_per_slice, shifted, steady_drift
+
+    model = MovingDisk()
+    masks = [model.disk(i) for i in (4, 5, 6, 7)]
+    assert drift_per_slice(masks, 0.5) == (0, 3)
+    wobble = [model.disk(4), model.disk(5), model.disk(4), model.disk(5)]
+    assert drift_per_slice(wobble, 0.5) == (0, 0)
+    np.testing.assert_array_equal(shifted(model.disk(4), (0, 3)), model.disk(5))
+    assert steady_drift(masks, 0.5, 3.0, reach_px=2.0) == (0, 0)  # faster than a slice's reach
+    two = [m | model.disk(0) for m in masks]  # a second piece: a centre between them tells nothing
+    assert steady_drift(two, 0.5, 3.0, reach_px=4.0) == (0, 0)
+    assert steady_drift(masks, 0.5, 3.0, reach_px=4.0) == (0, 3)
+
+
 class TwoVessels:
     """A fake SlicePredictor with two bright disks side by side (the ascending and descending aorta
     at the arch): the left one on slices 5..15, the right one on 5..12. A box holding one disk's
