@@ -33,6 +33,10 @@ One step, from the previous slice's mask `prev` to the next slice (each rule mea
   ascending and descending aorta merged them into a leak or dropped one. The step over the whole
   mask still decides where the run stops. (CTA 3-D from one box 0.496 -> 0.531, true lumen 0.68 ->
   0.86; NoC85/90 CT 3.94 / 5.00 -> 3.81 / 4.88, CTA 7.00 / 7.00 -> 5.80 / 6.40.)
+- Where the mask's centre moved steadily the same way over the last slices (one piece each), the
+  boxes moved by that drift are tried too and candidates are judged against the moved mask: a
+  box around where the structure was let it slip out, the mask trailing and shrinking (CT 3-D
+  from one box 0.634 -> 0.643, stops within 3 slices 84 -> 88 %; CTA from one box the same).
 - Stop when the mask is empty, shrinks below `min_area_ratio` of `prev`, mostly leaves `prev`,
   the model's own IoU estimate is low, or its median intensity (raw image units, so the input
   window does not matter) leaves the structure's running intensity by more than `max_intensity_z`
@@ -142,10 +146,8 @@ class PropagationParams:
     # A share of the whole mask instead (10 %, 20 %) lost the fading piece of a much larger one.
     # 0: off.
     min_piece_side_256: float = 8.0
-    # A structure moving steadily across the slice over the run's last masks (engine.propagation_
-    # motion) also gets the previous mask's boxes moved by its drift, candidates judged against the
-    # moved mask (CT 3-D from one box 0.634 -> 0.643, stops within 3 slices 84 -> 88 %, CTA the
-    # same; counting any wobble or centres between pieces stopped the true lumen 60 slices short).
+    # The structure's motion (module docstring) from the run's last this many masks, each step at
+    # least motion_min_step_px the same way (any wobble counted stopped the true lumen). 0, 1: off.
     motion_slices: int = 4
     motion_min_step_px: float = 0.5
 
