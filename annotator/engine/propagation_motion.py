@@ -29,12 +29,9 @@ def drift_per_slice(masks: Sequence[np.ndarray], min_step_px: float) -> tuple[in
 
 def shifted(mask: np.ndarray, drift: tuple[int, int]) -> np.ndarray:
     """`mask` moved by (rows, cols) pixels; what leaves the slice is dropped."""
-    out = np.zeros_like(mask)
-    dr, dc = drift
-    h, w = mask.shape
-    src = mask[max(0, -dr): h - max(0, dr), max(0, -dc): w - max(0, dc)]
-    out[max(0, dr): max(0, dr) + src.shape[0], max(0, dc): max(0, dc) + src.shape[1]] = src
-    return out
+    from scipy.ndimage import shift
+
+    return shift(mask, drift, order=0, cval=False)
 
 
 def steady_drift(masks: Sequence[np.ndarray], min_step_px: float, piece_side_px: float,
