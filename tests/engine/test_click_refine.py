@@ -44,6 +44,27 @@ def test_a_click_changes_the_mask_only_near_itself():
     assert out[truth & mask].all()
 
 
+def test_a_click_on_a_slip_of_a_good_edge_changes_only_the_pixels_next_to_it():
+    """A mask right but for a 1-pixel slip on a faint edge: the click there may change the mask
+    within 3 pixels of itself, not re-draw 6 pixels of an edge the image barely shows (the
+    random walker's guess there is worse than the model's: a radius of 6 made every one of
+    these masks worse, 25 wrong pixels before the clicks and 40 after)."""
+    wrong_before = wrong_after = 0
+    for seed in range(5):
+        truth = np.zeros((60, 60), dtype=bool)
+        truth[10:50, 10:50] = True
+        rng = np.random.default_rng(seed)
+        image = np.clip(np.where(truth, 120, 100) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
+        mask = truth.copy()
+        mask[28:33, 49] = False
+        out = refine_with_clicks(image, mask, [(30, 49, True)], np.array([10, 10, 49, 49]))
+        rows, cols = np.nonzero(out ^ mask)
+        assert np.hypot(rows - 30, cols - 49).max() <= RefineParams().reach_min_px == 3.0
+        wrong_before += np.count_nonzero(mask ^ truth)
+        wrong_after += np.count_nonzero(out ^ truth)
+    assert wrong_after < wrong_before
+
+
 def test_large_regions_are_refined_at_reduced_resolution():
     truth, image = _square_scene(400, 50, 350)
     mask = truth.copy()

@@ -209,3 +209,41 @@ def test_clicks_correct_a_mask_already_there_in_the_window_it_was_made_in():
     assert not (first.mask & ~truth).any()
     assert first.outcome.decoder_calls == 4
     assert len(model.calls) == 4
+
+
+def test_a_drawn_box_reaches_the_model_with_its_training_margin_and_the_fit_judges_the_box_as_drawn():
+    """LiteMedSAM learned from boxes 0..5 pixels of its 256 frame looser than tight: a drawn box is
+    grown by the mean of that (2.5 / 256 of the slice's longest side) before the model sees it,
+    kept on the slice; the window is still chosen by how well the mask fills the box as drawn."""
+    from annotator.core.geometry import Window
+    from annotator.engine import slice_segmentation
+    from annotator.engine.click_strategy import ClickParams, grown_box
+
+    shape = (200, 256)
+    drawn = np.array([100.0, 100.0, 139.0, 139.0])
+    assert grown_box(drawn, shape, 2.5 / 256) == pytest.approx([97.5, 97.5, 141.5, 141.5])
+    assert grown_box(np.array([1.0, 0.0, 255.0, 199.0]), shape, 2.5 / 256) == pytest.approx([0, 0, 255, 199])
+    tight, loose = Window(40, 400), Window(-600, 1500)
+    calls: list[tuple[Window, np.ndarray]] = []
+
+    def predict_in(window):
+        def predict(**prompts):
+            calls.append((window, prompts["box_xyxy"]))
+            mask = np.zeros(shape, dtype=bool)
+            if window == tight:
+                mask[100:140, 100:140] = True   # exactly the structure the box was drawn around
+            else:
+                mask[98:142, 98:142] = True     # the grown box's extent: a worse fit to the box as drawn
+            return _prediction(mask)
+        return predict
+
+    out = slice_segmentation.first_prompt(predict_in, "box", shape, [loose, tight], box_xyxy=drawn)
+    assert [w for w, _ in calls] == [loose, tight]
+    for _, box in calls:
+        assert box == pytest.approx([97.5, 97.5, 141.5, 141.5])
+    assert out.window == tight
+    assert out.outcome.box_xyxy == pytest.approx(drawn)  # the user's box: clicks refine within it
+    calls.clear()
+    slice_segmentation.first_prompt(predict_in, "box", shape, [tight], box_xyxy=drawn,
+                                    params=ClickParams(box_margin_share=0.0))
+    assert calls[0][1] == pytest.approx(drawn)
