@@ -61,12 +61,14 @@ class ClickParams:
     # takes every click).
     new_part_share: float = 0.065
     new_part_min_px: float = 6.0
-    # A drawn box is given to the model grown by this share of the slice's longest side on every
-    # side: 2.5 pixels of LiteMedSAM's 256 frame, the mean margin of its training boxes (the tight
-    # box grown by 0..5 pixels a side, MedSAM-Lite's bbox_shift=5). A tight box, as a careful user
-    # or the evaluation draws it, is tighter than anything the model learned from: on the labelled
-    # CTs the first box's mean Dice goes 0.695 -> 0.730 and 0.812 -> 0.886 (BENCHMARKS.md). The
-    # window is still chosen by the mask's fit to the box as drawn. 0: the box as drawn.
+    # A box model (prompt_kind "box") is given a drawn box grown by this share of the slice's
+    # longest side on every side: the mean margin of its training boxes, which were the tight box
+    # grown by 0..5 pixels of the 256 frame a side (MedSAM-Lite, bbox_shift=5) or 0..20 of the 1024
+    # frame (MedSAM, bbox_shift=20). A tight box, as a careful user or the evaluation draws it, is
+    # tighter than anything such a model learned from: on the labelled CTs the first box's mean
+    # Dice goes 0.695 -> 0.730 and 0.812 -> 0.886 (BENCHMARKS.md). The window is still chosen by
+    # the mask's fit to the box as drawn. Point models (SAM) get the box as drawn: SAM's training
+    # boxes were noised around the tight box, not grown. 0: the box as drawn for every model.
     box_margin_share: float = 2.5 / 256
 
 
@@ -75,7 +77,7 @@ class ClickOutcome:
     """The current mask of one object on one slice and what produced it."""
 
     mask: np.ndarray                       # (H, W) bool, slice pixels
-    box_xyxy: np.ndarray | None            # the box the user drew (or that the model was last prompted with)
+    box_xyxy: np.ndarray | None            # the box the mask was asked for: as drawn, or made around a click
     clicks: tuple[Click, ...] = ()
     low_res_logits: np.ndarray | None = field(default=None, repr=False)
     decoder_calls: int = 0

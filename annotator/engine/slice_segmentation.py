@@ -1,5 +1,5 @@
-"""One slice's prompts to one mask, the way the app does it: the box (grown by the model's training
-margin, ClickParams.box_margin_share) is segmented under each candidate input window and the
+"""One slice's prompts to one mask, the way the app does it: the box (for a box model grown by its
+training margin, ClickParams.box_margin_share) is segmented under each candidate input window and the
 window whose mask best fits the box as drawn is kept (input_window), then the clicks are
 applied in that window (click_strategy). The window, `annotator segment` and `annotator evaluate`'s
 `app` rows all call this, so what the evaluation measures is what the user gets."""
@@ -43,7 +43,8 @@ def first_prompt(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int]
     params = params or ClickParams()
     if box_xyxy is not None:
         box = np.asarray(box_xyxy, dtype=np.float64)
-        prompt = click_strategy.grown_box(box, shape, params.box_margin_share)
+        margin = params.box_margin_share if prompt_kind == "box" else 0.0
+        prompt = click_strategy.grown_box(box, shape, margin)
         choice = choose_window(lambda w: predict_in(w)(box_xyxy=prompt, multimask=False), box, candidates)
         pred = choice.prediction
         outcome = ClickOutcome(pred.best_mask.astype(bool), box, (),
