@@ -119,3 +119,30 @@ def test_a_negative_click_trims_when_the_mask_is_not_one_compact_wrong_piece():
     vessel = np.zeros((40, 120), dtype=bool)
     vessel[15:25, 5:115] = True                                  # long and thin: a wrong end, not a wrong vessel
     assert not rejects_mask(vessel, (20, 10, False), params)
+
+
+def test_a_negative_click_on_a_filled_hole_trims_it_instead_of_rejecting_the_whole_mask():
+    """A vertebra mask that filled the dark spinal canal: a negative click in the canal lies in the
+    core of one compact piece, as a click on a wholly wrong object does, but on tissue unlike the
+    rest of the mask, so only that part goes."""
+    from annotator.engine.click_refine import looks_like_the_mask, rejects_mask
+
+    mask = np.zeros((50, 60), dtype=bool)
+    mask[10:41, 5:56] = True                                   # the mask: bone and the canal it filled
+    rr, cc = np.ogrid[:50, :60]
+    canal = (rr - 25) ** 2 + (cc - 22) ** 2 <= 4 ** 2
+    rng = np.random.default_rng(0)
+    image = np.where(mask & ~canal, 220, np.where(canal, 90, 60)) + rng.normal(0, 5, mask.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    params = RefineParams()
+    click = (25, 22, False)
+    assert rejects_mask(mask, click, params)                   # the shape alone says "wrong object"
+    assert not looks_like_the_mask(image, mask, click, params)
+    box = np.array([5, 10, 55, 40])
+    after = refine_with_clicks(image, mask, [click], box, params=params)
+    assert not after[25, 22]
+    assert after[mask & ~canal].mean() > 0.95                  # the bone stays
+    # on bone-like grey the same click rejects the whole mask, as before
+    bone = np.clip(np.where(mask, 220, 60) + rng.normal(0, 5, mask.shape), 0, 255).astype(np.uint8)
+    assert looks_like_the_mask(bone, mask, click, params)
+    assert not refine_with_clicks(bone, mask, [click], box, params=params).any()
