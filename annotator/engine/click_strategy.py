@@ -119,17 +119,10 @@ def similar_region(image_hw: np.ndarray | None, row: int, col: int, within: np.n
     return _component_at(region, row, col)
 
 
-def _box_around(row: int, col: int, half: float, shape: tuple[int, int]) -> np.ndarray:
+def grown_box(box_xyxy: np.ndarray, shape: tuple[int, int], margin_px: float) -> np.ndarray:
+    """The box (x0, y0, x1, y1) grown by `margin_px` on every side, kept on the (H, W) slice."""
     h, w = shape
-    out = np.array([col - half, row - half, col + half, row + half], dtype=np.float64)
-    return np.clip(out, [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1])
-
-
-def grown_box(box_xyxy: np.ndarray, shape: tuple[int, int], share: float) -> np.ndarray:
-    """The box grown by `share` of the slice's longest side on every side, kept on the slice."""
-    h, w = shape
-    margin = share * max(h, w)
-    out = np.asarray(box_xyxy, dtype=np.float64) + np.array([-margin, -margin, margin, margin])
+    out = np.asarray(box_xyxy, dtype=np.float64) + np.array([-margin_px, -margin_px, margin_px, margin_px])
     return np.clip(out, [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1])
 
 
@@ -174,7 +167,7 @@ def start_from_click(predict: PredictFn, prompt_kind: str, click: Click, shape: 
         return ClickOutcome(np.zeros(shape, dtype=bool), None, (click,), None, 0)
     best_outcome, best_score, calls = None, -np.inf, 0
     for share in params.first_click_half_sizes:
-        box = _box_around(row, col, share * max(shape), shape)
+        box = grown_box(np.array([col, row, col, row], dtype=np.float64), shape, share * max(shape))
         pred = predict(box_xyxy=box, multimask=False)
         calls += 1
         mask = pred.best_mask.astype(bool)

@@ -58,6 +58,7 @@ from annotator.core.geometry import Window, slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
+from annotator.engine.click_strategy import grown_box
 from annotator.engine.propagation_gaps import gap_masks, interpolate_gap, mask_iou
 from annotator.engine.propagation_motion import shifted, steady_drift
 from annotator.engine.propagation_pieces import parts_touching, pieces_to_follow
@@ -194,11 +195,7 @@ def next_boxes(previous_mask: np.ndarray, params: PropagationParams) -> list[np.
     box = _box_of(previous_mask)
     h, w = previous_mask.shape
     scale = max(h, w) / MODEL_FRAME
-    out = []
-    for margin in params.box_margins_256:
-        m = max(1.0, margin * scale)
-        out.append(np.clip(box + np.array([-m, -m, m, m]), [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1]))
-    return out
+    return [grown_box(box, (h, w), max(1.0, margin * scale)) for margin in params.box_margins_256]
 
 
 def _keep_overlapping(mask: np.ndarray, previous: np.ndarray) -> np.ndarray:

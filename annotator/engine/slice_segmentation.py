@@ -43,8 +43,8 @@ def first_prompt(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int]
     params = params or ClickParams()
     if box_xyxy is not None:
         box = np.asarray(box_xyxy, dtype=np.float64)
-        margin = params.box_margin_share if prompt_kind == "box" else 0.0
-        prompt = click_strategy.grown_box(box, shape, margin)
+        share = params.box_margin_share if prompt_kind == "box" else 0.0
+        prompt = click_strategy.grown_box(box, shape, share * max(shape))
         choice = choose_window(lambda w: predict_in(w)(box_xyxy=prompt, multimask=False), box, candidates)
         pred = choice.prediction
         outcome = ClickOutcome(pred.best_mask.astype(bool), box, (),

@@ -221,8 +221,8 @@ def test_a_drawn_box_reaches_the_model_with_its_training_margin_and_the_fit_judg
 
     shape = (200, 256)
     drawn = np.array([100.0, 100.0, 139.0, 139.0])
-    assert grown_box(drawn, shape, 2.5 / 256) == pytest.approx([97.5, 97.5, 141.5, 141.5])
-    assert grown_box(np.array([1.0, 0.0, 255.0, 199.0]), shape, 2.5 / 256) == pytest.approx([0, 0, 255, 199])
+    assert grown_box(drawn, shape, 2.5) == pytest.approx([97.5, 97.5, 141.5, 141.5])
+    assert grown_box(np.array([1.0, 0.0, 255.0, 199.0]), shape, 2.5) == pytest.approx([0, 0, 255, 199])
     tight, loose = Window(40, 400), Window(-600, 1500)
     calls: list[tuple[Window, np.ndarray]] = []
 
