@@ -4,6 +4,7 @@ reduced-resolution path for large regions."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from annotator.engine.click_refine import (
     BACKGROUND,
@@ -45,11 +46,15 @@ def test_a_click_changes_the_mask_only_near_itself():
 
 
 def test_a_click_on_a_slip_of_a_good_edge_changes_only_the_pixels_next_to_it():
-    """A mask right but for a 1-pixel slip on a faint edge: the click there may change the mask
-    within 3 pixels of itself, not re-draw 6 pixels of an edge the image barely shows (the
-    random walker's guess there is worse than the model's: a radius of 6 made every one of
-    these masks worse, 25 wrong pixels before the clicks and 40 after)."""
-    wrong_before = wrong_after = 0
+    """A mask right but for a 1-pixel slip on a faint edge (contrast 20, noise 8): the random
+    walker's guess there is no better than the model's, so the click may change the mask within
+    3 pixels of itself only. Over five such masks that leaves about as many wrong pixels as before
+    (25 before, 27 after); a radius of 6 re-drew the edge (34 after; 40 before the walker saw
+    the region in its own contrast)."""
+    from dataclasses import replace
+
+    wrong_before = 0
+    wrong_after = {3.0: 0, 6.0: 0}
     for seed in range(5):
         truth = np.zeros((60, 60), dtype=bool)
         truth[10:50, 10:50] = True
@@ -57,12 +62,16 @@ def test_a_click_on_a_slip_of_a_good_edge_changes_only_the_pixels_next_to_it():
         image = np.clip(np.where(truth, 120, 100) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
         mask = truth.copy()
         mask[28:33, 49] = False
-        out = refine_with_clicks(image, mask, [(30, 49, True)], np.array([10, 10, 49, 49]))
-        rows, cols = np.nonzero(out ^ mask)
-        assert np.hypot(rows - 30, cols - 49).max() <= RefineParams().reach_min_px == 3.0
         wrong_before += np.count_nonzero(mask ^ truth)
-        wrong_after += np.count_nonzero(out ^ truth)
-    assert wrong_after < wrong_before
+        for reach in wrong_after:
+            params = replace(RefineParams(), reach_min_px=reach)
+            out = refine_with_clicks(image, mask, [(30, 49, True)], np.array([10, 10, 49, 49]), params)
+            rows, cols = np.nonzero(out ^ mask)
+            assert np.hypot(rows - 30, cols - 49).max() <= reach
+            wrong_after[reach] += np.count_nonzero(out ^ truth)
+    assert RefineParams().reach_min_px == 3.0
+    assert wrong_after[3.0] <= wrong_before + 5           # at most a pixel a mask
+    assert wrong_after[6.0] > wrong_after[3.0] + 5        # what the wider reach did
 
 
 def test_large_regions_are_refined_at_reduced_resolution():
@@ -146,3 +155,48 @@ def test_a_negative_click_on_a_filled_hole_trims_it_instead_of_rejecting_the_who
     bone = np.clip(np.where(mask, 220, 60) + rng.normal(0, 5, mask.shape), 0, 255).astype(np.uint8)
     assert looks_like_the_mask(bone, mask, click, params)
     assert not refine_with_clicks(bone, mask, [click], box, params=params).any()
+
+
+def test_the_walker_sees_the_region_in_its_own_contrast_not_the_models_wide_window():
+    """A vertebra in the wide window a bone's box gets: body 93, the filled canal 75, soft tissue
+    77, with air and a bright cortex in the refined region. Seen in 0..255 the canal's edge is too
+    faint and a negative click in the canal took 42 % of the bone with it (the shared CTA's T12 went
+    0.80 -> 0.65 so); in the region's own 20..80 percentile window the click removes the canal and
+    keeps the bone."""
+    from dataclasses import replace
+
+    h, w = 60, 60
+    rr, cc = np.ogrid[:h, :w]
+    body = (rr - 24) ** 2 / 14 ** 2 + (cc - 30) ** 2 / 15 ** 2 <= 1
+    canal = (rr - 42) ** 2 + (cc - 30) ** 2 <= 6 ** 2
+    arch = ((rr - 42) ** 2 + (cc - 30) ** 2 <= 9 ** 2) & ~canal & ~body
+    bone = body | arch
+    image = np.full((h, w), 77.0)
+    image[body], image[arch], image[canal] = 93, 110, 75
+    image[(cc < 12) & (rr > 30)] = 0                                  # gas beside it
+    image[(rr - 52) ** 2 + (cc - 30) ** 2 <= 3 ** 2] = 255            # the spinous process' cortex
+    image = np.clip(image + np.random.default_rng(0).normal(0, 4, (h, w)), 0, 255).astype(np.uint8)
+    box = np.array([15, 10, 45, 51])
+    click = (42, 30, False)
+    after = refine_with_clicks(image, bone | canal, [click], box, RefineParams())
+    assert not after[canal].any()
+    assert after[bone].mean() > 0.9
+    flat = refine_with_clicks(image, bone | canal, [click], box, replace(RefineParams(), contrast_percentile=0.0))
+    assert flat[bone].mean() < 0.7                                    # why the window is there
+
+
+def test_local_contrast_maps_the_middle_percentiles_to_the_full_range_and_never_stretches_noise():
+    from annotator.engine.click_refine import local_contrast
+
+    ramp = np.arange(101, dtype=np.float64).reshape(1, -1) + 100      # 100..200
+    out = local_contrast(ramp, 20.0, 8.0)
+    assert out[0, 20] == pytest.approx(0.0)
+    assert out[0, 80] == pytest.approx(1.0)
+    assert out[0, 50] == pytest.approx(0.5)
+    assert out[0, 0] == 0.0                                             # tails clipped
+    assert out[0, 100] == 1.0
+    assert np.allclose(local_contrast(ramp, 0.0), ramp / 255.0)        # 0: as is
+    noise = 120 + np.tile([0.0, 1.0, 2.0], (10, 10))                  # a flat region, 2 grey levels of noise
+    squeezed = local_contrast(noise, 20.0, 8.0)
+    assert squeezed.max() - squeezed.min() == pytest.approx(2.0 / 8.0)  # at most the floor's stretch
+    assert np.all(np.isfinite(local_contrast(np.full((5, 5), 7.0), 20.0, 8.0)))
