@@ -6,7 +6,7 @@ click (within 3x its distance to the mask's edge, at least 3 px), so a click fix
 at and leaves a good mask elsewhere alone. One exception: a negative click in the core of a mask
 that is one compact piece, on tissue like the rest of it, rejects the whole mask (the model took
 the neighbour the box also held), and the next positive click starts afresh (rejects_mask,
-looks_like_the_mask).
+looks_like_the_mask); in a mask of several pieces it rejects its piece (rejected_piece).
 
 Measured with `annotator evaluate` (organs, mean Dice after the box and 1..5 clicks in the app's
 input window): shared CT 0.710 -> 0.751 0.782 0.798 0.827 0.824, CTA 0.819 -> 0.870 0.887 0.899
@@ -61,7 +61,9 @@ class RefineParams:
     # A negative click in the core of a mask of one compact piece (as deep as its core seeds, and no
     # part further from the click than reject_spread x its depth) rejects the whole mask: the model
     # took the neighbour the box also held (the liver dome under a lung lobe's box). The mask then
-    # seeds nothing and the next positive click starts afresh. False: such a click trims locally.
+    # seeds nothing and the next positive click starts afresh. In a mask of several pieces, such a
+    # click rejects its piece (a vessel taken beside a thin piece of pancreas, which two negative
+    # clicks only trimmed). False: such a click trims locally.
     reject_whole_mask: bool = True
     reject_spread: float = 2.5
     # ... and only where the clicked pixels look like the mask (within this many robust sd of its
@@ -121,6 +123,12 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
     rows, cols = _region(mask.shape, box_xyxy, [(r, c) for r, c, _ in clicks_rc], params.margin_px)
     rejected = params.reject_whole_mask and rejects_mask(mask, clicks_rc[-1], params) and \
         looks_like_the_mask(np.asarray(image_hw_u8), mask, clicks_rc[-1], params)
+    piece = None if rejected else rejected_piece(np.asarray(image_hw_u8), mask, clicks_rc[-1], params)
+    if piece is not None:
+        out = mask & ~piece
+        for row, col, positive in clicks_rc:
+            out[row, col] = positive
+        return out
     crop_mask = np.zeros_like(mask[rows, cols]) if rejected else mask[rows, cols]
     image = local_contrast(np.asarray(image_hw_u8, dtype=np.float64)[rows, cols], params.contrast_percentile,
                            params.contrast_min_width)
@@ -179,6 +187,26 @@ def rejects_mask(mask: np.ndarray, click: tuple[int, int, bool], params: RefineP
     rows, cols = np.nonzero(mask)
     farthest = float(np.sqrt(((rows - row) ** 2 + (cols - col) ** 2).max()))
     return farthest <= params.reject_spread * here
+
+
+def rejected_piece(image_hw: np.ndarray, mask: np.ndarray, click: tuple[int, int, bool],
+                   params: RefineParams) -> np.ndarray | None:
+    """The piece of a mask in several pieces that a negative click rejects, as rejects_mask and
+    looks_like_the_mask judge a whole mask: the click lies in the core of its (8-connected) piece,
+    the piece is compact around it and the clicked tissue is like the piece's. None otherwise, and
+    for a mask of one piece (that is rejects_mask's case)."""
+    from scipy.ndimage import label
+
+    row, col, positive = click
+    if positive or not params.reject_whole_mask or not mask[row, col]:
+        return None
+    labelled, pieces = label(mask, structure=np.ones((3, 3), dtype=bool))
+    if pieces < 2:
+        return None
+    piece = labelled == labelled[row, col]
+    if rejects_mask(piece, click, params) and looks_like_the_mask(image_hw, piece, click, params):
+        return piece
+    return None
 
 
 def looks_like_the_mask(image_hw: np.ndarray, mask: np.ndarray, click: tuple[int, int, bool],
