@@ -153,6 +153,7 @@ class Ticket:
     request_id: int
     kind: RequestKind
     future: Future = field(repr=False)
+    view: SliceRef | None = field(default=None, repr=False)  # the slice and window it is about
 
     def result(self, timeout: float | None = None) -> EngineResult:
         return self.future.result(timeout=timeout)
@@ -389,7 +390,7 @@ class EngineExecutor:
         return _Job(request_id=next(self._ids), kind=kind, view=view, request=request, future=Future())
 
     def _enqueue(self, job: _Job) -> Ticket:
-        ticket = Ticket(job.request_id, job.kind, job.future)
+        ticket = Ticket(job.request_id, job.kind, job.future, job.view)
         if self.synchronous:
             self._run(job)
             self._forget(job)

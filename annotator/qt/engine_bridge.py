@@ -66,6 +66,9 @@ class EngineBridge(QObject):
         self.last_embed_s: float | None = None
         self.prefetch_done = 0
         self.prefetch_total = 0
+        # (slice, window) of the visible slice's prefetch round not embedded yet: only those count,
+        # not the slices propagation queues ahead of itself (it prefetches too)
+        self._prefetch_round: set[tuple[tuple[int, int, int], tuple[float, float]]] = set()
         self.active_axis = 0
         self._closed = False
         self._load_generation = 0  # a load started before the latest reload delivers a stale engine
@@ -149,6 +152,7 @@ class EngineBridge(QObject):
             return
         self.state = "failed"
         self.load_error = why
+        self.prompts.engine_failed()
         self.status_changed.emit()
         self.error.emit(f"Could not load the segmentation engine: {why}")
 
@@ -168,6 +172,7 @@ class EngineBridge(QObject):
         self.state = "ready"
         self.status_changed.emit()
         self._on_settle_timeout()
+        self.prompts.engine_ready()
 
     def _stop_executor(self) -> None:
         self.propagation.cancel()
@@ -272,7 +277,8 @@ class EngineBridge(QObject):
         radius = int(getattr(self.settings, "prefetch_radius", 3) or 0)
         if radius > 0:  # 0: the user turned prefetching off, the other windows included
             tickets = executor.prefetch(ref, radius, windows=windows[1:], direction=direction)
-            self.prefetch_total = len(tickets)
+            self._prefetch_round = {(t.view.slot(), t.view.window.key()) for t in tickets if t.view is not None}
+            self.prefetch_total = len(self._prefetch_round)
             self.prefetch_done = 0
             self.status_changed.emit()
 
@@ -291,7 +297,9 @@ class EngineBridge(QObject):
         if result.kind in ("embed", "prefetch"):
             if result.elapsed_s > 0.005:  # a cache hit costs nothing; only real encoder runs count
                 self.last_embed_s = result.elapsed_s
-            if result.kind == "prefetch":
+            done = (result.slice.slot(), result.slice.window.key())
+            if done in self._prefetch_round:  # an embed of a slice the round wanted counts too
+                self._prefetch_round.discard(done)
                 self.prefetch_done += 1
             if result.slice.index == self.doc.slice_index(result.slice.axis) and self.prompts.pending is None:
                 self.busy_text_changed.emit(result.slice.axis, "")

@@ -82,6 +82,8 @@ class PromptController(QObject):
         self.generations = generations
         self.closed = False
         self.pending: tuple[int, int] | None = None
+        # the slice whose prompts came while the model was still loading: run once it is ready
+        self.waiting_for_engine: tuple[int, int] | None = None
         self._latest: dict[tuple[int, int], int] = {}
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -106,6 +108,7 @@ class PromptController(QObject):
     def discard(self) -> None:
         """Esc: forget pending work for the slice; a result still in flight is dropped."""
         self._debounce.stop()
+        self.waiting_for_engine = None
         if self.pending is not None:
             self._latest[self.pending] = next(self.generations)
             self.pending = None
@@ -129,6 +132,14 @@ class PromptController(QObject):
         if not prompts:
             return
         host = self.host
+        if not host.ready and host.state == "loading":
+            # A box drawn in the first seconds after opening is the normal case, not an error: keep
+            # it on screen and segment it when the model is there (engine_ready).
+            if self.waiting_for_engine is not None and self.waiting_for_engine != (axis, index):
+                self.busy_text.emit(self.waiting_for_engine[0], "")
+            self.waiting_for_engine = (axis, index)
+            self.busy_text.emit(axis, "Loading the segmentation model… (prompts kept)")
+            return
         if not host.ready:
             self.failed.emit("The segmentation engine is not ready: " + (host.load_error or host.state))
             return
@@ -141,6 +152,19 @@ class PromptController(QObject):
         else:
             self.busy_text.emit(axis, "Segmenting…")
         self.helper.submit(self._run, job)
+
+    def engine_ready(self) -> None:
+        """The model is loaded: segment the prompts that waited for it."""
+        if self.waiting_for_engine is not None and not self.closed:
+            self.pending, self.waiting_for_engine = self.waiting_for_engine, None
+            self._on_debounce_timeout()
+
+    def engine_failed(self) -> None:
+        """The model could not load (the bridge reports why): the waiting prompts stay on the slice
+        as drawn, with nothing running for them."""
+        if self.waiting_for_engine is not None:
+            self.busy_text.emit(self.waiting_for_engine[0], "")
+            self.waiting_for_engine = None
 
     def _run(self, job: PromptJob) -> None:
         """Helper thread: the input window and click strategy (engine.slice_segmentation, as

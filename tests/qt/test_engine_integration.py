@@ -252,6 +252,28 @@ def test_propagation_lands_as_one_undo_step_and_views_follow(make_window, qtbot)
     assert win.progress_dialog is None
 
 
+def test_the_prefetch_count_is_the_visible_slices_round_not_propagations_slices(make_window, qtbot):
+    """Propagation queues the slices ahead of it as prefetch work too; the engine panel's
+    "prefetch done/total" counts only the round the visible slice asked for (it read 54/9)."""
+    engine = FakeEngine()
+    win = make_window(engine)
+    doc = win.doc
+    doc.set_volume(_uniform_volume())
+    doc.set_slice(0, 6)
+    seen = []
+    win.bridge.status_changed.connect(lambda: seen.append((win.bridge.prefetch_done, win.bridge.prefetch_total)))
+    qtbot.waitUntil(lambda: win.bridge.prefetch_total > 0 and win.bridge.prefetch_done == win.bridge.prefetch_total,
+                    timeout=5000)
+    doc.paint_slice_mask(0, 6, _key_mask(engine, (64, 64)), doc.active_label, "paint key slice")
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=20000):
+        win.actions_by_name["propagate"].trigger()
+    qtbot.wait(300)
+    assert seen
+    assert all(done <= total for done, total in seen), seen
+    done, total = win.bridge.prefetch_done, win.bridge.prefetch_total
+    assert win.engine_panel.fields["prefetch"].text() in (f"{done}/{total}", "idle")
+
+
 def test_propagation_cancel_leaves_labels_untouched(make_window, qtbot):
     engine = FakeEngine(predict_delay_s=0.1)
     win = make_window(engine)
@@ -295,6 +317,75 @@ def test_engine_load_failure_is_reported(qtbot, small_phantom, monkeypatch):
     finally:
         win.shutdown()
     assert threading.active_count() >= 1
+
+
+def _window_loading_until(qtbot, small_phantom, monkeypatch, release: threading.Event, fail: bool = False):
+    """A window whose model loads until `release` is set (then loads, or fails when `fail`)."""
+    from annotator.qt import engine_bridge
+    from annotator.qt.main_window import MainWindow
+    from annotator.settings import Settings
+
+    def slow_create(name, checkpoint, runtime):
+        release.wait(30)
+        if fail:
+            raise EngineError("lite_medsam.pth: truncated file")
+        return FakeEngine()
+
+    monkeypatch.setattr(engine_bridge, "_create_engine", slow_create)
+    win = MainWindow(Settings(prefetch_radius=0))
+    qtbot.addWidget(win)
+    win.resize(1200, 700)
+    win.show()
+    qtbot.waitExposed(win)
+    win.doc.set_volume(small_phantom.volume)
+    assert win.bridge.state == "loading"
+    return win
+
+
+def test_a_box_drawn_while_the_model_loads_is_kept_and_segmented_once_it_is_ready(qtbot, small_phantom, monkeypatch):
+    release = threading.Event()
+    win = _window_loading_until(qtbot, small_phantom, monkeypatch, release)
+    try:
+        axial = view_of(win, "axial")
+        busy = []
+        win.bridge.busy_text_changed.connect(lambda axis, text: busy.append((axis, text)))
+        drag_box(qtbot, axial, 10, 10, 30, 30)
+        qtbot.wait(200)
+        assert win.last_error is None                        # no "not ready" message for it
+        assert win.doc.preview is None
+        assert win.doc.prompts(0, win.doc.slice_index(0)).box is not None   # the box stays drawn
+        assert any("Loading the segmentation model" in text for _, text in busy)
+        with qtbot.waitSignal(win.bridge.prediction_ready, timeout=10000):
+            release.set()
+        assert win.doc.preview is not None
+        assert win.doc.preview.index == win.doc.slice_index(0)
+        assert busy[-1] == (0, "")                          # and the "loading" note is gone
+    finally:
+        release.set()
+        win.shutdown()
+
+
+def test_a_box_drawn_while_the_model_fails_to_load_gets_the_load_error_once(qtbot, small_phantom, monkeypatch):
+    release = threading.Event()
+    win = _window_loading_until(qtbot, small_phantom, monkeypatch, release, fail=True)
+    try:
+        axial = view_of(win, "axial")
+        errors = []
+        win.bridge.error.connect(errors.append)
+        drag_box(qtbot, axial, 10, 10, 30, 30)
+        qtbot.wait(200)
+        assert errors == []
+        release.set()
+        qtbot.waitUntil(lambda: win.bridge.state == "failed", timeout=10000)
+        qtbot.wait(200)
+        assert len(errors) == 1
+        assert "lite_medsam.pth" in errors[0]
+        assert win.bridge.prompts.waiting_for_engine is None
+        assert win.doc.preview is None
+        assert not win.doc.labels.array.any()
+    finally:
+        release.set()
+        win.shutdown()
 
 
 def test_keyboard_shortcuts_reach_the_actions_from_a_focused_view(make_window, qtbot):
