@@ -135,17 +135,18 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
     if not clicks_rc:
         return mask.copy()
     rows, cols = _region(mask.shape, box_xyxy, [(r, c) for r, c, _ in clicks_rc], params.margin_px)
+    grey = np.asarray(image_hw_u8)
     rejected = params.reject_whole_mask and rejects_mask(mask, clicks_rc[-1], params) and \
-        looks_like_the_mask(np.asarray(image_hw_u8), mask, clicks_rc[-1], params)
-    piece = None if rejected else rejected_piece(np.asarray(image_hw_u8), mask, clicks_rc[-1], params)
+        looks_like_the_mask(grey, mask, clicks_rc[-1], params)
+    piece = None if rejected else rejected_piece(grey, mask, clicks_rc[-1], params)
     if piece is not None:
         out = mask & ~piece
         for row, col, positive in clicks_rc:
             out[row, col] = positive
         return out
     crop_mask = np.zeros_like(mask[rows, cols]) if rejected else mask[rows, cols]
-    image = local_contrast(np.asarray(image_hw_u8, dtype=np.float64)[rows, cols], params.contrast_percentile,
-                           params.contrast_min_width)
+    grey_crop = grey[rows, cols].astype(np.float64)
+    image = local_contrast(grey_crop, params.contrast_percentile, params.contrast_min_width)
     local = [(r - rows.start, c - cols.start, p) for r, c, p in clicks_rc]
     scale = min(1.0, params.max_side_px / max(crop_mask.shape))
     if scale < 1.0:
@@ -163,8 +164,7 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
         out[rows, cols] = prob > 0.5
         out = np.where(_reach(mask, clicks_rc[-1], params), out, mask)
         if params.additions_like_the_click and clicks_rc[-1][2]:
-            out[rows, cols] = additions_like_the_click(np.asarray(image_hw_u8, dtype=np.float64)[rows, cols],
-                                                       mask[rows, cols], out[rows, cols], prob <= 0.5,
+            out[rows, cols] = additions_like_the_click(grey_crop, mask[rows, cols], out[rows, cols], prob <= 0.5,
                                                        (clicks_rc[-1][0] - rows.start, clicks_rc[-1][1] - cols.start))
     elif rejected:
         out[:] = False  # nothing left says any of it belongs

@@ -45,6 +45,18 @@ def test_a_click_changes_the_mask_only_near_itself():
     assert out[truth & mask].all()
 
 
+def _slipped_edge_scene(seed: int, inside: int, outside: int = 100):
+    """A 40x40 square on noise (sd 8) and its mask, right but for a 1-pixel slip of its right edge
+    (rows 28..32 of column 49)."""
+    truth = np.zeros((60, 60), dtype=bool)
+    truth[10:50, 10:50] = True
+    rng = np.random.default_rng(seed)
+    image = np.clip(np.where(truth, inside, outside) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
+    mask = truth.copy()
+    mask[28:33, 49] = False
+    return truth, image, mask
+
+
 def test_a_click_on_a_slip_of_a_good_edge_changes_only_the_pixels_next_to_it():
     """A mask right but for a 1-pixel slip on a faint edge (contrast 20, noise 8): the random
     walker's guess there is no better than the model's, so the click may change the mask within
@@ -56,12 +68,7 @@ def test_a_click_on_a_slip_of_a_good_edge_changes_only_the_pixels_next_to_it():
     wrong_before = 0
     wrong_after = {3.0: 0, 6.0: 0}
     for seed in range(5):
-        truth = np.zeros((60, 60), dtype=bool)
-        truth[10:50, 10:50] = True
-        rng = np.random.default_rng(seed)
-        image = np.clip(np.where(truth, 120, 100) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
-        mask = truth.copy()
-        mask[28:33, 49] = False
+        truth, image, mask = _slipped_edge_scene(seed, inside=120)
         wrong_before += np.count_nonzero(mask ^ truth)
         for reach in wrong_after:
             params = replace(RefineParams(), reach_min_px=reach)
@@ -243,12 +250,7 @@ def test_a_positive_click_on_a_missed_edge_adds_its_tissue_not_the_neighbours_be
     wrong_added = {True: 0, False: 0}
     slip_left = {True: 0, False: 0}
     for seed in range(10):
-        truth = np.zeros((60, 60), dtype=bool)
-        truth[10:50, 10:50] = True
-        rng = np.random.default_rng(seed)
-        image = np.clip(np.where(truth, 140, 100) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
-        mask = truth.copy()
-        mask[28:33, 49] = False
+        truth, image, mask = _slipped_edge_scene(seed, inside=140)
         for on in wrong_added:
             params = replace(RefineParams(), additions_like_the_click=on)
             out = refine_with_clicks(image, mask, [(30, 49, True)], np.array([10, 10, 49, 49]), params)
