@@ -1,7 +1,7 @@
 """3-D propagation: stopping at structure ends, leaks cut at the reach of a slice, keys (never
 rewritten; an empty key ends the structure; runs from both sides blended), one undoable edit,
-cancel leaving the labels as they were (synthetic), and on the shared CT: liver/kidneys from one
-box, each slice embedded at most once."""
+cancel leaving the labels as they were, a neighbour the model takes (synthetic), and on the shared
+CT: liver/kidneys from one box, each slice embedded at most once."""
 
 from __future__ import annotations
 
@@ -577,6 +577,90 @@ def test_between_two_keys_slices_no_run_reached_are_interpolated():
     ended = propagate(model, [key(model, 5), key(model, 15, empty=True)], TubeModel.N,
                       params=PropagationParams(fill_unreached_gap=True))
     assert all(i not in ended.masks for i in range(8, 15))
+
+
+class LungBase:
+    """A fake SlicePredictor for a structure that curves around its neighbour (a lung base over the
+    liver dome): on slices 5..15 a crescent of air (-850) over a dome of soft tissue (50), on fat
+    (-100). On 10..15 the dome is small and the "model" returns the crescent; on 5..9 the dome
+    rises into the crescent's inner part, and the model returns the dome with the crescent
+    (mostly dome: it took the neighbour the box holds)."""
+
+    N = 20
+
+    def __init__(self) -> None:
+        rr, cc = np.ogrid[:40, :40]
+        r2 = (rr - 24) ** 2 + (cc - 20) ** 2
+        self.top = (r2 <= 144) & (rr <= 24)
+        self.crescent = self.top & (r2 > 64)         # slices 10..15
+        self.thin_crescent = self.top & (r2 > 100)   # slices 5..9
+        self.dome = (r2 <= 64) & (rr <= 24)
+
+    def structure(self, index: int) -> np.ndarray:
+        return self.crescent if index >= 10 else self.thin_crescent
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        if 5 <= index <= 15:
+            img[self.top] = 50.0
+            img[self.structure(index)] = -850.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        mask = self.crescent if index >= 10 else self.top
+        return MaskPrediction(mask[None].copy(), np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+class FadingEnd(LungBase):
+    """Below slice 10 the structure fades: most of the model's mask (the crescent) turns 170 units
+    brighter (4.5 robust sd here: partial volume where a structure ends), only a band along its
+    top keeps the structure's grey level. Not another tissue entirely."""
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        img[self.dome] = 50.0
+        img[self.crescent] = -850.0 if index >= 10 else -680.0
+        if index < 10:
+            img[self.crescent & (np.arange(40)[:, None] <= 16)] = -850.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        return MaskPrediction(self.crescent[None].copy(), np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
+
+
+def test_where_the_model_takes_the_neighbour_the_structures_own_tissue_carries_the_run_on():
+    """Where the model's mask is of another tissue entirely, the run takes the structure's own
+    tissue next to the previous slice and goes on to the structure's end; with the rule off it
+    stops where the model first took the dome."""
+    model = LungBase()
+    start = Key(12, model.crescent.copy(), Window(-600, 1500))
+    result = propagate(model, start, LungBase.N)
+    assert sorted(i for i, m in result.masks.items() if m.any()) == list(range(5, 16))
+    assert "slice 4" in result.stops["-"]  # no crescent there: nothing of its tissue to carry on
+    first = result.masks[9]  # the model took the dome here: the slice is the crescent's tissue
+    assert np.count_nonzero(first & model.thin_crescent) >= 0.9 * max(first.sum(), model.thin_crescent.sum())
+    for index in range(5, 10):
+        assert np.count_nonzero(result.masks[index] & model.thin_crescent) >= 0.9 * model.thin_crescent.sum()
+    off = propagate(model, start, LungBase.N, params=PropagationParams(neighbour_taken_z=0))
+    assert min(off.masks) == 10
+    assert "intensity" in off.stops["-"]
+    assert "slice 9" in off.stops["-"]
+
+
+def test_a_mask_a_few_sd_off_is_the_structure_ending_and_the_run_stops():
+    """The model's mask a few robust sd from the structure (partial volume where a vessel ends in
+    soft tissue) is not another tissue: the run stops there, though tissue like the structure's
+    lies next to the previous slice; only a threshold that low would carry it on."""
+    model = FadingEnd()
+    start = Key(12, model.crescent.copy(), Window(-600, 1500))
+    result = propagate(model, start, LungBase.N, direction="down")
+    assert min(result.masks) == 10
+    assert "intensity" in result.stops["-"]
+    carried = propagate(model, start, LungBase.N, direction="down", params=PropagationParams(neighbour_taken_z=1.0))
+    assert min(carried.masks) < 10
 
 
 def test_cancel_leaves_the_label_map_untouched():

@@ -1,0 +1,124 @@
+"""One step of 3-D propagation (engine.propagate): the mask on the next slice from the previous
+slice's, the rules that say whether it still is the structure, and the structure's own tissue where
+the model took a neighbour. Qt-free; the measurements behind each rule are in propagate's docstring."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from annotator.core.geometry import Window
+from annotator.engine.click_strategy import grown_box
+from annotator.engine.propagation_gaps import mask_iou
+from annotator.engine.propagation_motion import shifted
+from annotator.engine.propagation_pieces import parts_touching
+
+if TYPE_CHECKING:
+    from annotator.engine.propagate import PropagationParams, SlicePredictor
+
+MODEL_FRAME = 256.0  # box margins are given in pixels of the model's input frame
+
+
+def _box_of(mask: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
+
+
+def next_boxes(previous_mask: np.ndarray, params: PropagationParams) -> list[np.ndarray]:
+    """The previous mask's box widened by each candidate margin (model-frame pixels), clipped."""
+    box = _box_of(previous_mask)
+    h, w = previous_mask.shape
+    scale = max(h, w) / MODEL_FRAME
+    return [grown_box(box, (h, w), max(1.0, margin * scale)) for margin in params.box_margins_256]
+
+
+def _keep_overlapping(mask: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The connected parts of `mask` that touch the previous slice's mask (drops far islands); all
+    of `mask` when none does."""
+    touching = parts_touching(mask, previous)
+    return touching if touching.any() else mask
+
+
+def within_reach(previous: np.ndarray, reach_px: float) -> np.ndarray:
+    """Pixels at most `reach_px` from the previous mask (how far a surface may move in one slice)."""
+    from scipy.ndimage import distance_transform_edt
+
+    return distance_transform_edt(~previous) <= reach_px
+
+
+class IntensityModel:
+    """Running robust intensity of the structure (raw image units)."""
+
+    def __init__(self, values: np.ndarray, window: Window, params: PropagationParams) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        self.value = float(np.median(values))
+        mad = float(np.median(np.abs(values - self.value)))
+        self.sd = max(1.4826 * mad, params.intensity_min_sd_frac * float(window.width), 1e-6)
+        self.adapt = params.intensity_adapt
+
+    def drift(self, raw_hw: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+        median = float(np.median(raw_hw[mask]))
+        return abs(median - self.value) / self.sd, median
+
+    def follow(self, median: float) -> None:
+        self.value = (1.0 - self.adapt) * self.value + self.adapt * median
+
+
+def predict_step(predictor: SlicePredictor, index: int, window: Window, previous: np.ndarray,
+                 params: PropagationParams, reach_px: float,
+                 drift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, float]:
+    """The mask on slice `index` from the previous slice's mask, and the model's score for it;
+    `drift`: the structure's motion per slice (propagation_motion), whose boxes are tried too."""
+    reach = within_reach(previous, reach_px)
+    best: tuple[float, np.ndarray, float] | None = None
+    expected, boxes = previous, next_boxes(previous, params)
+    moved = shifted(previous, drift) if drift != (0, 0) else None
+    if moved is not None and moved.any():
+        expected, boxes = moved, boxes + next_boxes(moved, params)
+    for box in boxes:
+        pred = predictor.predict(index, window, box_xyxy=box)
+        mask = _keep_overlapping(pred.best_mask.astype(bool), previous) & reach
+        agreement = mask_iou(mask, expected)
+        if best is None or agreement > best[0]:
+            best = (agreement, mask, float(pred.scores[pred.best_index]))
+    if best is None:
+        raise ValueError("params.box_margins_256 is empty")
+    return best[1], best[2]
+
+
+def check_slice(mask: np.ndarray, previous: np.ndarray, score: float, params: PropagationParams) -> str | None:
+    """None if `mask` may continue the structure by shape and score, else the reason to stop."""
+    area = int(mask.sum())
+    if area < params.min_pixels:
+        return "empty"
+    prev_area = max(1, int(previous.sum()))
+    if area < params.min_area_ratio * prev_area:
+        return f"area fell to {area / prev_area:.2f} of the previous slice"
+    overlap = float(np.count_nonzero(mask & previous)) / area
+    if overlap < params.min_overlap:
+        return f"only {overlap:.2f} overlaps the previous slice"
+    if score < params.min_score:
+        return f"model confidence {score:.2f}"
+    return None
+
+
+def own_tissue(raw: np.ndarray, previous: np.ndarray, intensity: IntensityModel, drift: float, reach_px: float,
+               params: PropagationParams) -> np.ndarray | None:
+    """For a model mask of another tissue entirely (`drift` of at least neighbour_taken_z robust
+    sd): the pixels of the structure's intensity (3x3 median within max_intensity_z sd of the
+    running value) within reach of `previous` and touching it, if that passes the shape rules and
+    is no larger than `previous`; else None (the run stops)."""
+    from scipy.ndimage import median_filter
+
+    if params.neighbour_taken_z <= 0 or drift < params.neighbour_taken_z:
+        return None
+    smooth = median_filter(np.asarray(raw, dtype=np.float64), size=3)
+    like = np.abs(smooth - intensity.value) <= params.max_intensity_z * intensity.sd
+    own = parts_touching(like & within_reach(previous, reach_px), previous)
+    if own.sum() > previous.sum() or check_slice(own, previous, 1.0, params) is not None:
+        return None  # the model's score does not apply to a mask it did not make
+    if intensity.drift(raw, own)[0] > params.max_intensity_z:
+        return None
+    return own
