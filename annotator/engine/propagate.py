@@ -264,7 +264,7 @@ class _Run:
                     if own is None:
                         reason = f"intensity left the structure's ({drift:.1f} sd)"
                     else:
-                        mask, median = own, intensity.drift(raw, own)[1]
+                        mask, median = own
             if reason is not None:
                 return masks, f"{reason} at slice {index}"
             by_pieces = self._by_pieces(index, key.window, previous, raw, intensity)

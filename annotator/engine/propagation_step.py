@@ -105,11 +105,11 @@ def check_slice(mask: np.ndarray, previous: np.ndarray, score: float, params: Pr
 
 
 def own_tissue(raw: np.ndarray, previous: np.ndarray, intensity: IntensityModel, drift: float, reach_px: float,
-               params: PropagationParams) -> np.ndarray | None:
+               params: PropagationParams) -> tuple[np.ndarray, float] | None:
     """For a model mask of another tissue entirely (`drift` of at least neighbour_taken_z robust
     sd): the pixels of the structure's intensity (3x3 median within max_intensity_z sd of the
     running value) within reach of `previous` and touching it, if that passes the shape rules and
-    is no larger than `previous`; else None (the run stops)."""
+    is no larger than `previous`, with its median intensity; else None (the run stops)."""
     from scipy.ndimage import median_filter
 
     if params.neighbour_taken_z <= 0 or drift < params.neighbour_taken_z:
@@ -119,6 +119,5 @@ def own_tissue(raw: np.ndarray, previous: np.ndarray, intensity: IntensityModel,
     own = parts_touching(like & within_reach(previous, reach_px), previous)
     if own.sum() > previous.sum() or check_slice(own, previous, 1.0, params) is not None:
         return None  # the model's score does not apply to a mask it did not make
-    if intensity.drift(raw, own)[0] > params.max_intensity_z:
-        return None
-    return own
+    own_drift, median = intensity.drift(raw, own)
+    return None if own_drift > params.max_intensity_z else (own, median)
