@@ -88,6 +88,21 @@ def predict_step(predictor: SlicePredictor, index: int, window: Window, previous
     return best[1], best[2]
 
 
+def leads_back(predictor: SlicePredictor, back_index: int, window: Window, mask: np.ndarray, previous: np.ndarray,
+               params: PropagationParams, reach_px: float) -> float:
+    """How well `mask` leads back to the slice it came from: the best IoU with `previous` of the masks
+    the model gives on slice `back_index` for `mask`'s own boxes (the parts touching `mask`, within
+    reach). A mask that slid onto a neighbour of the same tissue passes every rule of one slice, but
+    asked backwards the model finds the neighbour, not the structure."""
+    reach = within_reach(mask, reach_px)
+    best = 0.0
+    for box in next_boxes(mask, params):
+        pred = predictor.predict(back_index, window, box_xyxy=box)
+        back = _keep_overlapping(pred.best_mask.astype(bool), mask) & reach
+        best = max(best, mask_iou(back, previous))
+    return best
+
+
 def check_slice(mask: np.ndarray, previous: np.ndarray, score: float, params: PropagationParams) -> str | None:
     """None if `mask` may continue the structure by shape and score, else the reason to stop."""
     area = int(mask.sum())

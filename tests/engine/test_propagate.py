@@ -663,6 +663,66 @@ def test_a_mask_a_few_sd_off_is_the_structure_ending_and_the_run_stops():
     assert min(carried.masks) < 10
 
 
+class LoopOnTheEnd:
+    """A fake SlicePredictor for a run reopened past a structure's end into a neighbour of the same
+    tissue: a tube on slices 5..15; a bowel loop of the same grey level lies beside it on 12..15 and
+    over the tube's place on 16..19 (1 px off it, so every shape and intensity rule passes there).
+    Asked about 16..19 the "model" returns the loop; asked about 12..15 with a box centred right of
+    the tube's centre, it takes the loop beside the tube (what a box model does with the loop's box)."""
+
+    N = 20
+
+    def __init__(self) -> None:
+        rr, cc = np.ogrid[:40, :40]
+        self.tube = (rr - 20) ** 2 + (cc - 18) ** 2 <= 36
+        self.loop_beside = (rr - 20) ** 2 + (cc - 31) ** 2 <= 25
+        self.loop_over = (rr - 20) ** 2 + (cc - 19) ** 2 <= 36
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        if 5 <= index <= 15:
+            img[self.tube] = 60.0
+        if 12 <= index <= 15:
+            img[self.loop_beside] = 60.0
+        if index >= 16:
+            img[self.loop_over] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        centre_x = (float(box_xyxy[0]) + float(box_xyxy[2])) / 2.0
+        if index >= 16:
+            mask = self.loop_over
+        elif 12 <= index <= 15 and centre_x > 18.5:
+            mask = self.loop_beside
+        else:
+            mask = self.tube
+        return MaskPrediction(mask[None].copy(), np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+def test_a_run_reopened_past_the_structures_end_stops_where_its_mask_does_not_lead_back():
+    """A key past the structure's current end reopens it; that run goes on only while the model,
+    asked backwards from the new slice's mask, finds the previous slice's mask again. Where it finds
+    the neighbour instead (a loop of the same tissue over the tube's end), the run stops there; the
+    first run from a box, which has no end to reopen, and a reopened run that leads back go on."""
+    model = LoopOnTheEnd()
+    keys = [Key(10, model.tube.copy(), W), Key(15, model.tube.copy(), W)]
+    reopened = propagate(model, keys, LoopOnTheEnd.N, extent=(5, 13))
+    assert max(i for i, m in reopened.masks.items() if m.any()) == 15
+    assert "lead back" in reopened.stops["+"]
+    assert "slice 16" in reopened.stops["+"]
+    off = propagate(model, keys, LoopOnTheEnd.N, extent=(5, 13), params=PropagationParams(reopen_back_iou=0.0))
+    assert max(off.masks) == LoopOnTheEnd.N - 1  # without the rule it runs through the loop
+    first = propagate(model, Key(15, model.tube.copy(), W), LoopOnTheEnd.N)
+    assert max(first.masks) == LoopOnTheEnd.N - 1  # a first run is not held to it
+    tube = TubeModel()  # past its end the model returns the same disk: it leads back
+    past = propagate(tube, [key(tube, 9), key(tube, 15)], TubeModel.N, extent=(7, 14),
+                     params=PropagationParams(max_intensity_z=1e9))
+    assert max(past.masks) == TubeModel.N - 1
+
+
 def test_cancel_leaves_the_label_map_untouched():
     model = TubeModel()
     labels = _label_map()
