@@ -1,7 +1,8 @@
 """3-D propagation: stopping at structure ends, leaks cut at the reach of a slice, keys (never
 rewritten; an empty key ends the structure; runs from both sides blended), one undoable edit,
-cancel leaving the labels as they were, a neighbour the model takes (synthetic), and on the shared
-CT: liver/kidneys from one box, each slice embedded at most once."""
+cancel leaving the labels as they were, a neighbour the model takes and a run reopened past an end
+onto a neighbour (synthetic), and on the shared CT: liver/kidneys from one box, each slice embedded
+at most once."""
 
 from __future__ import annotations
 
