@@ -322,8 +322,8 @@ class _Run:
         for piece in pieces:
             mask, score = predict_step(self.predictor, index, window, piece, self.params, self.reach_px)
             if check_slice(mask, piece, score, self.params) is None and \
-                    (not back_step or self._not_leading_back(index - back_step, window, mask, piece) is None) and \
-                    intensity.drift(raw, mask)[0] <= self.params.max_intensity_z:
+                    intensity.drift(raw, mask)[0] <= self.params.max_intensity_z and \
+                    (not back_step or self._not_leading_back(index - back_step, window, mask, piece) is None):
                 kept.append(mask)
         return np.logical_or.reduce(kept) if kept else None
 

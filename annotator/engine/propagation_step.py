@@ -66,26 +66,31 @@ class IntensityModel:
         self.value = (1.0 - self.adapt) * self.value + self.adapt * median
 
 
+def _candidates(predictor: SlicePredictor, index: int, window: Window, boxes: list[np.ndarray], near: np.ndarray,
+                reach_px: float) -> list[tuple[np.ndarray, float]]:
+    """The model's mask on slice `index` for each box, cut to the parts touching `near` and within
+    `reach_px` of it, with the model's score."""
+    reach = within_reach(near, reach_px)
+    out = []
+    for box in boxes:
+        pred = predictor.predict(index, window, box_xyxy=box)
+        out.append((_keep_overlapping(pred.best_mask.astype(bool), near) & reach, float(pred.scores[pred.best_index])))
+    return out
+
+
 def predict_step(predictor: SlicePredictor, index: int, window: Window, previous: np.ndarray,
                  params: PropagationParams, reach_px: float,
                  drift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, float]:
     """The mask on slice `index` from the previous slice's mask, and the model's score for it;
     `drift`: the structure's motion per slice (propagation_motion), whose boxes are tried too."""
-    reach = within_reach(previous, reach_px)
-    best: tuple[float, np.ndarray, float] | None = None
     expected, boxes = previous, next_boxes(previous, params)
     moved = shifted(previous, drift) if drift != (0, 0) else None
     if moved is not None and moved.any():
         expected, boxes = moved, boxes + next_boxes(moved, params)
-    for box in boxes:
-        pred = predictor.predict(index, window, box_xyxy=box)
-        mask = _keep_overlapping(pred.best_mask.astype(bool), previous) & reach
-        agreement = mask_iou(mask, expected)
-        if best is None or agreement > best[0]:
-            best = (agreement, mask, float(pred.scores[pred.best_index]))
-    if best is None:
+    if not boxes:
         raise ValueError("params.box_margins_256 is empty")
-    return best[1], best[2]
+    # the first of equally agreeing candidates, as before
+    return max(_candidates(predictor, index, window, boxes, previous, reach_px), key=lambda c: mask_iou(c[0], expected))
 
 
 def leads_back(predictor: SlicePredictor, back_index: int, window: Window, mask: np.ndarray, previous: np.ndarray,
@@ -94,13 +99,8 @@ def leads_back(predictor: SlicePredictor, back_index: int, window: Window, mask:
     the model gives on slice `back_index` for `mask`'s own boxes (the parts touching `mask`, within
     reach). A mask that slid onto a neighbour of the same tissue passes every rule of one slice, but
     asked backwards the model finds the neighbour, not the structure."""
-    reach = within_reach(mask, reach_px)
-    best = 0.0
-    for box in next_boxes(mask, params):
-        pred = predictor.predict(back_index, window, box_xyxy=box)
-        back = _keep_overlapping(pred.best_mask.astype(bool), mask) & reach
-        best = max(best, mask_iou(back, previous))
-    return best
+    back = _candidates(predictor, back_index, window, next_boxes(mask, params), mask, reach_px)
+    return max((mask_iou(m, previous) for m, _ in back), default=0.0)
 
 
 def check_slice(mask: np.ndarray, previous: np.ndarray, score: float, params: PropagationParams) -> str | None:
