@@ -1,9 +1,9 @@
 """`annotator evaluate --propagate`: per organ, the app's first prompt (a box, input window chosen) on
 its largest slice, 3-D propagation through the volume, then the corrective loop a clinician runs:
 up to K times, the slice with the largest error is corrected (erased where the structure is absent,
-else a box and clicks; the first box's slice with clicks) and becomes a key, and propagation runs
-again between the keys. Scored by 3-D Dice after each
-step; the same engine.propagate code the window runs."""
+else a box, or a box per piece, and clicks; the first box's slice with clicks) and becomes a key,
+and propagation runs again between the keys. Scored by 3-D Dice after each step; the same
+engine.propagate code the window runs."""
 
 from __future__ import annotations
 
@@ -77,8 +77,10 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
     """The simulated user's correction of slice `index`, which then becomes a key:
     - the structure is absent there: the slice is emptied (an empty key, "it ends before here");
     - else, with the app's prompts on that slice: a tight box when the propagated mask there is
-      missing or mostly wrong (Dice < 0.5), then the protocol's corrective clicks through the
-      app's click strategy, until the slice reaches Dice 0.9 or 4 prompts were spent. The user
+      missing or mostly wrong (Dice < 0.5), a box per piece where the structure lies in separate
+      pieces there (boxes_per_piece: one box around them all takes what lies between), then the
+      protocol's corrective clicks through the app's click strategy, until the slice reaches
+      Dice 0.9 or 4 prompts were spent. The user
       keeps the best mask seen, the propagated one included: nobody accepts a mask worse than
       what was there (a box redrawn on a mostly right slice often is: kidney slices 0.82 -> 0.71).
     `boxed`: the user drew a box on this slice before (the first prompt): they click there, as the
@@ -94,12 +96,16 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
         return Key(index, np.zeros(truth.shape, dtype=bool), nearest.window), \
             {"action": "erase", "prompts": 1, "key_dice_2d": 1.0}
     prompts = 0
-    if not boxed and protocol.dice(current, truth) < CLICK_CORRECTION_MIN_DICE:
-        state = app_first_prompt(meter, index, protocol.tight_box_xyxy(truth).astype(np.float64), prompt_kind)
-        prompts, action = 1, "box"
+    best = (protocol.dice(current, truth), current, nearest.window)
+    if not boxed and best[0] < CLICK_CORRECTION_MIN_DICE:
+        pieces = protocol.pieces_to_box(truth, CORRECTION_MAX_PROMPTS)
+        if len(pieces) > 1:
+            state, prompts, action = boxes_per_piece(meter, index, pieces, prompt_kind), len(pieces), "boxes"
+        else:
+            state = app_first_prompt(meter, index, protocol.tight_box_xyxy(truth).astype(np.float64), prompt_kind)
+            prompts, action = 1, "box"
     else:
         state, action = slice_segmentation.from_mask(current, nearest.window), "clicks"
-    best = (protocol.dice(current, truth), current, nearest.window)
     while True:
         score = protocol.dice(state.mask, truth)
         if score > best[0]:
@@ -115,6 +121,24 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
         return None, {"action": "abandoned", "prompts": prompts, "key_dice_2d": 0.0}
     return Key(index, np.asarray(best[1], dtype=bool), best[2]), \
         {"action": action, "prompts": prompts, "key_dice_2d": best[0]}
+
+
+def boxes_per_piece(meter: EngineMeter, index: int, pieces: list[np.ndarray],
+                    prompt_kind: str) -> slice_segmentation.SliceOutcome:
+    """The mask of a structure in separate pieces on slice `index`, boxed piece by piece (one box
+    around them all takes what lies between): each box's mask is added to what is there, as a box
+    on a key slice does in the window (Document.accept_preview), and the clicks after it correct
+    the label's mask in the window the last box chose."""
+    from annotator.evaluate.runner import app_first_prompt
+
+    union = np.zeros(pieces[0].shape, dtype=bool)
+    window = None
+    for piece in pieces:
+        boxed = app_first_prompt(meter, index, protocol.tight_box_xyxy(piece).astype(np.float64), prompt_kind)
+        union |= boxed.mask.astype(bool)
+        window = boxed.window
+    assert window is not None
+    return slice_segmentation.from_mask(union, window)
 
 
 def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, index: int,

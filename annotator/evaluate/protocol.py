@@ -96,6 +96,20 @@ def tight_box_xyxy(mask_hw: np.ndarray) -> np.ndarray:
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.int64)
 
 
+def pieces_to_box(mask_hw: np.ndarray, at_most: int, min_share: float = 0.1) -> list[np.ndarray]:
+    """The connected pieces (8-connected) of a slice's mask a user boxes one by one, largest first:
+    those of at least `min_share` of the largest piece's area, `at_most` of them. Smaller pieces
+    are left to the clicks."""
+    from scipy.ndimage import label
+
+    labelled, count = label(np.asarray(mask_hw, bool), structure=np.ones((3, 3), bool))
+    if count == 0:
+        return []
+    areas = np.bincount(labelled.ravel())[1:]
+    order = [int(i) for i in np.argsort(-areas, kind="stable") if areas[i] >= min_share * areas.max()]
+    return [labelled == i + 1 for i in order[:at_most]]
+
+
 def _bordered_edt(mask_hw: np.ndarray) -> np.ndarray:
     """EDT of a mask computed with a one-pixel False border, so the image edge counts as boundary."""
     from scipy.ndimage import distance_transform_edt

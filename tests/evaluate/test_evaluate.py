@@ -151,6 +151,44 @@ def test_the_simulated_user_may_correct_the_first_box_slice_once_and_with_clicks
     assert redrawn["action"] == "box"  # any other slice this wrong gets a box first
 
 
+def test_a_structure_in_pieces_is_boxed_piece_by_piece():
+    """A slice where the structure lies in separate pieces (colon loops, the portal and splenic vein,
+    the ascending and descending aorta): one box around them all takes what lies between, so the
+    simulated user boxes each piece, as the window adds a box's mask to a key slice, spending a
+    prompt per box. A structure in one piece gets one box, as before."""
+    from annotator.core.geometry import Window
+    from annotator.core.volume import Volume
+    from annotator.engine.propagate import Key
+    from annotator.engine.testing import FakeEngine
+    from annotator.evaluate import protocol, runner
+    from annotator.evaluate.propagation import correction_key
+    from annotator.evaluate.runner import EngineMeter
+
+    truth = np.zeros((5, 48, 48), dtype=bool)
+    truth[:, 6:18, 4:16] = True
+    truth[:4, 30:42, 32:44] = True  # a second piece far from the first, on slices 0-3
+    predicted = truth.copy()
+    predicted[3] = predicted[4] = False  # the run lost slices 3 and 4
+    w = Window(40, 400)
+    keys = {2: Key(2, truth[2], w)}
+    image = np.where(truth, 60, -100).astype(np.int16)
+    image[0, 0, 0] = -1000
+    volume = Volume(image, (3.0, 1.0, 1.0), modality="CT")
+    meter = EngineMeter(FakeEngine(), volume, 0, protocol.windowed_volume_u8(image, "CT")[0])
+    # the fake model's ellipse in one box around both pieces covers the gap between them
+    one_box = runner.app_first_prompt(meter, 3, protocol.tight_box_xyxy(truth[3]).astype(np.float64), "box")
+    assert protocol.dice(one_box.mask, truth[3]) < 0.6
+    key, done = correction_key(meter, truth, 0, 3, keys, "box", predicted[3])
+    assert done["action"] == "boxes"
+    assert done["prompts"] >= 2  # a box per piece
+    assert protocol.dice(key.mask, truth[3]) > 0.85
+    assert key.mask[12, 10]
+    assert key.mask[36, 38]
+    assert not key.mask[24, 24]  # not the gap between the pieces
+    _, done = correction_key(meter, truth, 0, 4, keys, "box", predicted[4])
+    assert done["action"] == "box"
+
+
 def test_a_correction_that_never_holds_the_structure_is_given_up_not_accepted(monkeypatch):
     """Where every mask the simulated user saw on a slice misses the structure (the box takes the
     neighbour, clicks cannot pull it over), they accept nothing: an empty key would say the

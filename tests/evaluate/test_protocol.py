@@ -98,3 +98,18 @@ def test_dice():
     a[0, :2] = True
     b[0, 1:3] = True
     assert protocol.dice(a, b) == pytest.approx(0.5)
+
+
+def test_pieces_to_box_are_the_big_pieces_largest_first_up_to_the_budget():
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[2:12, 2:12] = True      # 100 px
+    mask[20:35, 30:45] = True    # 225 px, the largest
+    mask[2:5, 50:53] = True      # 9 px: under a tenth of the largest, left to the clicks
+    mask[30:38, 2:10] = True     # 64 px
+    mask[12, 12] = True          # touches the first piece diagonally: the same piece (8-connected)
+    pieces = protocol.pieces_to_box(mask, at_most=5)
+    assert [int(p.sum()) for p in pieces] == [225, 101, 64]
+    assert pieces[1][12, 12]
+    assert not pieces[1][20, 30]
+    assert [int(p.sum()) for p in protocol.pieces_to_box(mask, at_most=2)] == [225, 101]
+    assert protocol.pieces_to_box(np.zeros((4, 4), dtype=bool), at_most=3) == []

@@ -1,7 +1,8 @@
 """A clinician's path with the real bundled LiteMedSAM on the shared abdominal CT, in the real
 window: a box on the liver (axial), spleen (coronal) and a kidney (sagittal), Enter, then P; then
-a correcting box on the worst slice, Enter, P again, and a corrective click on a propagated slice,
-each checked against the evaluation's code path.
+a correcting box on the worst slice, Enter, P again, a corrective click on a propagated slice,
+and a slice where the liver lies in two pieces boxed piece by piece, each checked against the
+evaluation's code path.
 Boxes come from the reference labels and are dragged in view pixels, so a flipped axis or an
 off-by-one between screen and voxels shows up as a low Dice."""
 
@@ -87,14 +88,20 @@ def box_organ(win, qtbot, plane: str, label_value: int, name: str) -> tuple[int,
 
 def box_organ_on(win, qtbot, plane: str, label_value: int, name: str, index: int) -> tuple[int, int, float]:
     """On slice `index` of `plane`: drag the organ's bounding box, Enter; returns Dice there."""
+    axis = plane_array_axis(win.doc.volume, plane)
+    target = slice_2d(win.reference == label_value, axis, index)
+    return axis, index, box_on(win, qtbot, plane, target, name, index, target)
+
+
+def box_on(win, qtbot, plane: str, boxed: np.ndarray, name: str, index: int, target: np.ndarray) -> float:
+    """On slice `index` of `plane`: drag the bounding box of `boxed` for label `name`, Enter;
+    returns the label's Dice with `target` there."""
     doc = win.doc
     view = next(v for v in win.views if v.plane == plane)
     axis = plane_array_axis(doc.volume, plane)
     assert view.axis == axis
-    organ = win.reference == label_value
     doc.set_slice(axis, index)
-    target = slice_2d(organ, axis, index)
-    rows, cols = np.nonzero(target)
+    rows, cols = np.nonzero(boxed)
     label_id = doc.labels.table.by_name(name).id if doc.labels.table.by_name(name) else doc.add_label(name)
     doc.set_active_label(label_id)
     win.tools.set_tool("box")
@@ -111,7 +118,7 @@ def box_organ_on(win, qtbot, plane: str, label_value: int, name: str, index: int
     qtbot.keyClick(view, Qt.Key.Key_Return)
     assert doc.preview is None, "Enter did not accept the preview"
     got = slice_2d(doc.labels.array, axis, index) == label_id
-    return axis, index, dice(got, target)
+    return dice(got, target)
 
 
 def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, engine, tmp_path):
@@ -209,7 +216,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     from annotator.engine.propagate import propagate_volume, result_volume_mask
     from annotator.evaluate import protocol
     from annotator.evaluate.propagation import MeterSlices
-    from annotator.evaluate.runner import EngineMeter
+    from annotator.evaluate.runner import EngineMeter, app_first_prompt
 
     meter = EngineMeter(engine, doc.volume, 0, protocol.windowed_volume_u8(doc.volume.array, "CT")[0])
     keys = win.bridge.propagation_keys(0, liver_id)
@@ -247,3 +254,24 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
         win.actions_by_name["undo"].trigger()
     assert set(doc.key_marks(liver_id, 0)) == {key_index}
     assert np.array_equal(doc.labels.array, with_liver)
+
+    # A slice where the liver lies in two pieces: one box around both takes what lies between, so
+    # the user boxes each piece (Enter after each: the second box's mask is added to the key), as
+    # the evaluation's simulated user does (evaluate.propagation.boxes_per_piece).
+    from annotator.evaluate.propagation import boxes_per_piece
+
+    keys_now = set(doc.key_marks(liver_id, 0))
+    split = next(i for i in range(reference.shape[0])
+                 if i not in keys_now and len(protocol.pieces_to_box(reference[i], 4)) > 1)
+    pieces = protocol.pieces_to_box(reference[split], 4)
+    for piece in pieces:
+        box_on(win, qtbot, "axial", piece, "liver", split, reference[split])
+    by_pieces = doc.labels.array[split] == liver_id
+    assert split in doc.key_marks(liver_id, 0)
+    headless_pieces = boxes_per_piece(meter, split, pieces, engine.prompt_kind)
+    assert dice(by_pieces, headless_pieces.mask) >= 0.999
+    one_box = dice(app_first_prompt(meter, split, protocol.tight_box_xyxy(reference[split]).astype(np.float64),
+                                    engine.prompt_kind).mask, reference[split])
+    print(f"liver slice {split} in {len(pieces)} pieces: one box 2-D {one_box:.3f}, "
+          f"a box per piece {dice(by_pieces, reference[split]):.3f}")
+    assert dice(by_pieces, reference[split]) >= 0.9
