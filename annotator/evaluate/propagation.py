@@ -80,9 +80,9 @@ def correction_key(meter: EngineMeter, truth_3d: np.ndarray, axis: int, index: i
       missing or mostly wrong (Dice < 0.5), a box per piece where the structure lies in separate
       pieces there (boxes_per_piece: one box around them all takes what lies between), then the
       protocol's corrective clicks through the app's click strategy, until the slice reaches
-      Dice 0.9 or 4 prompts were spent. The user
-      keeps the best mask seen, the propagated one included: nobody accepts a mask worse than
-      what was there (a box redrawn on a mostly right slice often is: kidney slices 0.82 -> 0.71).
+      Dice 0.9 or 4 prompts were spent. The user keeps the best mask seen, the propagated one
+      included: nobody accepts a mask worse than what was there (a box redrawn on a mostly right
+      slice often is: kidney slices 0.82 -> 0.71).
     `boxed`: the user drew a box on this slice before (the first prompt): they click there, as the
     window lets them (clicks on a labelled slice correct its mask), rather than draw the same box.
     When nothing the user saw holds any of the structure (best Dice 0), they accept nothing: an
@@ -131,14 +131,12 @@ def boxes_per_piece(meter: EngineMeter, index: int, pieces: list[np.ndarray],
     the label's mask in the window the last box chose."""
     from annotator.evaluate.runner import app_first_prompt
 
-    union = np.zeros(pieces[0].shape, dtype=bool)
-    window = None
-    for piece in pieces:
-        boxed = app_first_prompt(meter, index, protocol.tight_box_xyxy(piece).astype(np.float64), prompt_kind)
-        union |= boxed.mask.astype(bool)
-        window = boxed.window
-    assert window is not None
-    return slice_segmentation.from_mask(union, window)
+    if not pieces:
+        raise ValueError("no piece to box")
+    boxed = [app_first_prompt(meter, index, protocol.tight_box_xyxy(piece).astype(np.float64), prompt_kind)
+             for piece in pieces]
+    union = np.logical_or.reduce([b.mask.astype(bool) for b in boxed])
+    return slice_segmentation.from_mask(union, boxed[-1].window)
 
 
 def _where_to_erase(predicted: np.ndarray, truth_3d: np.ndarray, axis: int, index: int,
