@@ -12,7 +12,6 @@ of the evaluation (protocol.select_items), axial slices. Embeddings go through t
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ def main() -> None:
     parser.add_argument("--runtime", default="auto")
     args = parser.parse_args()
 
+    from annotator.cli.options import read_label_names
     from annotator.core.geometry import plane_array_axis
     from annotator.engine.embedding_cache import EmbeddingCache
     from annotator.engine.factory import create_engine
@@ -34,8 +34,8 @@ def main() -> None:
 
     volume = load_volume(args.case / "image.nii.gz")
     labels = read_labels_onto(volume, args.case / "labels.nii.gz").array
-    table = json.loads((args.case / "labels.json").read_text())
-    names = {int(k): v for k, v in table.get("labels", table).items()}
+    table = read_label_names(str(args.case / "labels.json"))  # the table `annotator evaluate --labels-table` reads
+    names = {label.id: label.name for label in table} if table is not None else {}
     engine = create_engine("lite-medsam", runtime=args.runtime)
     axis = plane_array_axis(volume, "axial")
     meter = EngineMeter(engine, volume, axis, protocol.windowed_volume_u8(volume.array, volume.modality)[0],
