@@ -283,3 +283,33 @@ def test_additions_like_the_click_keep_the_clicked_tissue_and_drop_the_rest():
     everything = np.ones((20, 20), dtype=bool)
     assert np.array_equal(additions_like_the_click(grey, before, everything, ~everything, (10, 9)),
                           everything)
+
+
+def test_a_negative_click_never_leaves_the_mask_larger(monkeypatch):
+    """Whatever the walker answers within a negative click's reach, the mask does not end larger
+    than before the click: here the walker (faked) takes the whole region, as the real one grew the
+    tissue around an earlier positive click's seed on the shared CT's pancreas. With the rule off,
+    the same answer grows the mask past its edge."""
+    from dataclasses import replace
+
+    import skimage.segmentation
+
+    def walker_taking_everything(image, seeds, **_):
+        prob = np.zeros((2, *seeds.shape))
+        prob[FOREGROUND - 1] = 1.0
+        return prob
+
+    monkeypatch.setattr(skimage.segmentation, "random_walker", walker_taking_everything)
+    truth, image = _square_scene(60, 20, 40)
+    click = (30, 39, False)  # on the mask's right edge
+    assert RefineParams().negative_never_grows
+    out = refine_with_clicks(image, truth, [click], np.array([20, 20, 39, 39]))
+    assert not (out & ~truth).any()
+    assert not out[30, 39]
+    assert out.sum() == truth.sum() - 1
+    grown = refine_with_clicks(image, truth, [click], np.array([20, 20, 39, 39]),
+                               replace(RefineParams(), negative_never_grows=False))
+    assert (grown & ~truth).sum() >= 5  # why the rule is there
+    # a positive click may still add what the walker gives
+    added = refine_with_clicks(image, truth, [(30, 41, True)], np.array([20, 20, 39, 39]))
+    assert (added & ~truth).any()
