@@ -252,7 +252,8 @@ def test_a_positive_click_on_a_missed_edge_adds_its_tissue_not_the_neighbours_be
     for seed in range(10):
         truth, image, mask = _slipped_edge_scene(seed, inside=140)
         for on in wrong_added:
-            params = replace(RefineParams(), additions_like_the_click=on)
+            # this rule alone: the addition reach (tested below) trims the same additions too
+            params = replace(RefineParams(), additions_like_the_click=on, addition_reach=0.0)
             out = refine_with_clicks(image, mask, [(30, 49, True)], np.array([10, 10, 49, 49]), params)
             wrong_added[on] += np.count_nonzero(out & ~truth)
             slip_left[on] += np.count_nonzero(~out[28:33, 49])
@@ -313,3 +314,39 @@ def test_a_negative_click_never_leaves_the_mask_larger(monkeypatch):
     # a positive click may still add what the walker gives
     added = refine_with_clicks(image, truth, [(30, 41, True)], np.array([20, 20, 39, 39]))
     assert (added & ~truth).any()
+
+
+def test_what_a_positive_click_adds_reaches_at_most_twice_its_distance_from_the_mask(monkeypatch):
+    """A click 1 px outside the mask marks a missed rim about 2 px wide: whatever the walker answers
+    (faked here to take the whole region, as the real one ran on into the thin pancreas's touching
+    neighbour on the shared CT), nothing further than 2 px from the mask is added. With the limit
+    off, the same answer adds the click's whole reach (3 px around it)."""
+    from dataclasses import replace
+
+    import skimage.segmentation
+    from scipy.ndimage import distance_transform_edt
+
+    def walker_taking_everything(image, seeds, **_):
+        prob = np.zeros((2, *seeds.shape))
+        prob[FOREGROUND - 1] = 1.0
+        return prob
+
+    monkeypatch.setattr(skimage.segmentation, "random_walker", walker_taking_everything)
+    image = np.full((60, 60), 120, dtype=np.uint8)  # one tissue: like-the-click keeps every addition
+    mask = np.zeros((60, 60), dtype=bool)
+    mask[20:40, 20:40] = True
+    box = np.array([20, 20, 39, 39])
+    click = (30, 40, True)  # 1 px right of the mask's edge
+    assert RefineParams().addition_reach == 2.0
+    out = refine_with_clicks(image, mask, [click], box)
+    distance = distance_transform_edt(~mask)
+    added = out & ~mask
+    assert added[30, 40]
+    assert added[30, 41]  # the missed rim, 2 px from the mask
+    assert distance[added].max() <= 2.0
+    unlimited = refine_with_clicks(image, mask, [click], box, replace(RefineParams(), addition_reach=0.0))
+    assert distance[unlimited & ~mask].max() > 2.0  # why the limit is there
+    assert (out & mask).sum() == mask.sum()
+    # further out, the same click may add further: 3 px out, up to 6 px from the mask
+    far = refine_with_clicks(image, mask, [(30, 42, True)], box)
+    assert distance[far & ~mask].max() > 3.0
