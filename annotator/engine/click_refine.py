@@ -154,6 +154,7 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
     """The mask after the newest click (the last of `clicks_rc`, all (row, col, positive) in slice
     pixels): a random walker over the box and clicks, taken near that click only (module
     docstring). Every click ends on its side."""
+    from scipy.ndimage import distance_transform_edt
     from skimage.segmentation import random_walker
 
     mask = np.asarray(mask_hw, dtype=bool)
@@ -187,12 +188,14 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
         if scale < 1.0:
             prob = _grow(prob, (rows.stop - rows.start, cols.stop - cols.start))
         out[rows, cols] = prob > 0.5
-        out = np.where(_reach(mask, clicks_rc[-1], params), out, mask)
+        # distance to the mask, for a positive click: its reach and how far its additions may go
+        outside = distance_transform_edt(~mask) if clicks_rc[-1][2] and mask.any() else None
+        out = np.where(_reach(mask, clicks_rc[-1], params, outside), out, mask)
         if params.additions_like_the_click and clicks_rc[-1][2]:
             out[rows, cols] = additions_like_the_click(grey_crop, mask[rows, cols], out[rows, cols], prob <= 0.5,
                                                        (clicks_rc[-1][0] - rows.start, clicks_rc[-1][1] - cols.start))
-        if params.addition_reach > 0 and clicks_rc[-1][2] and mask.any():
-            out &= mask | _within_addition_reach(mask, clicks_rc[-1], params.addition_reach)
+        if params.addition_reach > 0 and outside is not None:
+            out &= mask | (outside <= params.addition_reach * float(outside[clicks_rc[-1][0], clicks_rc[-1][1]]))
     elif rejected:
         out[:] = False  # nothing left says any of it belongs
     if params.negative_never_grows and not clicks_rc[-1][2] and out.sum() > mask.sum():
@@ -288,23 +291,16 @@ def looks_like_the_mask(image_hw: np.ndarray, mask: np.ndarray, click: tuple[int
     return abs(here - median) <= params.reject_like_sd * sd
 
 
-def _within_addition_reach(mask: np.ndarray, click: tuple[int, int, bool], factor: float) -> np.ndarray:
-    """Pixels no further from `mask` than `factor` times the click's distance from it (a click
-    inside the mask: none outside it)."""
-    from scipy.ndimage import distance_transform_edt
-
-    distance = distance_transform_edt(~mask)
-    return distance <= factor * float(distance[click[0], click[1]])
-
-
-def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams) -> np.ndarray:
+def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams,
+           outside: np.ndarray | None) -> np.ndarray:
     """Where the newest click may change the mask: a disk around it, larger the further the click
-    is from the mask's edge (how wrong the mask is there)."""
+    is from the mask's edge (how wrong the mask is there). `outside`: the distance to the mask
+    (distance_transform_edt(~mask)) for a positive click, None when the mask is empty."""
     from scipy.ndimage import distance_transform_edt
 
     row, col, positive = click
     if positive:
-        error = float(distance_transform_edt(~mask)[row, col]) if mask.any() else np.inf
+        error = float(outside[row, col]) if outside is not None else np.inf
     else:
         error = float(distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][row, col])
     radius = max(params.reach_min_px, params.reach_per_error * error)

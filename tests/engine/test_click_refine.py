@@ -286,6 +286,13 @@ def test_additions_like_the_click_keep_the_clicked_tissue_and_drop_the_rest():
                           everything)
 
 
+def _walker_taking_everything(image, seeds, **_):
+    """A fake random walker whose answer is "inside" everywhere in the region it is given."""
+    prob = np.zeros((2, *seeds.shape))
+    prob[FOREGROUND - 1] = 1.0
+    return prob
+
+
 def test_a_negative_click_never_leaves_the_mask_larger(monkeypatch):
     """Whatever the walker answers within a negative click's reach, the mask does not end larger
     than before the click: here the walker (faked) takes the whole region, as the real one grew the
@@ -295,12 +302,7 @@ def test_a_negative_click_never_leaves_the_mask_larger(monkeypatch):
 
     import skimage.segmentation
 
-    def walker_taking_everything(image, seeds, **_):
-        prob = np.zeros((2, *seeds.shape))
-        prob[FOREGROUND - 1] = 1.0
-        return prob
-
-    monkeypatch.setattr(skimage.segmentation, "random_walker", walker_taking_everything)
+    monkeypatch.setattr(skimage.segmentation, "random_walker", _walker_taking_everything)
     truth, image = _square_scene(60, 20, 40)
     click = (30, 39, False)  # on the mask's right edge
     assert RefineParams().negative_never_grows
@@ -326,12 +328,7 @@ def test_what_a_positive_click_adds_reaches_at_most_twice_its_distance_from_the_
     import skimage.segmentation
     from scipy.ndimage import distance_transform_edt
 
-    def walker_taking_everything(image, seeds, **_):
-        prob = np.zeros((2, *seeds.shape))
-        prob[FOREGROUND - 1] = 1.0
-        return prob
-
-    monkeypatch.setattr(skimage.segmentation, "random_walker", walker_taking_everything)
+    monkeypatch.setattr(skimage.segmentation, "random_walker", _walker_taking_everything)
     image = np.full((60, 60), 120, dtype=np.uint8)  # one tissue: like-the-click keeps every addition
     mask = np.zeros((60, 60), dtype=bool)
     mask[20:40, 20:40] = True
