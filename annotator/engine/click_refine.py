@@ -1,15 +1,16 @@
 """Clicks beyond the model: where a box-trained model cannot follow a click (thin, low-contrast or
-touching structures), the mask is refined by a random walker on the image (scikit-image; the
-region seen in its own contrast, not the model's input window), seeded by every click so far, the
-mask's confident core and the clear background around it; the change is taken only near the new
-click (within 3x its distance to the mask's edge, at least 3 px), so a click fixes what it points
-at and leaves a good mask elsewhere alone; of what a positive click adds, only tissue more like the
-clicked than like the rest outside stays (additions_like_the_click), no further from the mask than
-twice the click's distance from it (addition_reach), and a negative click never leaves the mask
-larger than it was (negative_never_grows). One exception: a negative click in the core of a mask
-that is one compact piece, on tissue like the rest of it, rejects the whole mask (the model took
-the neighbour the box also held), and the next positive click starts afresh (rejects_mask,
-looks_like_the_mask); in a mask of several pieces it rejects its piece (rejected_piece).
+touching structures), the mask is refined by a random walker on the image (scikit-image; the region
+seen in its own contrast, not the model's input window), seeded by every click so far, the mask's
+confident core and the clear background around it; the change is taken only near the new click
+(within 3x its distance to the mask's edge, at least 3 px of a 128-px slice, more on a larger one:
+pixel_scale), so a click fixes what it points at and leaves a good mask elsewhere alone; of what a
+positive click adds, only tissue more like the clicked than like the rest outside stays
+(additions_like_the_click), no further from the mask than twice the click's distance from it
+(addition_reach), and a negative click never leaves the mask larger than it was
+(negative_never_grows). One exception: a negative click in the core of a mask that is one compact
+piece, on tissue like the rest of it, rejects the whole mask (the model took the neighbour the box
+also held), and the next positive click starts afresh (rejects_mask, looks_like_the_mask); in a mask
+of several pieces it rejects its piece (rejected_piece).
 
 Measured with `annotator evaluate` (organs, mean Dice after the box and 1..5 clicks in the app's
 input window): shared CT 0.710 -> 0.751 0.782 0.798 0.827 0.824, CTA 0.819 -> 0.870 0.887 0.899
@@ -27,11 +28,25 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 FOREGROUND, BACKGROUND = 1, 2
+
+# The lengths in pixels below (RefineParams' *_px, click_strategy.ClickParams' *_px) were measured
+# on the labelled scans, whose slices are at most this many pixels on their longest side (122 and
+# 126). On a larger slice they grow with it (pixel_scale), so that a click reaches as far into the
+# anatomy the model sees, whatever the matrix: on those scans resampled to four / two times finer
+# pixels in-plane (the same anatomy on 488- and 252-pixel slices), fixed pixel lengths took the
+# CT's mean Dice after five clicks from 0.880 to 0.797 and the CTA's from 0.939 to 0.796
+# (BENCHMARKS.md). Smaller slices keep them: a pixel is the finest a click can point.
+REFERENCE_SIDE_PX = 128.0
+
+
+def pixel_scale(shape: tuple[int, ...]) -> float:
+    """How many pixels of a slice of `shape` (H, W) make one pixel of the reference slice."""
+    return max(1.0, max(int(v) for v in shape[:2]) / REFERENCE_SIDE_PX)
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,10 @@ class RefineParams:
     clear_radius_px: float = 3.0    # ... and clears opposite seeds within this radius (clearing as far
                                     # as the click is from the mask's edge scored lower: CT organs
                                     # 0.775 against 0.856 after five clicks)
-    max_side_px: int = 160          # larger regions are refined at reduced resolution
+    # The clicked tissue's grey level: the median of the square of this half-size around the click
+    # (a 3x3 square at 1).
+    sample_radius_px: float = 1.0
+    max_side_px: int = 160          # larger regions are refined at reduced resolution (compute, not scaled)
     # The walker sees the refined region in a window from this percentile of its grey levels to
     # (100 - it), not in the model's input window: a wide window chosen for the model (the bone
     # window a vertebra's box gets) leaves the walker little contrast between the object and its
@@ -112,6 +130,15 @@ class RefineParams:
     # the click's reach.
     addition_reach: float = 2.0
 
+    def scaled(self, factor: float) -> RefineParams:
+        """These parameters with their pixel lengths (not max_side_px, a compute cap) times `factor`."""
+        if factor == 1.0:
+            return self
+        return replace(self, min_core_px=self.min_core_px * factor, min_background_px=self.min_background_px * factor,
+                       margin_px=int(round(self.margin_px * factor)), reach_min_px=self.reach_min_px * factor,
+                       click_radius_px=self.click_radius_px * factor, clear_radius_px=self.clear_radius_px * factor,
+                       sample_radius_px=self.sample_radius_px * factor)
+
 
 def _region(shape: tuple[int, int], box_xyxy: np.ndarray | None, points_rc: Sequence[tuple[int, int]],
             margin: int) -> tuple[slice, slice]:
@@ -153,13 +180,15 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
                        box_xyxy: np.ndarray | None = None, params: RefineParams = RefineParams()) -> np.ndarray:
     """The mask after the newest click (the last of `clicks_rc`, all (row, col, positive) in slice
     pixels): a random walker over the box and clicks, taken near that click only (module
-    docstring). Every click ends on its side."""
+    docstring). Every click ends on its side. Pixel lengths in `params` are the reference slice's
+    (pixel_scale)."""
     from scipy.ndimage import distance_transform_edt
     from skimage.segmentation import random_walker
 
     mask = np.asarray(mask_hw, dtype=bool)
     if not clicks_rc:
         return mask.copy()
+    params = params.scaled(pixel_scale(mask.shape))
     rows, cols = _region(mask.shape, box_xyxy, [(r, c) for r, c, _ in clicks_rc], params.margin_px)
     grey = np.asarray(image_hw_u8)
     rejected = params.reject_whole_mask and rejects_mask(mask, clicks_rc[-1], params) and \
@@ -177,7 +206,7 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
     scale = min(1.0, params.max_side_px / max(crop_mask.shape))
     if scale < 1.0:
         image, crop_mask, local = _shrink(image, crop_mask, local, scale)
-    seeds = seeds_for(crop_mask, local, params)
+    seeds = seeds_for(crop_mask, local, params.scaled(scale) if scale < 1.0 else params)
     out = mask.copy()
     if (seeds == FOREGROUND).any() and (seeds == BACKGROUND).any():
         with warnings.catch_warnings():
@@ -193,7 +222,8 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
         out = np.where(_reach(mask, clicks_rc[-1], params, outside), out, mask)
         if params.additions_like_the_click and clicks_rc[-1][2]:
             out[rows, cols] = additions_like_the_click(grey_crop, mask[rows, cols], out[rows, cols], prob <= 0.5,
-                                                       (clicks_rc[-1][0] - rows.start, clicks_rc[-1][1] - cols.start))
+                                                       (clicks_rc[-1][0] - rows.start, clicks_rc[-1][1] - cols.start),
+                                                       params.sample_radius_px)
         if params.addition_reach > 0 and outside is not None:
             out &= mask | (outside <= params.addition_reach * float(outside[clicks_rc[-1][0], clicks_rc[-1][1]]))
     elif rejected:
@@ -219,18 +249,17 @@ def local_contrast(image: np.ndarray, percentile: float, min_width: float = 8.0)
 
 
 def additions_like_the_click(grey: np.ndarray, before: np.ndarray, after: np.ndarray, walker_outside: np.ndarray,
-                             click_rc: tuple[int, int]) -> np.ndarray:
+                             click_rc: tuple[int, int], sample_radius_px: float = 1.0) -> np.ndarray:
     """`after` less the pixels a positive click added whose grey level lies nearer the median of the
-    outside (what the walker left out and the mask did not hold) than the clicked tissue's (median
-    of the click's 3x3 neighbourhood). All arrays are the refined region's crop; `grey` in any
+    outside (what the walker left out and the mask did not hold) than the clicked tissue's
+    (clicked_grey). All arrays are the refined region's crop; `grey` in any
     linear scale (the comparison does not depend on it)."""
     image = np.asarray(grey, dtype=np.float64)
     outside = walker_outside & ~before
     added = after & ~before
     if not outside.any() or not added.any():
         return after.copy()
-    row, col = click_rc
-    clicked = float(np.median(image[max(0, row - 1): row + 2, max(0, col - 1): col + 2]))
+    clicked = clicked_grey(image, click_rc, sample_radius_px)
     rest = float(np.median(image[outside]))
     return after & ~(added & (np.abs(image - clicked) > np.abs(image - rest)))
 
@@ -278,8 +307,8 @@ def rejected_piece(image_hw: np.ndarray, mask: np.ndarray, click: tuple[int, int
 
 def looks_like_the_mask(image_hw: np.ndarray, mask: np.ndarray, click: tuple[int, int, bool],
                         params: RefineParams) -> bool:
-    """True when the grey level around the click (median of its 3x3 neighbourhood) lies within
-    reject_like_sd robust sd (1.4826 MAD, at least 2 grey levels) of the mask's median."""
+    """True when the grey level around the click (clicked_grey) lies within reject_like_sd robust sd
+    (1.4826 MAD, at least 2 grey levels) of the mask's median."""
     row, col, _ = click
     grey = image_hw if image_hw.ndim == 2 else image_hw[..., 0]
     values = grey[mask].astype(np.float64)
@@ -287,8 +316,15 @@ def looks_like_the_mask(image_hw: np.ndarray, mask: np.ndarray, click: tuple[int
         return True
     median = float(np.median(values))
     sd = max(1.4826 * float(np.median(np.abs(values - median))), 2.0)
-    here = float(np.median(grey[max(0, row - 1): row + 2, max(0, col - 1): col + 2]))
+    here = clicked_grey(grey, (row, col), params.sample_radius_px)
     return abs(here - median) <= params.reject_like_sd * sd
+
+
+def clicked_grey(image_hw: np.ndarray, click_rc: tuple[int, int], radius_px: float = 1.0) -> float:
+    """The median grey level of the square of half-size round(radius_px) (at least 1) around the click."""
+    row, col = click_rc
+    half = max(1, int(round(radius_px)))
+    return float(np.median(image_hw[max(0, row - half): row + half + 1, max(0, col - half): col + half + 1]))
 
 
 def _reach(mask: np.ndarray, click: tuple[int, int, bool], params: RefineParams,

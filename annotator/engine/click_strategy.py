@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from annotator.engine.api import EngineError, MaskPrediction
-from annotator.engine.click_refine import RefineParams
+from annotator.engine.click_refine import RefineParams, pixel_scale
 
 # predict(box_xyxy=..., points_xy=..., point_labels=..., mask_input=...) -> MaskPrediction, on the
 # slice's embedding (engine.predict bound to it, or an executor round trip).
@@ -49,6 +49,8 @@ class ClickParams:
 
     refine: RefineParams = RefineParams()  # the random-walker refinement of every click
     region_tolerance: float = 20.0     # uint8 grey levels: "same tissue as the clicked pixel"
+    # Pixel lengths (*_px) are those of a slice of click_refine.REFERENCE_SIDE_PX and grow with a
+    # larger slice (click_refine.pixel_scale).
     region_radius_px: float = 6.0      # a lone click's fallback region never reaches further
     region_radius_frac: float = 1.0    # ... nor further than sqrt(mask area) times this
     # Boxes tried around a lone click, half sizes as shares of the slice's longest side (6, 10,
@@ -102,7 +104,7 @@ def similar_region(image_hw: np.ndarray | None, row: int, col: int, within: np.n
     if within is None and image_hw is None:
         raise ValueError("similar_region needs an image or a region to stay within")
     h, w = within.shape if within is not None else image_hw.shape[:2]  # type: ignore[union-attr]
-    radius = params.region_radius_px
+    radius = params.region_radius_px * pixel_scale((h, w))
     if object_area > 0:
         radius = max(1.5, min(radius, params.region_radius_frac * float(np.sqrt(object_area))))
     if max_radius is not None:
@@ -189,7 +191,7 @@ def add_click(predict: PredictFn, prompt_kind: str, current: ClickOutcome, click
     if prompt_kind != "box":
         return _add_point(predict, current, clicks)
     if click.positive and params.new_part_share > 0 and current.mask.any() and \
-            _distance_to(current.mask, click) > max(params.new_part_min_px,
+            _distance_to(current.mask, click) > max(params.new_part_min_px * pixel_scale(current.mask.shape),
                                                     params.new_part_share * max(current.mask.shape)):
         added = _add_part(predict, current, clicks, click, image_hw, params)
         if added is not None:

@@ -347,3 +347,60 @@ def test_what_a_positive_click_adds_reaches_at_most_twice_its_distance_from_the_
     # further out, the same click may add further: 3 px out, up to 6 px from the mask
     far = refine_with_clicks(image, mask, [(30, 42, True)], box)
     assert distance[far & ~mask].max() > 3.0
+
+
+def _upsampled(array: np.ndarray, factor: int) -> np.ndarray:
+    return np.kron(array, np.ones((factor, factor), dtype=array.dtype))
+
+
+@pytest.mark.parametrize(("edit", "click"), [
+    ("missed", (30, 47, True)),   # the mask misses the square's right 6 columns; a click in them
+    ("extra", (30, 51, False)),   # the mask spills 3 columns past its right edge; a click there
+])
+def test_a_click_does_the_same_on_the_same_anatomy_at_four_times_the_pixels(edit, click):
+    """The same scene on a 128-pixel slice (the reference side) and on a 512-pixel one (each pixel
+    4 x 4, as a 512-matrix CT against the labelled scans): the pixel lengths grow with the slice,
+    so the click fixes about as much of the anatomy on both. With fixed pixel lengths (pixel_scale
+    1 everywhere) the fine slice kept more than twice the wrong area."""
+    import annotator.engine.click_refine as click_refine
+
+    assert click_refine.pixel_scale((128, 100)) == 1.0
+    assert click_refine.pixel_scale((512, 300)) == 4.0
+    assert click_refine.pixel_scale((64, 64)) == 1.0  # smaller slices keep the reference lengths
+    truth = np.zeros((128, 128), dtype=bool)
+    truth[10:50, 10:50] = True
+    image = np.clip(np.where(truth, 150, 100) + np.random.default_rng(0).normal(0, 8, truth.shape), 0, 255)
+    image = image.astype(np.uint8)
+    mask = truth.copy()
+    if edit == "missed":
+        mask[10:50, 44:50] = False
+    else:
+        mask[20:40, 50:53] = True
+    box = np.array([10, 10, 49, 49])
+    coarse = refine_with_clicks(image, mask, [click], box)
+    wrong_coarse = np.count_nonzero(coarse ^ truth)
+    assert wrong_coarse < np.count_nonzero(mask ^ truth)
+
+    def wrong_fine() -> float:
+        fine = refine_with_clicks(_upsampled(image, 4), _upsampled(mask, 4), [(click[0] * 4 + 1, click[1] * 4 + 1, click[2])],
+                                  box * 4 + np.array([0, 0, 3, 3]))
+        return np.count_nonzero(fine ^ _upsampled(truth, 4)) / 16.0  # in coarse pixels
+
+    assert wrong_fine() <= 1.25 * wrong_coarse + 5
+    fixed = pytest.MonkeyPatch()
+    fixed.setattr(click_refine, "pixel_scale", lambda shape: 1.0)
+    try:
+        assert wrong_fine() > 2.0 * wrong_coarse
+    finally:
+        fixed.undo()
+
+
+def test_scaled_parameters_grow_every_pixel_length_but_the_compute_cap():
+    params = RefineParams().scaled(4.0)
+    base = RefineParams()
+    for name in ("reach_min_px", "clear_radius_px", "click_radius_px", "min_core_px", "min_background_px",
+                 "margin_px", "sample_radius_px"):
+        assert getattr(params, name) == 4 * getattr(base, name), name
+    assert params.max_side_px == base.max_side_px
+    assert params.reach_per_error == base.reach_per_error  # a ratio, not a length
+    assert RefineParams().scaled(1.0) == RefineParams()
