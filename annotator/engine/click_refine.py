@@ -32,23 +32,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from annotator.engine.pixel_lengths import pixel_scale
+
 FOREGROUND, BACKGROUND = 1, 2
 
-# The lengths in pixels below (RefineParams' *_px, click_strategy.ClickParams' *_px) were measured
-# on the labelled scans, whose slices are at most this many pixels on their longest side (122 and
-# 126). On a larger slice they grow with it (pixel_scale), so that a click reaches as far into the
-# anatomy the model sees, whatever the matrix: on those scans resampled to four / two times finer
-# pixels in-plane (the same anatomy on 488- and 252-pixel slices), fixed pixel lengths took the
-# CT's mean Dice after five clicks from 0.880 to 0.797 and the CTA's from 0.939 to 0.796
-# (BENCHMARKS.md). Smaller slices keep them: a pixel is the finest a click can point.
-REFERENCE_SIDE_PX = 128.0
-
-
-def pixel_scale(shape: tuple[int, ...]) -> float:
-    """How many pixels of a slice of `shape` (H, W) make one pixel of the reference slice."""
-    return max(1.0, max(int(v) for v in shape[:2]) / REFERENCE_SIDE_PX)
-
-
+# The lengths in pixels below (RefineParams' *_px, click_strategy.ClickParams' *_px) are those of a
+# slice of engine.pixel_lengths' reference side and grow with a larger slice (pixel_scale): on the
+# labelled scans resampled to four / two times finer pixels in-plane (the same anatomy on 488- and
+# 252-pixel slices), fixed pixel lengths took the CT's mean Dice after five clicks from 0.880 to
+# 0.797, scaled ones to 0.850 (BENCHMARKS.md).
 @dataclass(frozen=True)
 class RefineParams:
     beta: float = 130.0             # random walker edge weight (image scaled to 0..1)

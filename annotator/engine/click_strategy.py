@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from annotator.engine.api import EngineError, MaskPrediction
-from annotator.engine.click_refine import RefineParams, pixel_scale
+from annotator.engine.click_refine import RefineParams
+from annotator.engine.pixel_lengths import pixel_scale
 
 # predict(box_xyxy=..., points_xy=..., point_labels=..., mask_input=...) -> MaskPrediction, on the
 # slice's embedding (engine.predict bound to it, or an executor round trip).
@@ -49,8 +50,8 @@ class ClickParams:
 
     refine: RefineParams = RefineParams()  # the random-walker refinement of every click
     region_tolerance: float = 20.0     # uint8 grey levels: "same tissue as the clicked pixel"
-    # Pixel lengths (*_px) are those of a slice of click_refine.REFERENCE_SIDE_PX and grow with a
-    # larger slice (click_refine.pixel_scale).
+    # Pixel lengths (*_px) are those of a slice of pixel_lengths.REFERENCE_SIDE_PX and grow with a
+    # larger slice (pixel_lengths.pixel_scale).
     region_radius_px: float = 6.0      # a lone click's fallback region never reaches further
     region_radius_frac: float = 1.0    # ... nor further than sqrt(mask area) times this
     # Boxes tried around a lone click, half sizes as shares of the slice's longest side (6, 10,

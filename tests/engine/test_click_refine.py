@@ -363,10 +363,11 @@ def test_a_click_does_the_same_on_the_same_anatomy_at_four_times_the_pixels(edit
     so the click fixes about as much of the anatomy on both. With fixed pixel lengths (pixel_scale
     1 everywhere) the fine slice kept more than twice the wrong area."""
     import annotator.engine.click_refine as click_refine
+    from annotator.engine.pixel_lengths import pixel_scale
 
-    assert click_refine.pixel_scale((128, 100)) == 1.0
-    assert click_refine.pixel_scale((512, 300)) == 4.0
-    assert click_refine.pixel_scale((64, 64)) == 1.0  # smaller slices keep the reference lengths
+    assert pixel_scale((128, 100)) == 1.0
+    assert pixel_scale((512, 300)) == 4.0
+    assert pixel_scale((64, 64)) == 1.0  # smaller slices keep the reference lengths
     truth = np.zeros((128, 128), dtype=bool)
     truth[10:50, 10:50] = True
     image = np.clip(np.where(truth, 150, 100) + np.random.default_rng(0).normal(0, 8, truth.shape), 0, 255)
