@@ -244,8 +244,8 @@ def additions_like_the_click(grey: np.ndarray, before: np.ndarray, after: np.nda
                              click_rc: tuple[int, int], sample_radius_px: float = 1.0) -> np.ndarray:
     """`after` less the pixels a positive click added whose grey level lies nearer the median of the
     outside (what the walker left out and the mask did not hold) than the clicked tissue's
-    (clicked_grey). All arrays are the refined region's crop; `grey` in any
-    linear scale (the comparison does not depend on it)."""
+    (clicked_grey). All arrays are the refined region's crop; `grey` in any linear scale (the
+    comparison does not depend on it)."""
     image = np.asarray(grey, dtype=np.float64)
     outside = walker_outside & ~before
     added = after & ~before
