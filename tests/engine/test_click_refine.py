@@ -359,9 +359,10 @@ def _upsampled(array: np.ndarray, factor: int) -> np.ndarray:
 ])
 def test_a_click_does_the_same_on_the_same_anatomy_at_four_times_the_pixels(edit, click):
     """The same scene on a 128-pixel slice (the reference side) and on a 512-pixel one (each pixel
-    4 x 4, as a 512-matrix CT against the labelled scans): the pixel lengths grow with the slice,
-    so the click fixes about as much of the anatomy on both. With fixed pixel lengths (pixel_scale
-    1 everywhere) the fine slice kept more than twice the wrong area."""
+    4 x 4, as a 512-matrix CT against the labelled scans): the pixel lengths grow with the slice
+    (the 40-pixel square is larger than the objects they were measured on, so its size does not
+    hold them back), so the click fixes about as much of the anatomy on both. With fixed pixel
+    lengths (scale 1 everywhere) the fine slice kept more than twice the wrong area."""
     import annotator.engine.click_refine as click_refine
     from annotator.engine.pixel_lengths import pixel_scale
 
@@ -389,7 +390,7 @@ def test_a_click_does_the_same_on_the_same_anatomy_at_four_times_the_pixels(edit
 
     assert wrong_fine() <= 1.25 * wrong_coarse + 5
     fixed = pytest.MonkeyPatch()
-    fixed.setattr(click_refine, "pixel_scale", lambda shape: 1.0)
+    fixed.setattr(click_refine, "length_scale", lambda shape, area: 1.0)
     try:
         assert wrong_fine() > 2.0 * wrong_coarse
     finally:
@@ -405,3 +406,36 @@ def test_scaled_parameters_grow_every_pixel_length_but_the_compute_cap():
     assert params.max_side_px == base.max_side_px
     assert params.reach_per_error == base.reach_per_error  # a ratio, not a length
     assert RefineParams().scaled(1.0) == RefineParams()
+
+
+def test_a_small_object_on_a_fine_matrix_keeps_the_reference_lengths():
+    """A 14-pixel square on a 512-pixel slice (a rib or an adrenal on a 512-matrix CT) is as many
+    pixels across as the objects the lengths were measured on: grown four times with the matrix,
+    a negative click on a 2-pixel spill would clear seeds across the whole object (five times the
+    wrong area left); scaled by the object's size they stay as they were."""
+    import annotator.engine.click_refine as click_refine
+    from annotator.engine.pixel_lengths import REFERENCE_OBJECT_SIDE_PX, length_scale, pixel_scale
+
+    assert length_scale((512, 512), 14 * 14) == 1.0
+    assert length_scale((512, 512), (4 * REFERENCE_OBJECT_SIDE_PX) ** 2) == 4.0
+    assert length_scale((512, 512), 100 * 100) == 4.0  # never past the matrix's scale
+    assert length_scale((512, 512), None) == 4.0
+    assert length_scale((100, 100), 100 * 100) == 1.0
+    wrong = {"object": 0, "matrix": 0}
+    for seed in range(3):
+        truth = np.zeros((512, 512), dtype=bool)
+        truth[200:214, 200:214] = True
+        noise = np.random.default_rng(seed).normal(0, 8, truth.shape)
+        image = np.clip(np.where(truth, 150, 100) + noise, 0, 255).astype(np.uint8)
+        mask = truth.copy()
+        mask[202:212, 214:216] = True
+        for kind, scale in (("object", length_scale), ("matrix", lambda shape, area: pixel_scale(shape))):
+            fixed = pytest.MonkeyPatch()
+            fixed.setattr(click_refine, "length_scale", scale)
+            try:
+                out = refine_with_clicks(image, mask, [(207, 214, False)], np.array([200, 200, 213, 213]))
+            finally:
+                fixed.undo()
+            wrong[kind] += int(np.count_nonzero(out ^ truth))
+    assert wrong["object"] <= 15            # of 60 wrong before the clicks
+    assert wrong["matrix"] >= 3 * wrong["object"]
