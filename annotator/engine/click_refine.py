@@ -198,7 +198,7 @@ def refine_with_clicks(image_hw_u8: np.ndarray, mask_hw: np.ndarray, clicks_rc: 
     scale = min(1.0, params.max_side_px / max(crop_mask.shape))
     if scale < 1.0:
         image, crop_mask, local = _shrink(image, crop_mask, local, scale)
-    seeds = seeds_for(crop_mask, local, params.scaled(scale) if scale < 1.0 else params)
+    seeds = seeds_for(crop_mask, local, params.scaled(scale))
     out = mask.copy()
     if (seeds == FOREGROUND).any() and (seeds == BACKGROUND).any():
         with warnings.catch_warnings():
