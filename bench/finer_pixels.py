@@ -9,9 +9,12 @@ The image is resampled with a B-spline (smoother than a scan acquired that fine:
 pixel-size effects, not for noise), the label map with nearest neighbour; the physical extent,
 direction and slice axis stay as they are. `--noise-sd` adds what the B-spline lacks: Gaussian
 noise of that sd (image units, HU for CT), correlated in-plane over `--noise-correlation-px` fine
-pixels as a reconstruction kernel correlates it (a rule tuned on smooth copies must hold on a noisy
-one too: a scan acquired that fine is noisier per pixel, not smoother). The evaluation's item selection has a pixel-count
-floor, so the finer copy lists more small structures: compare the items both runs hold.
+pixels as a reconstruction kernel correlates it. A rule tuned on smooth copies must hold on a noisy
+one too: a scan acquired that fine is noisier per pixel, not smoother (BENCHMARKS.md, twenty-first
+stop). The evaluation's item selection has a pixel-count floor, so the finer copy lists more small
+structures: compare the items both runs hold.
+
+    .venv/bin/python bench/finer_pixels.py ../shared/data/labelled/ct_totalseg_abdomen_3mm /tmp/ct4n20 --factor 4 --noise-sd 20
 """
 
 from __future__ import annotations

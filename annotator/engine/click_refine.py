@@ -84,7 +84,7 @@ class RefineParams:
     # median grey level): a click on something unlike the rest points at a wrong part inside it (a
     # vertebra mask that filled the spinal canal, 0.81 -> 0.00 when rejected whole), not at a
     # wrong object. Every such test of the evaluation (both labelled CTs and their finer copies,
-    # three placements of the boxes, the 2-D rows and the CT's 3-D loop): clicks on a wrong object
+    # three placements of the boxes, the 2-D rows and the 3-D loops): clicks on a wrong object
     # or piece lay 0.00-0.90 sd from the mask's median, clicks on a filled canal 1.64-12.5 (its
     # share of the mask and the bone's spread set it: 2.02 on the shared CT, 1.64 on its finer
     # copy). The limit lies between the two; at 2 the finer copy's T12 was rejected whole at its
