@@ -824,3 +824,50 @@ def test_cancel_on_the_ct_restores_the_label_map_exactly(ct_executor):
         propagate_label(executor, view, labels, support.SPLEEN, key_mask=key_mask, progress=progress,
                         cancel=cancel, params=PropagationParams())
     np.testing.assert_array_equal(labels.array, before)
+
+
+class NoisyFineTube:
+    """A fake SlicePredictor on SIDE-pixel slices with scanner-like noise: slices FIRST..LAST hold
+    the structure (60 HU), the slices past its ends a neighbour 45 HU brighter in the same place;
+    the "model" returns the disk on every slice, as a box model segments whatever its box holds."""
+
+    FIRST, LAST, N, NOISE_SD = 5, 15, 20, 25.0
+
+    def __init__(self, side: int) -> None:
+        rr, cc = np.ogrid[:side, :side]
+        c, r = side // 2, side // 6
+        self.disk = (rr - c) ** 2 + (cc - c) ** 2 <= r * r
+        self.side = side
+
+    def raw(self, index: int) -> np.ndarray:
+        noise = np.random.default_rng(index).normal(0.0, self.NOISE_SD, (self.side, self.side))
+        img = np.full((self.side, self.side), -100.0) + noise
+        img[self.disk] += 160.0 if self.FIRST <= index <= self.LAST else 205.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        return MaskPrediction(self.disk[None].copy(), np.array([0.9], np.float32), np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+def test_on_a_fine_noisy_matrix_the_intensity_rule_learns_the_structure_not_the_pixel_noise():
+    """45 HU is 1.8 sd of the pixel noise but 4.5 of the structure seen per reference pixel (and of
+    the rule's floor, 10 HU in this window): on a 512-pixel slice the run stops at the structure's
+    ends. On a 128-pixel slice (the reference) each pixel is a reference pixel and the noise is the
+    spread, as before: the run goes on to the volume's edges."""
+    from annotator.engine.propagate import structure_values
+
+    fine = NoisyFineTube(512)
+    values = structure_values(fine.raw(10), fine.disk)
+    assert np.std(values) < 0.4 * NoisyFineTube.NOISE_SD
+    result = propagate(fine, Key(10, fine.disk.copy(), W), NoisyFineTube.N)
+    assert sorted(result.masks) == list(range(NoisyFineTube.FIRST, NoisyFineTube.LAST + 1))
+    assert "intensity" in result.stops["+"]
+    assert "intensity" in result.stops["-"]
+
+    coarse = NoisyFineTube(128)
+    assert np.array_equal(structure_values(coarse.raw(10), coarse.disk), coarse.raw(10)[coarse.disk])
+    result = propagate(coarse, Key(10, coarse.disk.copy(), W), NoisyFineTube.N)
+    assert sorted(result.masks) == list(range(NoisyFineTube.N))
