@@ -68,6 +68,7 @@ from annotator.core.geometry import Window, slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
+from annotator.engine.pixel_lengths import pixel_scale
 from annotator.engine.propagation_gaps import gap_masks, interpolate_gap, mask_iou
 from annotator.engine.propagation_motion import steady_drift
 from annotator.engine.propagation_pieces import pieces_to_follow
@@ -469,14 +470,12 @@ class _Recording:
 def structure_values(raw_hw: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The structure's grey levels under `mask` as the intensity rule learns them: on a slice larger
     than pixel_lengths' reference, each pixel averaged over the part of the reference pixel around
-    it that lies in the mask (its neighbours outside are another tissue). The rule
-    compares a slice's median with them in units of their spread, and a median is as steady on a
-    fine matrix as on a coarse one while each pixel's noise is not: learnt pixel by pixel on a
-    noisy 488-pixel copy of the shared CT, the spread was the noise and the gallbladder's run went
-    15 slices past its end (BENCHMARKS.md, twenty-first stop)."""
+    it that lies in the mask (its neighbours outside are another tissue). The rule compares a
+    slice's median with them in units of their spread, and a median is as steady on a fine matrix
+    as on a coarse one while each pixel's noise is not: learnt pixel by pixel on a noisy 488-pixel
+    copy of the shared CT, the spread was the noise and the gallbladder's run went 15 slices past
+    its end (BENCHMARKS.md, twenty-first stop)."""
     from scipy.ndimage import uniform_filter
-
-    from annotator.engine.pixel_lengths import pixel_scale
 
     size = int(round(pixel_scale(mask.shape)))
     if size <= 1:
