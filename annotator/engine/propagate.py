@@ -68,7 +68,6 @@ from annotator.core.geometry import Window, slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.pixel_lengths import pixel_scale
 from annotator.engine.propagation_gaps import gap_masks, interpolate_gap, mask_iou
 from annotator.engine.propagation_motion import steady_drift
 from annotator.engine.propagation_pieces import pieces_to_follow
@@ -79,6 +78,7 @@ from annotator.engine.propagation_step import (
     leads_back,
     own_tissue,
     predict_step,
+    structure_values,
 )
 
 if TYPE_CHECKING:
@@ -465,24 +465,6 @@ class _Recording:
 
     def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
         self.inner.prefetch(index, step, count, window)
-
-
-def structure_values(raw_hw: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The structure's grey levels under `mask` as the intensity rule learns them: on a slice larger
-    than pixel_lengths' reference, each pixel averaged over the part of the reference pixel around
-    it that lies in the mask (its neighbours outside are another tissue). The rule compares a
-    slice's median with them in units of their spread, and a median is as steady on a fine matrix
-    as on a coarse one while each pixel's noise is not: learnt pixel by pixel on a noisy 488-pixel
-    copy of the shared CT, the spread was the noise and the gallbladder's run went 15 slices past
-    its end (BENCHMARKS.md, twenty-first stop)."""
-    from scipy.ndimage import uniform_filter
-
-    size = int(round(pixel_scale(mask.shape)))
-    if size <= 1:
-        return np.asarray(raw_hw)[mask]
-    inside = np.asarray(mask, dtype=np.float64)
-    total = uniform_filter(np.asarray(raw_hw, dtype=np.float64) * inside, size=size)
-    return total[mask] / np.maximum(uniform_filter(inside, size=size)[mask], 1e-12)
 
 
 def slices_present(mask_3d: np.ndarray, axis: int) -> np.ndarray:

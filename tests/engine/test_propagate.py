@@ -857,7 +857,7 @@ def test_on_a_fine_noisy_matrix_the_intensity_rule_learns_the_structure_not_the_
     the rule's floor, 10 HU in this window): on a 512-pixel slice the run stops at the structure's
     ends. On a 128-pixel slice (the reference) each pixel is a reference pixel and the noise is the
     spread, as before: the run goes on to the volume's edges."""
-    from annotator.engine.propagate import structure_values
+    from annotator.engine.propagation_step import structure_values
 
     fine = NoisyFineTube(512)
     values = structure_values(fine.raw(10), fine.disk)
