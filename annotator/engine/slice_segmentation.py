@@ -1,13 +1,14 @@
 """One slice's prompts to one mask, the way the app does it: the box (for a box model grown by its
 training margin, ClickParams.box_margin_share) is segmented under each candidate input window and the
-window whose mask best fits the box as drawn is kept (input_window), then the clicks are
-applied in that window (click_strategy). The window, `annotator segment` and `annotator evaluate`'s
-`app` rows all call this, so what the evaluation measures is what the user gets."""
+window whose mask best fits the box as drawn is kept (input_window), its specks finer than a
+reference pixel cleared on a fine slice (mask_specks), then the clicks are applied in that window
+(click_strategy). The window, `annotator segment` and `annotator evaluate`'s `app` rows all call
+this, so what the evaluation measures is what the user gets."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from annotator.engine import click_strategy
 from annotator.engine.api import EngineError
 from annotator.engine.click_strategy import Click, ClickOutcome, ClickParams, PredictFn
 from annotator.engine.input_window import choose_window
+from annotator.engine.mask_specks import without_specks_finer_than_reference
 
 # predict_in(window) -> PredictFn on the slice embedded under that window
 PredictIn = Callable[[Window], PredictFn]
@@ -47,14 +49,17 @@ def first_prompt(predict_in: PredictIn, prompt_kind: str, shape: tuple[int, int]
         prompt = click_strategy.grown_box(box, shape, share * max(shape))
         choice = choose_window(lambda w: predict_in(w)(box_xyxy=prompt, multimask=False), box, candidates)
         pred = choice.prediction
-        outcome = ClickOutcome(pred.best_mask.astype(bool), box, (),
-                               pred.low_res_logits[pred.best_index: pred.best_index + 1], len(candidates))
+        mask = without_specks_finer_than_reference(pred.best_mask.astype(bool), (), params.refine.speck_side_px)
+        outcome = ClickOutcome(mask, box, (), pred.low_res_logits[pred.best_index: pred.best_index + 1],
+                               len(candidates))
         return SliceOutcome(outcome, choice.window)
     if first_click is None:
         raise EngineError("nothing to segment: give a box or a click")
     window = candidates[0]
     image = image_in(window) if image_in is not None else None
     outcome = click_strategy.start_from_click(predict_in(window), prompt_kind, first_click, shape, image, params)
+    clicks = [(*c.rc(shape), c.positive) for c in outcome.clicks]
+    outcome = replace(outcome, mask=without_specks_finer_than_reference(outcome.mask, clicks, params.refine.speck_side_px))
     return SliceOutcome(outcome, window)
 
 

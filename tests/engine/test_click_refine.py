@@ -488,40 +488,6 @@ def test_a_small_object_on_a_fine_matrix_keeps_the_reference_lengths():
 
 
 
-def test_without_specks_fills_pinholes_and_drops_crumbs_but_keeps_what_a_click_or_the_anatomy_made():
-    from annotator.engine.click_refine import without_specks
-
-    mask = np.zeros((40, 40), dtype=bool)
-    mask[5:30, 5:30] = True
-    mask[10, 10] = False                  # a pinhole
-    mask[12, 20] = False                  # a pinhole a negative click made
-    mask[18:24, 12:18] = False            # a real hole (36 px, a renal sinus)
-    mask[35, 35] = True                   # a crumb
-    mask[35:37, 5:7] = True               # a crumb of 4 px
-    mask[33, 20] = True                   # a crumb a positive click asked for
-    clicks = [(12, 20, False), (33, 20, True)]
-    out = without_specks(mask, clicks, 5)
-    assert out[10, 10]                    # filled
-    assert not out[12, 20]                # kept: the click said "not here"
-    assert not out[18:24, 12:18].any()    # kept: not a speck
-    assert not out[35, 35]
-    assert not out[35:37, 5:7].any()
-    assert out[33, 20]
-    assert np.count_nonzero(out ^ mask) == 1 + 1 + 4
-    assert np.array_equal(without_specks(mask, clicks, 4), mask ^ _at(mask.shape, (10, 10), (35, 35)))
-    # a mask that is one small piece is never dropped: it is the largest piece
-    tiny = np.zeros((10, 10), dtype=bool)
-    tiny[4, 4] = True
-    assert np.array_equal(without_specks(tiny, [], 5), tiny)
-
-
-def _at(shape, *pixels):
-    out = np.zeros(shape, dtype=bool)
-    for rc in pixels:
-        out[rc] = True
-    return out
-
-
 def _band_scene(side: int, seed: int):
     """A square of one tissue filling most of a `side`-pixel slice under noise half the contrast (a
     fine, noisy CT), its mask missing a band at its right, and a positive click in the band."""
