@@ -100,6 +100,11 @@ def format_table(report: dict) -> str:
         for v in ("plain", "refine", "app"):
             parts.append(f"{v} {s[v]['mean_dice_final']:.3f} ({s[v]['noc85']:.2f}/{s[v]['noc90']:.2f})")
         lines.append("  ".join(parts) + f"  app first prompt {s['app']['mean_dice_per_step'][0]:.3f}")
+        if "mean_holes_per_step" in s["app"]:
+            holes, pieces = s["app"]["mean_holes_per_step"], s["app"]["mean_extra_pieces_per_step"]
+            lines.append(f"{'':<6} app masks per item, after the box / after {k} clicks: holes {holes[0]:.2f} / "
+                         f"{holes[-1]:.2f}, pieces beside the largest {pieces[0]:.2f} / {pieces[-1]:.2f} "
+                         f"(the labels: {s['truth_mean_holes']:.2f}, {s['truth_mean_extra_pieces']:.2f})")
         p = s.get("propagate") or {}
         if p.get("mean_dice_3d") is not None:
             steps = " ".join(f"{v:.3f}" for v in p["corrections"])

@@ -138,29 +138,47 @@ def _run_app_variant(meter: EngineMeter, index: int, truth: np.ndarray, box: np.
     that window, as the window runs them (engine.slice_segmentation)."""
     current = app_first_prompt(meter, index, box, prompt_kind)
     dices = [protocol.dice(current.mask, truth)]
+    shapes = [mask_pieces_and_holes(current.mask)]
     clicks: list[list[int]] = []
     for _ in range(max_clicks):
         click = protocol.next_click(current.mask, truth)
         if click is None:
             dices.append(dices[-1])
+            shapes.append(shapes[-1])
             continue
         x, y, positive = click
         clicks.append([x, y, int(positive)])
         current = slice_segmentation.add_click(meter.predict_in(index), prompt_kind, current,
                                                click_strategy.Click(x, y, positive), meter.image_in(index))
         dices.append(protocol.dice(current.mask, truth))
+        shapes.append(mask_pieces_and_holes(current.mask))
     return {"dice": dices, "clicks_xy_label": clicks, "window": list(current.window.key()),
-            "windows_tried": [list(w.key()) for w in app_candidates(meter, index, box)]}
+            "windows_tried": [list(w.key()) for w in app_candidates(meter, index, box)],
+            "extra_pieces": [p for p, _ in shapes], "holes": [h for _, h in shapes]}
+
+
+def mask_pieces_and_holes(mask: np.ndarray) -> tuple[int, int]:
+    """(pieces beside the largest, enclosed holes) of a slice mask, as postprocess.findings counts
+    them for a label: what a reviewer sees as crumbs and pinholes, which Dice hardly weighs."""
+    from annotator.postprocess.findings import label_stats
+
+    stats = label_stats(np.asarray(mask, dtype=np.uint8), (1.0, 1.0), [1])[0]
+    return stats.islands, stats.holes
 
 
 def _variant_summary(items: list[dict], variant: str, max_clicks: int) -> dict:
     per_step = np.array([it[variant]["dice"] for it in items], dtype=np.float64)
-    return {
+    summary = {
         "mean_dice_final": float(per_step[:, -1].mean()),
         "mean_dice_per_step": [float(v) for v in per_step.mean(axis=0)],
         "noc85": float(np.mean([protocol.clicks_to_reach(it[variant]["dice"], 0.85, max_clicks) for it in items])),
         "noc90": float(np.mean([protocol.clicks_to_reach(it[variant]["dice"], 0.90, max_clicks) for it in items])),
     }
+    for key in ("extra_pieces", "holes"):
+        if all(key in it[variant] for it in items):
+            summary[f"mean_{key}_per_step"] = [float(v) for v in
+                                               np.array([it[variant][key] for it in items], dtype=np.float64).mean(axis=0)]
+    return summary
 
 
 def _propagation_summary(items: list[dict], calls: dict | None) -> dict:
@@ -193,6 +211,9 @@ def summarise(items: list[dict], max_clicks: int, propagate: bool, propagate_cal
         "n_items": len(items),
         "mean_dice_box": float(np.mean([it["plain"]["dice"][0] for it in items])),
         **{v: _variant_summary(items, v, max_clicks) for v in VARIANTS},
+        # the labelled masks' own, to read the app's against
+        "truth_mean_extra_pieces": float(np.mean([it.get("truth_extra_pieces", 0) for it in items])),
+        "truth_mean_holes": float(np.mean([it.get("truth_holes", 0) for it in items])),
         "mean_encoder_ms": float(sum(it["encoder_ms"] for it in items) / max(1, sum(it["encoder_calls"] for it in items))),
         "mean_decoder_ms": float(sum(it["decoder_ms"] for it in items) / max(1, decoder_calls)),
         "encoder_calls": int(sum(it["encoder_calls"] for it in items)),
@@ -235,6 +256,7 @@ def evaluate_volume(volume: Volume, labels_zyx: np.ndarray, names: dict[int, str
             "pixels": item.pixels, "organ": item.organ, "box_xyxy": [int(v) for v in box],
             "slice_shape": list(truth.shape),
         }
+        report["truth_extra_pieces"], report["truth_holes"] = mask_pieces_and_holes(truth)
         for variant in ("plain", "refine"):
             report[variant] = _run_reference_variant(predict, truth, box, first, variant, max_clicks)
         report["app"] = _run_app_variant(meter, item.slice_index, truth, box.astype(np.float64), max_clicks,

@@ -60,12 +60,32 @@ def test_cli_writes_the_report_with_the_documented_schema(tmp_path, capsys):
                                                    + (np.ogrid[:48, :48][1] - 22) ** 2 <= 144))
     assert all(len(liver[v]["dice"]) == 3 for v in ("plain", "refine", "app"))
     assert 1 <= report["summary"]["all"]["plain"]["noc85"] <= 4
+    # the app's masks' crumbs and pinholes per step, beside the labels' own
+    assert len(liver["app"]["holes"]) == len(liver["app"]["extra_pieces"]) == 3
+    assert (liver["truth_holes"], liver["truth_extra_pieces"]) == (0, 0)
+    app = report["summary"]["all"]["app"]
+    assert len(app["mean_holes_per_step"]) == len(app["mean_extra_pieces_per_step"]) == 3
+    assert report["summary"]["all"]["truth_mean_holes"] == 0.0
     printed = capsys.readouterr().out
+    assert "pieces beside the largest" in printed
     assert "liver" in printed
     assert "rib_left_1" in printed
     assert f"wrote {out}" in printed
     # An existing report is never overwritten without --overwrite.
     assert main(["evaluate", str(image), str(labels), "--model", "classical", "--json", str(out)]) == 2
+
+
+def test_mask_pieces_and_holes_counts_crumbs_and_pinholes_as_a_reviewer_sees_them():
+    from annotator.evaluate.runner import mask_pieces_and_holes
+
+    mask = np.zeros((30, 30), dtype=bool)
+    assert mask_pieces_and_holes(mask) == (0, 0)
+    mask[5:20, 5:20] = True
+    assert mask_pieces_and_holes(mask) == (0, 0)
+    mask[8, 8] = mask[12:14, 12:14] = False           # two pinholes
+    mask[20, 20] = True                               # touches the square's corner: one piece
+    mask[25, 5] = mask[25, 25] = True                 # two crumbs
+    assert mask_pieces_and_holes(mask) == (2, 2)
 
 
 def test_cli_names_the_file_when_input_is_bad(tmp_path, capsys):
