@@ -168,17 +168,12 @@ def mask_pieces_and_holes(mask: np.ndarray) -> tuple[int, int]:
 
 def _variant_summary(items: list[dict], variant: str, max_clicks: int) -> dict:
     per_step = np.array([it[variant]["dice"] for it in items], dtype=np.float64)
-    summary = {
+    return {
         "mean_dice_final": float(per_step[:, -1].mean()),
         "mean_dice_per_step": [float(v) for v in per_step.mean(axis=0)],
         "noc85": float(np.mean([protocol.clicks_to_reach(it[variant]["dice"], 0.85, max_clicks) for it in items])),
         "noc90": float(np.mean([protocol.clicks_to_reach(it[variant]["dice"], 0.90, max_clicks) for it in items])),
     }
-    for key in ("extra_pieces", "holes"):
-        if all(key in it[variant] for it in items):
-            summary[f"mean_{key}_per_step"] = [float(v) for v in
-                                               np.array([it[variant][key] for it in items], dtype=np.float64).mean(axis=0)]
-    return summary
 
 
 def _propagation_summary(items: list[dict], calls: dict | None) -> dict:
@@ -212,13 +207,15 @@ def summarise(items: list[dict], max_clicks: int, propagate: bool, propagate_cal
         "mean_dice_box": float(np.mean([it["plain"]["dice"][0] for it in items])),
         **{v: _variant_summary(items, v, max_clicks) for v in VARIANTS},
         # the labelled masks' own, to read the app's against
-        "truth_mean_extra_pieces": float(np.mean([it.get("truth_extra_pieces", 0) for it in items])),
-        "truth_mean_holes": float(np.mean([it.get("truth_holes", 0) for it in items])),
+        "truth_mean_extra_pieces": float(np.mean([it["truth_extra_pieces"] for it in items])),
+        "truth_mean_holes": float(np.mean([it["truth_holes"] for it in items])),
         "mean_encoder_ms": float(sum(it["encoder_ms"] for it in items) / max(1, sum(it["encoder_calls"] for it in items))),
         "mean_decoder_ms": float(sum(it["decoder_ms"] for it in items) / max(1, decoder_calls)),
         "encoder_calls": int(sum(it["encoder_calls"] for it in items)),
         "decoder_calls": int(decoder_calls),
     }
+    for key in ("extra_pieces", "holes"):  # the app's masks only: the reference rows stay as they were
+        summary["app"][f"mean_{key}_per_step"] = [float(v) for v in np.mean([it["app"][key] for it in items], axis=0)]
     if propagate:
         summary["propagate"] = _propagation_summary(items, propagate_calls)
         summary["corrections"] = summary["propagate"].get("corrections")
