@@ -31,18 +31,22 @@ def _replacement_slices(labels: LabelMap, result: PropagationResult, axis: int, 
     the highest it reached, plus the label's contiguous run of slices just beyond, unless that run
     continues the result's mask where it stopped (IoU >= keep_tail_iou: a re-propagation that stops
     earlier than the last one removes the last one's tail only where the tail is something else);
-    separate pieces further away are kept."""
+    separate pieces further away are kept, and so are the slices a run left to the label where it
+    joined it (result.kept)."""
     n = labels.shape_zyx[axis]
     present = slices_present(labels.array == label_id, axis)
     reached = sorted(result.masks)
     lo, hi = reached[0], reached[-1]
-    if lo > 0 and not _continues(labels, result, axis, label_id, lo, lo - 1, keep_tail_iou):
-        while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in result.keys:
+    fixed = result.keys | result.kept
+    if lo > 0 and (lo - 1) not in result.kept and \
+            not _continues(labels, result, axis, label_id, lo, lo - 1, keep_tail_iou):
+        while lo - 1 >= 0 and present[lo - 1] and (lo - 1) not in fixed:
             lo -= 1
-    if hi + 1 < n and not _continues(labels, result, axis, label_id, hi, hi + 1, keep_tail_iou):
-        while hi + 1 < n and present[hi + 1] and (hi + 1) not in result.keys:
+    if hi + 1 < n and (hi + 1) not in result.kept and \
+            not _continues(labels, result, axis, label_id, hi, hi + 1, keep_tail_iou):
+        while hi + 1 < n and present[hi + 1] and (hi + 1) not in fixed:
             hi += 1
-    return [i for i in range(lo, hi + 1) if i not in result.keys]
+    return [i for i in range(lo, hi + 1) if i not in fixed]
 
 
 def propagation_edit(labels: LabelMap, result: PropagationResult, axis: int, label_id: int, *,

@@ -19,6 +19,7 @@ from annotator.engine.click_strategy import Click
 from annotator.engine.propagate import (
     Key,
     PropagationParams,
+    labelled_slices,
     mask_extent,
     propagate_volume,
     structure_extent,
@@ -204,7 +205,8 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
         if not any(k.mask.any() for k in keys.values()):
             embedded.append(0)
             return labels.array == 1, {"+": "empty key", "-": "empty key"}
-        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent)
+        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent,
+                                  labelled=labelled_slices(labels.array == 1, axis))
         embedded.append(len(result.embedded))
         propagation_edit(labels, result, axis, 1, keep_tail_iou=params.keep_tail_iou)
         return labels.array == 1, result.stops

@@ -8,7 +8,7 @@ import itertools
 import logging
 import threading
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +17,13 @@ from PySide6.QtCore import QObject, Qt, Signal
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult, structure_extent
+from annotator.engine.propagate import (
+    ExecutorSlices,
+    Key,
+    PropagationResult,
+    labelled_slices,
+    structure_extent,
+)
 
 if TYPE_CHECKING:
     from annotator.engine.executor import EngineExecutor, SliceRef
@@ -34,6 +40,8 @@ class PropagationJob:
     keys: tuple[Key, ...]
     label_id: int
     extent: tuple[int, int] | None = None  # the label's propagated extent before the run (structure_extent)
+    # the label's masks per slice before the run: a re-run joins them (PropagationParams.join_iou)
+    labelled: dict[int, np.ndarray] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,9 @@ class PropagationController(QObject):
         self._cancel = threading.Event()
         self.running = True
         executor.cancel_prefetch()
+        present = doc.labels.array == doc.active_label
         job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
-                             structure_extent(doc.labels.array == doc.active_label, axis, [k.index for k in keys]))
+                             structure_extent(present, axis, [k.index for k in keys]), labelled_slices(present, axis))
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 
@@ -149,7 +158,7 @@ class PropagationController(QObject):
 
         try:
             result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
-                                      cancel=cancel, extent=job.extent)
+                                      cancel=cancel, extent=job.extent, labelled=job.labelled)
             outcome = PropagationOutcome(job, result, cancelled=result.cancelled)
         except Exception as exc:  # reported to the user (or a cancel when stopping)
             if cancel.is_set() or self.closed:

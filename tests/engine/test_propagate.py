@@ -563,6 +563,60 @@ def test_a_rerun_that_stops_early_keeps_the_tail_that_continues_it_and_clears_on
     assert not (labels.array[5:10] == 4).any()
 
 
+def _labelled(masks: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    return {i: m.copy() for i, m in masks.items()}
+
+
+def test_a_re_propagation_stops_where_it_joins_the_labelled_mask_and_the_label_keeps_the_rest():
+    """Slices 5..15 were labelled by an earlier run, wrongly on 5..8 (shifted: it had drifted).
+    A correction on 7 re-propagates: up, slice 8 still differs, slice 9 agrees with the label
+    (IoU >= join_iou), so the run stops there and the label keeps 9..15 as it was, never asking
+    the model about them; down, it re-draws 5..6, to the structure's current end. With
+    join_iou 0 the run re-draws every slice to the end, as before the rule."""
+    model = TubeModel()
+    shifted = np.roll(model.disk, 5, axis=1)
+    before = {i: (shifted if i <= 8 else model.disk) for i in range(TubeModel.FIRST, TubeModel.LAST + 1)}
+    correction = key(model, 7)
+    result = propagate(model, correction, TubeModel.N, extent=(5, 15), labelled=_labelled(before))
+    assert result.stops["+"] == "joined the labelled mask at slice 9"
+    assert sorted(result.masks) == [5, 6, 7, 8]
+    assert set(range(9, TubeModel.N)) <= result.kept
+    assert 7 not in result.kept
+    assert set(model.predicted) == {5, 6, 8, 9}
+    labels = _label_map()
+    for i, m in before.items():
+        labels.array[i][m] = 4
+    marker = labels.array[12].copy()
+    labels.array[12][0, 39] = 4  # a voxel the user painted there: a kept slice keeps it
+    propagation_edit(labels, result, 0, 4)
+    for i in (5, 6, 8):
+        np.testing.assert_array_equal(labels.array[i] == 4, model.disk)  # re-drawn from the correction
+    assert labels.array[12][0, 39] == 4
+    assert (labels.array[12][model.disk] == marker[model.disk]).all()
+    assert (labels.array[9:16][:, model.disk] == 4).all()
+    everywhere = TubeModel()
+    full = propagate(everywhere, correction, TubeModel.N, extent=(5, 15), labelled=_labelled(before),
+                     params=PropagationParams(join_iou=0.0))
+    assert sorted(full.masks) == list(range(5, 16))
+    assert not full.kept
+    assert set(range(9, 16)) <= set(everywhere.predicted)
+
+
+def test_between_two_keys_the_runs_go_on_to_the_other_key_even_where_they_join_the_label():
+    """Keys on 5 and 15; the label between is wrong on 6..8 and right on 9..14. Between keys both
+    runs go on to the other key and are blended as on a first run (stopping them where they joined
+    the label scored lower), so every slice between is re-drawn and none is kept."""
+    model = TubeModel()
+    shifted = np.roll(model.disk, 5, axis=1)
+    before = {i: (shifted if i <= 8 else model.disk) for i in range(6, 15)}
+    result = propagate(model, [key(model, 5), key(model, 15)], TubeModel.N, extent=(5, 15),
+                       labelled=_labelled(before))
+    assert result.stops["5..15"] == "up: volume edge; down: volume edge"
+    assert not result.kept & set(range(5, 16))
+    for i in range(6, 15):
+        np.testing.assert_array_equal(result.masks[i], model.disk)
+
+
 def test_between_two_keys_slices_no_run_reached_are_interpolated():
     """Keys on 5 and 15 hold the structure; the model is unsure on 8..12, so the runs from both keys
     stop before meeting. The structure is present at both keys: the slices between take the shape

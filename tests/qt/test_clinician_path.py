@@ -201,6 +201,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     propagated = doc.labels.array.copy()
     _, _, worst_dice = box_organ_on(win, qtbot, "axial", LIVER, "liver", worst)
     corrected_key = doc.labels.array[worst] == liver_id
+    before_rerun = doc.labels.array == liver_id
     assert set(doc.key_marks(liver_id, 0)) == {key_index, worst}, doc.history.descriptions()
     with qtbot.waitSignal(win.bridge.propagation_finished, timeout=600000) as blocker:
         win.actions_by_name["propagate"].trigger()
@@ -211,17 +212,25 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     dice_corrected = dice(after, reference)
     print(f"3-D liver Dice after a box on slice {worst} (2-D {worst_dice:.3f}): {dice_corrected:.4f}")
 
-    # The evaluation's code path (annotator evaluate --propagate) from the same two keys gives the
-    # same labels: one propagation for the window, the command line and the evaluation.
-    from annotator.engine.propagate import propagate_volume, result_volume_mask
+    # The evaluation's code path (annotator evaluate --propagate) from the same two keys and the same
+    # label before P (its extent, and its masks a run joins) gives the same labels: one propagation
+    # for the window, the command line and the evaluation.
+    from annotator.core.labels import LabelMap
+    from annotator.engine.propagate import labelled_slices, propagate_volume, structure_extent
+    from annotator.engine.propagation_edit import propagation_edit
     from annotator.evaluate import protocol
     from annotator.evaluate.propagation import MeterSlices
     from annotator.evaluate.runner import EngineMeter, app_first_prompt
 
     meter = EngineMeter(engine, doc.volume, 0, protocol.windowed_volume_u8(doc.volume.array, "CT")[0])
     keys = win.bridge.propagation_keys(0, liver_id)
-    headless_3d = result_volume_mask(propagate_volume(MeterSlices(meter), doc.volume, 0, keys), after.shape, 0)
-    assert dice(headless_3d, after) >= 0.999
+    headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys,
+                                extent=structure_extent(before_rerun, 0, [k.index for k in keys]),
+                                labelled=labelled_slices(before_rerun, 0))
+    headless_labels = LabelMap(after.shape)
+    headless_labels.array[before_rerun] = 1
+    propagation_edit(headless_labels, headless, 0, 1)
+    assert dice(headless_labels.array == 1, after) >= 0.999
     assert dice_corrected >= dice_window - 0.01
 
     # A corrective click on a propagated slice refines the mask there (not a new one from nothing),
