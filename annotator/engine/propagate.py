@@ -63,13 +63,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from annotator.core.geometry import Window, slice_2d, slice_region
+from annotator.core.geometry import Window, slice_2d
 from annotator.core.labels import LabelEdit, LabelMap
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
@@ -198,16 +198,11 @@ class PropagationParams:
     motion_slices: int = 4
     motion_min_step_px: float = 0.5
     # A re-propagation (propagate(labelled=...)) beyond the outermost keys stops where its mask joins
-    # the label's: on a slice that is no key and already holds the label, a mask agreeing with it
-    # (IoU at least this) says the correction's effect has faded out there, and from there on the
-    # label keeps what it has (PropagationResult.kept). Before, a correction near one end re-drew
-    # the whole structure beyond it: the CTA's false lumen, corrected 9 slices under its first key,
-    # lost 43 good slices at the far end to a run that stopped early (3-D 0.66 -> 0.59; 0.74 with
-    # the rule). Measured over the labelled scans' 3-D loops, after 0..5 corrections: CTA 0.651
-    # 0.682 0.717 0.739 0.760 0.780 -> 0.651 0.713 0.748 0.760 0.778 0.800, CT the same (items
-    # within 0.0014; IoU 0.7 and 0.8: CTA 0.803 / 0.802, CT's autochthons -0.01); the re-runs ask
-    # the model about half as many slices (CT 1305 -> 775, CTA 1573 -> 816). Between two keys the
-    # runs are not stopped (see propagate). 0: every run goes on to a stop or the extent's end.
+    # the label's (IoU at least this, on a slice that is no key and holds the label), and the label
+    # keeps its slices from there on (PropagationResult.kept): a fix re-draws the band around it,
+    # not the far end (the CTA's false lumen, fixed 9 slices under its first key, lost 43 good
+    # slices at the far end: 3-D 0.66 -> 0.59; 0.74 with it). Over three box placements the 3-D
+    # loops score the same on average, at half the model calls per re-run (BENCHMARKS.md). 0: off.
     join_iou: float = 0.9
 
 
@@ -484,10 +479,8 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
                 result.masks.update(interpolate_gap(lower, upper, spacing_rc))
                 result.stops[name] = "interpolated"
                 continue
-            # Between two keys both runs go on to the other key, joined or not: their blend and
-            # where they disagree carry more than the label's earlier masks (stopping them where
-            # they joined the label at IoU 0.8: CT organs 3-D after 5 corrections 0.834 -> 0.818,
-            # the colon 0.64 -> 0.44: a run from one key, unchecked by the other, re-drew the gap).
+            # Between two keys both runs go on to the other key, joined or not (stopped where they
+            # joined the label: CT organs 3-D after 5 corrections 0.834 -> 0.818; BENCHMARKS.md).
             up, up_stop = run.chain(lower, +1, upper.index - 1, join=False)
             down, down_stop = run.chain(upper, -1, lower.index + 1, join=False)
             result.masks.update(gap_masks(lower, upper, up, down, spacing_rc, agree_iou=params.gap_agree_iou,
@@ -521,43 +514,6 @@ class _Recording:
 
     def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
         self.inner.prefetch(index, step, count, window)
-
-
-def slices_present(mask_3d: np.ndarray, axis: int) -> np.ndarray:
-    """(n,) bool: which slices along `axis` hold any set voxel of `mask_3d`."""
-    return np.any(mask_3d, axis=tuple(a for a in range(3) if a != axis))
-
-
-def labelled_slices(mask_3d: np.ndarray, axis: int) -> dict[int, np.ndarray]:
-    """The (H, W) masks of `mask_3d` per slice along `axis`, for the slices that hold any of it
-    (propagate(labelled=...))."""
-    return {int(i): np.ascontiguousarray(slice_2d(mask_3d, axis, int(i)))
-            for i in np.flatnonzero(slices_present(mask_3d, axis))}
-
-
-def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:
-    """First and last slice along `axis` where `mask_3d` is set (None when it is empty)."""
-    present = np.flatnonzero(slices_present(mask_3d, axis))
-    return (int(present[0]), int(present[-1])) if present.size else None
-
-
-def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int]) -> tuple[int, int] | None:
-    """The structure's current extent for `propagate(extent=...)`: mask_extent, or None while every
-    labelled slice is a key (nothing was propagated yet, so no run has decided where it ends: the
-    first P from a single key must run outwards)."""
-    present = np.flatnonzero(slices_present(mask_3d, axis))
-    if not set(present.tolist()) - set(key_indices):
-        return None
-    return int(present[0]), int(present[-1])
-
-
-def result_volume_mask(result: PropagationResult, shape_zyx: tuple[int, int, int], axis: int) -> np.ndarray:
-    """The propagated masks (keys included) as one (z, y, x) bool volume."""
-    out = np.zeros(shape_zyx, dtype=bool)
-    for index, mask in result.masks.items():
-        region = slice_region(shape_zyx, axis, index)
-        out[region] = mask.reshape(out[region].shape)
-    return out
 
 
 # ---- through the executor ---------------------------------------------------------------------------

@@ -9,12 +9,12 @@ import numpy as np
 
 from annotator.core.geometry import slice_2d, slice_region
 from annotator.core.labels import LabelEdit, LabelMap, Region, bounding_region
+from annotator.engine.label_extent import slices_present
 from annotator.engine.propagate import (
     PropagationCancelled,
     PropagationParams,
     PropagationResult,
     mask_iou,
-    slices_present,
 )
 
 

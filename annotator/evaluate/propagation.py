@@ -16,14 +16,8 @@ from annotator.core.labels import LabelMap
 from annotator.engine import slice_segmentation
 from annotator.engine.api import MaskPrediction
 from annotator.engine.click_strategy import Click
-from annotator.engine.propagate import (
-    Key,
-    PropagationParams,
-    labelled_slices,
-    mask_extent,
-    propagate_volume,
-    structure_extent,
-)
+from annotator.engine.label_extent import labelled_slices, mask_extent, structure_extent
+from annotator.engine.propagate import Key, PropagationParams, propagate_volume
 from annotator.engine.propagation_edit import propagation_edit
 from annotator.evaluate import protocol
 

@@ -17,13 +17,8 @@ from PySide6.QtCore import QObject, Qt, Signal
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.propagate import (
-    ExecutorSlices,
-    Key,
-    PropagationResult,
-    labelled_slices,
-    structure_extent,
-)
+from annotator.engine.label_extent import labelled_slices, structure_extent
+from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult
 
 if TYPE_CHECKING:
     from annotator.engine.executor import EngineExecutor, SliceRef

@@ -203,7 +203,7 @@ def test_a_correction_inside_the_structure_does_not_move_its_ends():
 def test_a_structure_has_ends_once_something_was_propagated():
     """The extent a re-propagation keeps is what an earlier run labelled; while every labelled slice
     is a key (the first P, keys painted by hand) there are no ends yet and the runs go outwards."""
-    from annotator.engine.propagate import structure_extent
+    from annotator.engine.label_extent import structure_extent
 
     mask = np.zeros((20, 8, 8), dtype=bool)
     mask[10, 2:5, 2:5] = True

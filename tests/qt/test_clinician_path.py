@@ -216,7 +216,8 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     # label before P (its extent, and its masks a run joins) gives the same labels: one propagation
     # for the window, the command line and the evaluation.
     from annotator.core.labels import LabelMap
-    from annotator.engine.propagate import labelled_slices, propagate_volume, structure_extent
+    from annotator.engine.label_extent import labelled_slices, structure_extent
+    from annotator.engine.propagate import propagate_volume
     from annotator.engine.propagation_edit import propagation_edit
     from annotator.evaluate import protocol
     from annotator.evaluate.propagation import MeterSlices

@@ -1,0 +1,38 @@
+"""What a label already holds along an axis (its slices, their masks, its extent): the inputs a
+re-propagation (engine.propagate) and its edit (engine.propagation_edit) read from the label map."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from annotator.core.geometry import slice_2d
+
+
+def slices_present(mask_3d: np.ndarray, axis: int) -> np.ndarray:
+    """(n,) bool: which slices along `axis` hold any set voxel of `mask_3d`."""
+    return np.any(mask_3d, axis=tuple(a for a in range(3) if a != axis))
+
+
+def labelled_slices(mask_3d: np.ndarray, axis: int) -> dict[int, np.ndarray]:
+    """The (H, W) masks of `mask_3d` per slice along `axis`, for the slices that hold any of it
+    (propagate(labelled=...))."""
+    return {int(i): np.ascontiguousarray(slice_2d(mask_3d, axis, int(i)))
+            for i in np.flatnonzero(slices_present(mask_3d, axis))}
+
+
+def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:
+    """First and last slice along `axis` where `mask_3d` is set (None when it is empty)."""
+    present = np.flatnonzero(slices_present(mask_3d, axis))
+    return (int(present[0]), int(present[-1])) if present.size else None
+
+
+def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int]) -> tuple[int, int] | None:
+    """The structure's current extent for `propagate(extent=...)`: mask_extent, or None while every
+    labelled slice is a key (nothing was propagated yet, so no run has decided where it ends: the
+    first P from a single key must run outwards)."""
+    present = np.flatnonzero(slices_present(mask_3d, axis))
+    if not set(present.tolist()) - set(key_indices):
+        return None
+    return int(present[0]), int(present[-1])
