@@ -65,7 +65,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -239,6 +239,13 @@ class _Cancelled(Exception):  # internal unwinding of a cancelled run
 
 # ---- runs ---------------------------------------------------------------------------------------
 
+class _Chain(NamedTuple):
+    """One run's masks, why it stopped, and the slice where it joined the label's mask (or None)."""
+    masks: dict[int, np.ndarray]
+    stop: str
+    joined: int | None = None
+
+
 @dataclass
 class _Run:
     predictor: SlicePredictor
@@ -253,7 +260,6 @@ class _Run:
     pooled: np.ndarray | None = None
     # the label's masks before this propagation, per slice (propagate(labelled=...)); keys excluded
     labelled: Mapping[int, np.ndarray] | None = None
-    joined: int | None = None  # where the last chain joined the label's mask
 
     def tick(self) -> None:
         self.done += 1
@@ -261,18 +267,17 @@ class _Run:
             self.progress(min(self.done, self.total), self.total)
 
     def chain(self, key: Key, step: int, end: int, reopening: bool = False,
-              join: bool = True) -> tuple[dict[int, np.ndarray], str]:
-        """Masks from `key` towards `end` (inclusive), one slice per step, until a rule stops it or
-        it joins the label's mask (the joined slice is not among the masks; `joined` tells).
+              join: bool = False) -> _Chain:
+        """Masks from `key` towards `end` (inclusive), one slice per step, until a rule stops it or,
+        with `join`, it joins the label's mask (that slice is not among the masks).
         `reopening`: the run goes on past the structure's current end from a key beyond it, and
         each slice must also lead back to the one before (PropagationParams.reopen_back_iou)."""
-        self.joined = None
         joining = self.labelled if join else None
         masks: dict[int, np.ndarray] = {}
         if not key.mask.any():
-            return masks, "key is empty"
+            return _Chain(masks, "key is empty")
         if (end - key.index) * step <= 0:
-            return masks, "volume edge"
+            return _Chain(masks, "volume edge")
         values = self.pooled if self.params.intensity_from == "keys" and self.pooled is not None \
             else structure_values(self.predictor.raw(key.index), key.mask)
         intensity = IntensityModel(values, key.window, self.params)
@@ -285,8 +290,7 @@ class _Run:
                 skipped = self._two_slices(key.window, previous, index, step, end, intensity, reopening)
                 if skipped is not None and self._joins(joining, index + 2 * step, skipped[index + 2 * step]):
                     masks[index + step] = skipped[index + step]
-                    self.joined = index + 2 * step
-                    return masks, f"joined the labelled mask at slice {self.joined}"
+                    return _Chain(masks, f"joined the labelled mask at slice {index + 2 * step}", index + 2 * step)
                 if skipped is not None:
                     masks.update(skipped)
                     index += 2 * step
@@ -314,10 +318,9 @@ class _Run:
                 elif reopening:
                     reason = self._not_leading_back(index - step, key.window, mask, previous)
             if reason is not None:
-                return masks, f"{reason} at slice {index}"
+                return _Chain(masks, f"{reason} at slice {index}")
             if self._joins(joining, index, mask):
-                self.joined = index
-                return masks, f"joined the labelled mask at slice {index}"
+                return _Chain(masks, f"joined the labelled mask at slice {index}", index)
             by_pieces = self._by_pieces(index, key.window, previous, raw, intensity, step if reopening else 0)
             if by_pieces is not None:
                 mask, median = by_pieces, intensity.drift(raw, by_pieces)[1]
@@ -325,7 +328,7 @@ class _Run:
             masks[index] = mask
             previous = mask
             recent = [*recent, mask][-max(self.params.motion_slices, 1):]
-        return masks, "volume edge"
+        return _Chain(masks, "volume edge")
 
     def _joins(self, labelled: Mapping[int, np.ndarray] | None, index: int, mask: np.ndarray) -> bool:
         """Whether `mask` agrees with the label's mask on slice `index` (PropagationParams.join_iou)."""
@@ -457,20 +460,17 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
             reopen_down = True
     kept: set[int] = set()
     try:
-        if go_up:
-            masks, result.stops["+"] = run.chain(high, +1, up_end, reopen_up)
-            if run.joined is not None:
-                kept.update(range(run.joined, last + 1))
-            elif up_end != last and result.stops["+"] == "volume edge":
-                result.stops["+"] = f"kept to the structure's current end (slice {up_end})"
-            result.masks.update(masks)
-        if go_down:
-            masks, result.stops["-"] = run.chain(low, -1, down_end, reopen_down)
-            if run.joined is not None:
-                kept.update(range(first, run.joined + 1))
-            elif down_end != first and result.stops["-"] == "volume edge":
-                result.stops["-"] = f"kept to the structure's current end (slice {down_end})"
-            result.masks.update(masks)
+        for go, sign, key, step, end, edge, reopen in ((go_up, "+", high, +1, up_end, last, reopen_up),
+                                                        (go_down, "-", low, -1, down_end, first, reopen_down)):
+            if not go:
+                continue
+            outward = run.chain(key, step, end, reopen, join=True)
+            result.stops[sign] = outward.stop
+            if outward.joined is not None:  # the label keeps its slices from there to the edge
+                kept.update(range(min(outward.joined, edge), max(outward.joined, edge) + 1))
+            elif end != edge and outward.stop == "volume edge":
+                result.stops[sign] = f"kept to the structure's current end (slice {end})"
+            result.masks.update(outward.masks)
         for lower, upper in zip(keys, keys[1:], strict=False):
             if upper.index - lower.index < 2:
                 continue
@@ -481,8 +481,8 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
                 continue
             # Between two keys both runs go on to the other key, joined or not (stopped where they
             # joined the label: CT organs 3-D after 5 corrections 0.834 -> 0.818; BENCHMARKS.md).
-            up, up_stop = run.chain(lower, +1, upper.index - 1, join=False)
-            down, down_stop = run.chain(upper, -1, lower.index + 1, join=False)
+            up, up_stop, _ = run.chain(lower, +1, upper.index - 1)
+            down, down_stop, _ = run.chain(upper, -1, lower.index + 1)
             result.masks.update(gap_masks(lower, upper, up, down, spacing_rc, agree_iou=params.gap_agree_iou,
                                           fill_unreached_gap=params.fill_unreached_gap))
             result.stops[name] = f"up: {up_stop}; down: {down_stop}"

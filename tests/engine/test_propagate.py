@@ -594,6 +594,12 @@ def test_a_re_propagation_stops_where_it_joins_the_labelled_mask_and_the_label_k
     assert labels.array[12][0, 39] == 4
     assert (labels.array[12][model.disk] == marker[model.disk]).all()
     assert (labels.array[9:16][:, model.disk] == 4).all()
+    # With two slices per step (skip_iou) the run joins the label on the far slice of a step too.
+    skipping = propagate(TubeModel(), correction, TubeModel.N, extent=(5, 15), labelled=_labelled(before),
+                         params=PropagationParams(skip_iou=0.8))
+    assert skipping.stops["+"].startswith("joined the labelled mask at slice")
+    assert max(skipping.masks) < min(i for i in skipping.kept if i > 7)
+    assert not set(skipping.masks) & skipping.kept
     everywhere = TubeModel()
     full = propagate(everywhere, correction, TubeModel.N, extent=(5, 15), labelled=_labelled(before),
                      params=PropagationParams(join_iou=0.0))
