@@ -6,6 +6,7 @@ Views bind to its psygnal signals and call its methods; they never hold authorit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -318,13 +319,14 @@ class AnnotationDocument:
         mask3 = np.expand_dims(preview.mask, preview.axis)
         name = self.labels.table[self.active_label].name
         corrects = self.correcting_label(preview.axis, preview.index) == self.active_label
+        held = bool((self.label_slice(preview.axis, preview.index) == self.active_label).any())
         if preview.index in self.key_marks(self.active_label, preview.axis) and not corrects:
             edit = self.labels.paint(region, mask3, self.active_label, description=f"segment {name}")
         else:
             edit = self.labels.replace_label(region, mask3, self.active_label, description=f"segment {name}")
         window = preview.window.key() if preview.window is not None else None
-        mark = KeyMark(self.active_label, preview.axis, preview.index, window)
-        self.history.push(_with_marks(edit, (mark,)) if edit is not None else self._marks_only(mark, name))
+        mark = self._key_mark(self.active_label, preview.axis, preview.index, held, window)
+        self.history.push(_with_marks(edit, (mark,)) if edit is not None else self._marks_only((mark,), f"keep {name}"))
         self.clear_prompts(preview.axis, preview.index)
         self.set_preview(None)
         return edit
@@ -374,17 +376,14 @@ class AnnotationDocument:
         return edit
 
     # ---- manual edits ------------------------------------------------------------------------
-    def apply_edit(self, edit: LabelEdit | None) -> None:
-        """Record an edit another component already applied to self.labels (e.g. propagation)."""
-        self.history.push(edit)
-
     def paint_slice_mask(self, axis: int, index: int, mask_hw: np.ndarray, label_id: int,
                          description: str) -> LabelEdit | None:
         """Paint a (H, W) raw-slice mask with label_id (0 erases) as one undoable edit."""
         region = slice_region(self.labels.shape_zyx, axis, index)
+        held = bool(label_id) and bool((self.label_slice(axis, index) == label_id).any())
         edit = self.labels.paint(region, np.expand_dims(mask_hw, axis), label_id, description=description)
         if edit is not None and label_id:
-            edit = _with_marks(edit, (KeyMark(label_id, axis, index),))
+            edit = _with_marks(edit, (self._key_mark(label_id, axis, index, held),))
         self.history.push(edit)
         return edit
 
@@ -445,7 +444,8 @@ class AnnotationDocument:
         after = np.expand_dims(after_slice[box[1], box[2]], axis).copy()
         # Every label the stroke changed on this slice is decided there now (a key).
         touched = sorted({int(v) for v in np.unique(np.concatenate([before[before != after], after[before != after]]))} - {0})
-        marks = tuple(KeyMark(label_id, axis, index) for label_id in touched)
+        marks = tuple(self._key_mark(label_id, axis, index, bool((before_slice == label_id).any()))
+                      for label_id in touched)
         edit = LabelEdit(tuple(region), before, after, description, marks)  # type: ignore[arg-type]
         self.history.push(edit)
         return edit
@@ -453,6 +453,11 @@ class AnnotationDocument:
     def key_marks(self, label_id: int, axis: int) -> dict[int, KeyMark]:
         """The key slices of a label along an axis (the slices propagation must not rewrite)."""
         return self.history.keys.of(label_id, axis)
+
+    def keys_since_propagation(self, label_id: int, axis: int) -> dict[int, bool]:
+        """The label's keys made since its last propagation along `axis`, and whether each slice
+        held the label before (what a re-propagation's extent reads: structure_extent)."""
+        return self.history.keys.made_since_propagation(label_id, axis)
 
     def model_window_at(self, label_id: int, axis: int, index: int) -> tuple[float, float] | None:
         """The model input window the label's mask on slice `index` was made in: its own key's, else
@@ -463,14 +468,38 @@ class AnnotationDocument:
             return None
         return windowed[min(windowed, key=lambda i: (abs(i - index), i))]
 
-    def _marks_only(self, mark: KeyMark, name: str) -> LabelEdit:
-        """An edit that changes no voxel but makes a slice a key (the user accepted exactly what
-        was there), so undo takes the key back too."""
-        region = slice_region(self.labels.shape_zyx, mark.axis, mark.index)
+    def _key_mark(self, label_id: int, axis: int, index: int, held: bool,
+                  window: tuple[float, float] | None = None) -> KeyMark:
+        """The mark of a slice the user decides now; `held`: whether it held the label before this
+        edit. A key already made since the last propagation keeps what its slice held before it."""
+        earlier = self.key_marks(label_id, axis).get(index)
+        if earlier is not None and earlier.held_before is not None:
+            held = earlier.held_before
+        return KeyMark(label_id, axis, index, window, held)
+
+    def apply_propagation(self, edit: LabelEdit | None, label_id: int, axis: int,
+                          key_indices: Iterable[int]) -> LabelEdit | None:
+        """Record a propagation's edit of `label_id` along `axis` (one undo step): the keys it ran
+        from are no longer new (KeyMark.held_before), so the next re-propagation reads the
+        structure's extent from what this one left. Undo makes them new again."""
+        marks = self.key_marks(label_id, axis)
+        settled = tuple(dataclasses.replace(marks[i], held_before=None) for i in sorted(set(key_indices))
+                        if i in marks and marks[i].held_before is not None)
+        if edit is not None:
+            edit = _with_marks(edit, settled)
+        elif settled:
+            edit = self._marks_only(settled, "propagate (nothing changed)")
+        self.history.push(edit)
+        return edit
+
+    def _marks_only(self, marks: tuple[KeyMark, ...], description: str) -> LabelEdit:
+        """An edit that changes no voxel but sets key marks (the user accepted exactly what was
+        there; a propagation changed nothing), so undo takes the marks back too."""
+        region = slice_region(self.labels.shape_zyx, marks[0].axis, marks[0].index)
         cell: Region = (slice(region[0].start, region[0].start + 1), slice(region[1].start, region[1].start + 1),
                         slice(region[2].start, region[2].start + 1))
         same = self.labels.array[cell].copy()
-        return LabelEdit(cell, same, same.copy(), f"keep {name}", (mark,))
+        return LabelEdit(cell, same, same.copy(), description, marks)
 
     def undo(self) -> LabelEdit | None:
         return self.history.undo()

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class KeyMark:
     """Slice `index` along array `axis` is a key of `label_id`. `window` is the model input window
-    (low, high) its mask was made in, or None for a brushed or erased slice."""
+    (low, high) its mask was made in, or None for a brushed or erased slice. `held_before`, for a
+    key made since the label's last propagation along `axis`: whether its slice held the label
+    before the key was made (so a re-propagation knows the structure's extent as that propagation
+    left it: a key past its end reopens the run there; engine.label_extent.structure_extent);
+    None once a propagation has run over the key."""
 
     label_id: int
     axis: int
     index: int
     window: tuple[float, float] | None = None
+    held_before: bool | None = None
 
     @property
     def slot(self) -> tuple[int, int, int]:
@@ -42,6 +47,11 @@ class KeySlices:
                 self._marks.pop(slot, None)
             else:
                 self._marks[slot] = mark
+
+    def made_since_propagation(self, label_id: int, axis: int) -> dict[int, bool]:
+        """The keys made since the label's last propagation along `axis`: whether each slice
+        held the label before (KeyMark.held_before)."""
+        return {i: m.held_before for i, m in self.of(label_id, axis).items() if m.held_before is not None}
 
     def of(self, label_id: int, axis: int) -> dict[int, KeyMark]:
         """The keys of one label along one axis, by slice index."""

@@ -3,7 +3,7 @@ re-propagation (engine.propagate) and its edit (engine.propagation_edit) read fr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -28,11 +28,18 @@ def mask_extent(mask_3d: np.ndarray, axis: int) -> tuple[int, int] | None:
     return (int(present[0]), int(present[-1])) if present.size else None
 
 
-def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int]) -> tuple[int, int] | None:
-    """The structure's current extent for `propagate(extent=...)`: mask_extent, or None while every
-    labelled slice is a key (nothing was propagated yet, so no run has decided where it ends: the
-    first P from a single key must run outwards)."""
-    present = np.flatnonzero(slices_present(mask_3d, axis))
-    if not set(present.tolist()) - set(key_indices):
+def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int],
+                     new_keys: Mapping[int, bool] | None = None) -> tuple[int, int] | None:
+    """The structure's current extent for `propagate(extent=...)`: where it is labelled along
+    `axis`, as the last propagation left it. `new_keys`: the keys made since then and whether each
+    slice held the structure before (core.keys.KeyMark.held_before); each counts as it was, so a
+    correction past an end lies beyond the extent and reopens the run there, while a correction of
+    the end slice keeps the end. None while every labelled slice is a key (nothing was propagated
+    yet, so no run has decided where it ends: the first P from a single key must run outwards)."""
+    present = slices_present(mask_3d, axis).copy()
+    for index, held in (new_keys or {}).items():
+        present[index] = held
+    labelled = np.flatnonzero(present)
+    if not set(labelled.tolist()) - set(key_indices):
         return None
-    return int(present[0]), int(present[-1])
+    return int(labelled[0]), int(labelled[-1])

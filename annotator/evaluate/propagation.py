@@ -188,9 +188,12 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
     # replaces and keeps).
     labels = LabelMap(truth_3d.shape)
 
+    new_keys: dict[int, bool] = {}  # keys since the last P: did their slice hold the label (KeyMark.held_before)
+
     def accept(key: Key) -> None:
         keys[key.index] = key
         region = slice_region(truth_3d.shape, axis, key.index)
+        new_keys.setdefault(key.index, bool((labels.array[region] == 1).any()))
         labels.replace_label(region, key.mask.reshape(labels.array[region].shape), 1)
 
     accept(keys[item.slice_index])
@@ -203,6 +206,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
                                   labelled=labelled_slices(labels.array == 1, axis))
         embedded.append(len(result.embedded))
         propagation_edit(labels, result, axis, 1, keep_tail_iou=params.keep_tail_iou)
+        new_keys.clear()
         return labels.array == 1, result.stops
 
     predicted, stops = run(None)
@@ -229,8 +233,8 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
             corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
             continue
         accept(key)
-        # as in the window: what is labelled now is the structure's current extent
-        predicted, stops = run(structure_extent(predicted, axis, keys))
+        # as in the window: the extent the last P left, with the new key's slice as it was there
+        predicted, stops = run(structure_extent(labels.array == 1, axis, keys, new_keys))
         dices.append(protocol.dice(predicted, truth_3d))
         corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
     entry["corrections"] = dices

@@ -123,7 +123,9 @@ class PropagationController(QObject):
         executor.cancel_prefetch()
         present = doc.labels.array == doc.active_label
         job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
-                             structure_extent(present, axis, [k.index for k in keys]), labelled_slices(present, axis))
+                             structure_extent(present, axis, [k.index for k in keys],
+                                              doc.keys_since_propagation(doc.active_label, axis)),
+                             labelled_slices(present, axis))
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 
@@ -194,7 +196,9 @@ class PropagationController(QObject):
         result = outcome.result
         labels = self.doc.labels
         name = labels.table[job.label_id].name if job.label_id in labels.table else "label"
-        self.doc.apply_edit(propagation_edit(labels, result, job.axis, job.label_id, description=f"propagate {name}"))
+        self.doc.apply_propagation(propagation_edit(labels, result, job.axis, job.label_id,
+                                                    description=f"propagate {name}"),
+                                   job.label_id, job.axis, [k.index for k in job.keys])
         lo, hi = result.slice_range or (job.keys[0].index, job.keys[0].index)
         self.doc.status.emit(f"Propagated {name} over slices {lo + 1}–{hi + 1} "
                              f"(stopped: {', '.join(f'{k} {v}' for k, v in result.stops.items())})")

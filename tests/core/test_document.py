@@ -292,3 +292,44 @@ def test_the_model_window_of_a_slice_is_its_keys_else_the_nearest_keys():
     assert doc.model_window_at(label, 0, 3) == Window(40, 400).key()  # a tie goes to the lower key
     assert doc.model_window_at(label, 0, 4) == Window(-600, 1500).key()
     assert doc.model_window_at(label, 1, 4) is None  # keys belong to one axis
+
+
+def test_a_key_remembers_what_its_slice_held_until_a_propagation_runs_over_it():
+    """A re-propagation reads the structure's extent as the last propagation left it, so a key
+    made since then remembers whether its slice held the label before (KeyMark.held_before); the
+    propagation's own undo step settles the keys it ran from, and undo makes them new again."""
+    doc = _doc()
+    label = doc.active_label
+    doc.labels.array[1:4, 5:10, 5:10] = label  # what a propagation left on slices 1..3
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:10, 5:12] = True
+    doc.set_preview(Preview(0, 3, mask[None]))
+    doc.accept_preview()  # a correction of the end slice
+    doc.set_preview(Preview(0, 4, mask[None]))
+    doc.accept_preview()  # a correction past the end
+    assert doc.keys_since_propagation(label, 0) == {3: True, 4: False}
+    doc.set_preview(Preview(0, 4, np.roll(mask, 2, axis=1)[None]))
+    doc.accept_preview()  # corrected again before P: its slice still counts as it was before both
+    assert doc.keys_since_propagation(label, 0)[4] is False
+    doc.paint_slice_mask(0, 0, mask, label, "brush")
+    doc.begin_stroke(0, 2, "eraser")
+    doc.stroke_dab((7, 7), 4, erase=True)
+    doc.end_stroke()
+    assert doc.keys_since_propagation(label, 0) == {0: False, 2: True, 3: True, 4: False}
+    settled = doc.labels.array.copy()
+    settled[5, 5:10, 5:10] = label
+    from annotator.core.geometry import slice_region
+
+    region = slice_region(doc.labels.shape_zyx, 0, 5)
+    edit = doc.labels.apply(region, settled[region], "propagate")
+    doc.apply_propagation(edit, label, 0, [0, 2, 3])  # 4 was made while it ran: still new
+    assert doc.keys_since_propagation(label, 0) == {4: False}
+    assert set(doc.key_marks(label, 0)) == {0, 2, 3, 4}
+    doc.undo()
+    assert doc.keys_since_propagation(label, 0) == {0: False, 2: True, 3: True, 4: False}
+    assert not (doc.labels.array[5] == label).any()
+    doc.redo()
+    doc.apply_propagation(None, label, 0, [4])  # nothing changed: still one undo step for the keys
+    assert doc.keys_since_propagation(label, 0) == {}
+    assert doc.history.descriptions()[-1] == "propagate (nothing changed)"
+    assert np.array_equal(doc.labels.array, settled)

@@ -213,6 +213,18 @@ def test_a_structure_has_ends_once_something_was_propagated():
     mask[11:14, 2:5, 2:5] = True  # propagated between them
     assert structure_extent(mask, 0, [10, 14]) == (10, 14)
     assert structure_extent(np.zeros_like(mask), 0, []) is None
+    # Keys made since that propagation count as their slice was: a correction past the end lies
+    # beyond the extent (it reopens the run there), one of the end slice or an emptied end keeps it.
+    corrected = mask.copy()
+    corrected[16, 2:5, 2:5] = True
+    assert structure_extent(corrected, 0, [10, 14, 16]) == (10, 16)
+    assert structure_extent(corrected, 0, [10, 14, 16], {16: False}) == (10, 14)
+    emptied = mask.copy()
+    emptied[14] = False
+    assert structure_extent(emptied, 0, [10, 14]) == (10, 13)
+    assert structure_extent(emptied, 0, [10, 14], {14: True}) == (10, 14)
+    corrected[14] = False
+    assert structure_extent(corrected, 0, [10, 14, 16], {14: True, 16: False}) == (10, 14)
     model = TubeModel()
     only_key = np.zeros((TubeModel.N, 40, 40), dtype=bool)
     only_key[10] = model.disk

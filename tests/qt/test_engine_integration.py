@@ -252,6 +252,42 @@ def test_propagation_lands_as_one_undo_step_and_views_follow(make_window, qtbot)
     assert win.progress_dialog is None
 
 
+def test_a_correction_past_where_propagation_stopped_reopens_it_there(make_window, qtbot):
+    """The user paints the slice after the one where P stopped: the structure goes on there, so P
+    again runs on past that key (the evaluation's simulated user does the same,
+    engine.label_extent.structure_extent). A correction of the end slice itself keeps the end."""
+    from annotator.core.volume import Volume
+
+    engine = FakeEngine()
+    win = make_window(engine)
+    doc = win.doc
+    array = _uniform_volume().array
+    array[9:] += 400  # a different tissue from slice 9 on: the first run stops there
+    doc.set_volume(Volume(array, (5.0, 3.2, 3.2), (10.0, -20.0, 30.0), modality="CT"))
+    doc.set_slice(0, 6)
+    label = doc.active_label
+    key = _key_mask(engine, (64, 64))
+    doc.paint_slice_mask(0, 6, key, label, "paint key slice")
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=20000) as blocker:
+        win.actions_by_name["propagate"].trigger()
+    assert blocker.args == [""]
+    present = (doc.labels.array == label).any(axis=(1, 2))
+    assert not present[9:].any()
+    assert present[:9].all()
+    # The end slice corrected (its own mask again): P keeps the end.
+    doc.paint_slice_mask(0, 8, key, label, "brush end slice")
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=20000):
+        win.actions_by_name["propagate"].trigger()
+    assert not (doc.labels.array[9:] == label).any()
+    # Slice 10, past the end: P reopens the run from it.
+    doc.set_slice(0, 10)
+    doc.paint_slice_mask(0, 10, key, label, "brush past the end")
+    with qtbot.waitSignal(win.bridge.propagation_finished, timeout=20000):
+        win.actions_by_name["propagate"].trigger()
+    assert (doc.labels.array[11] == label).any()
+    assert (doc.labels.array[9] == label).any()  # between the keys 8 and 10
+
+
 def test_the_prefetch_count_is_the_visible_slices_round_not_propagations_slices(make_window, qtbot):
     """Propagation queues the slices ahead of it as prefetch work too; the engine panel's
     "prefetch done/total" counts only the round the visible slice asked for (it read 54/9)."""
