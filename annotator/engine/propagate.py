@@ -27,36 +27,8 @@ mask leads back to the one before (the model, asked on the slice before with tha
 finds the previous mask again): past where an earlier run stopped, a box model follows a
 neighbour of the same tissue lying over the end (PropagationParams.reopen_back_iou).
 
-One step, from the previous slice's mask `prev` to the next slice (engine.propagation_step; each
-rule measured with `annotator evaluate --propagate` on the labelled CT and CTA; see BENCHMARKS.md):
-- The box is `prev`'s bounding box widened by a few pixels of the model's 256-pixel input frame
-  (LiteMedSAM was trained on boxes with a few pixels of slack); a small and a larger margin are
-  tried and the mask that agrees best with `prev` (IoU) is kept. A fixed share of the size (the
-  earlier rule) let large organs grow slice after slice.
-- Only the parts touching `prev` are kept, and only within `growth_slope` slice spacings of it:
-  a surface cannot move much further in-plane than the slices are apart, so a leak into a
-  neighbour is cut where it starts instead of being carried on.
-- Where `prev` is in separate pieces (each at least `min_piece_side_256` pixels square in the
-  model's frame), each piece also gets its own box and the slice takes the union of the pieces'
-  masks that pass every stop rule: LiteMedSAM segments one object per box, and one box over the
-  ascending and descending aorta merged them into a leak or dropped one. The step over the whole
-  mask still decides where the run stops. (CTA 3-D from one box 0.496 -> 0.531, true lumen 0.68 ->
-  0.86; NoC85/90 CT 3.94 / 5.00 -> 3.81 / 4.88, CTA 7.00 / 7.00 -> 5.80 / 6.40.)
-- Where the mask's centre moved steadily the same way over the last slices (one piece each), the
-  boxes moved by that drift are tried too and candidates are judged against the moved mask: a
-  box around where the structure was let it slip out, the mask trailing and shrinking (CT 3-D
-  from one box 0.634 -> 0.643, stops within 3 slices 84 -> 88 %; CTA from one box the same).
-- Stop when the mask is empty, shrinks below `min_area_ratio` of `prev`, mostly leaves `prev`,
-  the model's own IoU estimate is low, or its median intensity (raw image units, so the input
-  window does not matter) leaves the structure's running intensity by more than `max_intensity_z`
-  robust standard deviations (of the structure per reference pixel on a larger matrix, not of each
-  pixel's noise: structure_values). The running value follows slow change (contrast fading along a
-  vessel); comparing with the key slice alone stopped vessels after a few centimetres.
-- Unless the model's mask is of another tissue entirely (`neighbour_taken_z`, twice that many
-  sds): the box held a neighbour and the model took it (a lung base's box holds the liver dome it
-  curves around; a box model cannot be asked for a crescent). Then the slice takes the
-  structure's own tissue next to the previous mask, if that passes the shape rules; where no such
-  tissue is left, the run stops there as before.
+One step, from the previous slice's mask to the next slice, and the measurements behind each of its
+rules: engine.propagation_step's docstring.
 """
 
 from __future__ import annotations
@@ -123,7 +95,7 @@ class Key:
 
 @dataclass(frozen=True)
 class PropagationParams:
-    """Defaults measured with `annotator evaluate --propagate` (module docstring)."""
+    """Defaults measured with `annotator evaluate --propagate` (the module docstrings of this module and engine.propagation_step)."""
 
     box_margins_256: tuple[float, ...] = (3.0, 8.0)  # candidate box margins, model-frame pixels
     growth_slope: float = 1.0        # in-plane growth per slice, in slice spacings
@@ -193,7 +165,7 @@ class PropagationParams:
     # A share of the whole mask instead (10 %, 20 %) lost the fading piece of a much larger one.
     # 0: off.
     min_piece_side_256: float = 8.0
-    # The structure's motion (module docstring) from the run's last this many masks, each step at
+    # The structure's motion (engine.propagation_step docstring) from the run's last this many masks, each step at
     # least motion_min_step_px the same way (any wobble counted stopped the true lumen). 0, 1: off.
     motion_slices: int = 4
     motion_min_step_px: float = 0.5
