@@ -95,7 +95,8 @@ class Key:
 
 @dataclass(frozen=True)
 class PropagationParams:
-    """Defaults measured with `annotator evaluate --propagate` (the module docstrings of this module and engine.propagation_step)."""
+    """Defaults measured with `annotator evaluate --propagate` (this module's docstring and
+    engine.propagation_step's)."""
 
     box_margins_256: tuple[float, ...] = (3.0, 8.0)  # candidate box margins, model-frame pixels
     growth_slope: float = 1.0        # in-plane growth per slice, in slice spacings
@@ -165,7 +166,7 @@ class PropagationParams:
     # A share of the whole mask instead (10 %, 20 %) lost the fading piece of a much larger one.
     # 0: off.
     min_piece_side_256: float = 8.0
-    # The structure's motion (engine.propagation_step docstring) from the run's last this many masks, each step at
+    # The structure's motion (engine.propagation_step's docstring) from the run's last this many masks, each step at
     # least motion_min_step_px the same way (any wobble counted stopped the true lumen). 0, 1: off.
     motion_slices: int = 4
     motion_min_step_px: float = 0.5
