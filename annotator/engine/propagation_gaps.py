@@ -5,6 +5,7 @@ reached."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,12 +23,17 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def gap_masks(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
-              spacing_rc: tuple[float, float], *, agree_iou: float, fill_unreached_gap: bool) -> dict[int, np.ndarray]:
+              spacing_rc: tuple[float, float], *, agree_iou: float, fill_unreached_gap: bool,
+              labelled: Mapping[int, np.ndarray] | None = None,
+              new_keys: Collection[int] = ()) -> dict[int, np.ndarray]:
     """The slices strictly between two keys from the runs up from `lower` and down from `upper`
-    (engine.propagate's module docstring says why each rule)."""
+    (engine.propagate's module docstring says why each rule). A re-propagation passes the label's
+    masks before it (`labelled`) and the keys made since the last one (`new_keys`)."""
     blended = blend_gap(lower, upper, up, down, spacing_rc)
     if fill_unreached_gap and lower.mask.any() and upper.mask.any():
         blended.update(fill_unreached(lower, upper, blended, spacing_rc))
+    if labelled:
+        blended.update(kept_where_an_old_run_is_alone(lower, upper, up, down, labelled, new_keys))
     both = [i for i in blended if i in up and i in down]
     agree = [i for i in both if mask_iou(up[i], down[i]) >= agree_iou]
     disagree = [i for i in both if i not in agree]
@@ -47,6 +53,19 @@ def gap_masks(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int,
             confirmed = None if keys_overlap else confirmed_run(i, up, down, agree)
             blended[i] = shape[i] if confirmed is None else confirmed
     return blended
+
+
+def kept_where_an_old_run_is_alone(lower: Key, upper: Key, up: dict[int, np.ndarray], down: dict[int, np.ndarray],
+                                   labelled: Mapping[int, np.ndarray], new_keys: Collection[int]) -> dict[int, np.ndarray]:
+    """The label's masks on the gap's slices that only the run from a key older than the last
+    propagation reached (the run from the other key stopped short): that run drew them before,
+    cross-checked by the other key's run then, and alone now it has nothing new to say there."""
+    kept = {}
+    for index in range(lower.index + 1, upper.index):
+        alone = lower if index in up and index not in down else upper if index in down and index not in up else None
+        if alone is not None and alone.index not in new_keys and index in labelled:
+            kept[index] = labelled[index]
+    return kept
 
 
 def confirmed_run(index: int, up: dict[int, np.ndarray], down: dict[int, np.ndarray],

@@ -203,7 +203,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
             embedded.append(0)
             return labels.array == 1, {"+": "empty key", "-": "empty key"}
         result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent,
-                                  labelled=labelled_slices(labels.array == 1, axis))
+                                  labelled=labelled_slices(labels.array == 1, axis), new_keys=set(new_keys))
         embedded.append(len(result.embedded))
         propagation_edit(labels, result, axis, 1, keep_tail_iou=params.keep_tail_iou)
         new_keys.clear()

@@ -37,6 +37,7 @@ class PropagationJob:
     extent: tuple[int, int] | None = None  # the label's propagated extent before the run (structure_extent)
     # the label's masks per slice before the run: a re-run joins them (PropagationParams.join_iou)
     labelled: dict[int, np.ndarray] | None = field(default=None, repr=False)
+    new_keys: frozenset[int] = frozenset()  # the keys made since the label's last propagation
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,10 @@ class PropagationController(QObject):
         self.running = True
         executor.cancel_prefetch()
         present = doc.labels.array == doc.active_label
+        new_keys = doc.keys_since_propagation(doc.active_label, axis)
         job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
-                             structure_extent(present, axis, [k.index for k in keys],
-                                              doc.keys_since_propagation(doc.active_label, axis)),
-                             labelled_slices(present, axis))
+                             structure_extent(present, axis, [k.index for k in keys], new_keys),
+                             labelled_slices(present, axis), frozenset(new_keys))
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 
@@ -155,7 +156,8 @@ class PropagationController(QObject):
 
         try:
             result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
-                                      cancel=cancel, extent=job.extent, labelled=job.labelled)
+                                      cancel=cancel, extent=job.extent, labelled=job.labelled,
+                                      new_keys=job.new_keys)
             outcome = PropagationOutcome(job, result, cancelled=result.cancelled)
         except Exception as exc:  # reported to the user (or a cancel when stopping)
             if cancel.is_set() or self.closed:

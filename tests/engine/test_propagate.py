@@ -635,6 +635,51 @@ def test_between_two_keys_the_runs_go_on_to_the_other_key_even_where_they_join_t
         np.testing.assert_array_equal(result.masks[i], model.disk)
 
 
+class NarrowingTube(TubeModel):
+    """A tube that narrows from slice 9 on: a disk of radius 6 on 5..8, of radius 3 on 9..15. A run
+    up from 5 stops at 9 (the area falls to a quarter); one down from 15 goes on (each slice may
+    grow only within reach of the one before)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rr, cc = np.ogrid[:40, :40]
+        self.narrow = (rr - 20) ** 2 + (cc - 20) ** 2 <= 9
+
+    def shape(self, index: int) -> np.ndarray:
+        return self.disk if index <= 8 else self.narrow
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        if self.FIRST <= index <= self.LAST:
+            img[self.shape(index)] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        self.predicted.append(index)
+        return MaskPrediction(self.shape(index)[None].copy(), np.array([0.9], np.float32),
+                              np.zeros((1, 256, 256), np.float32))
+
+
+def test_between_two_keys_slices_only_an_older_keys_run_reached_keep_the_label():
+    """A correction on 5 under an older key on 15: the run up from 5 stops at 9, the run down from
+    15 reaches 9..14 alone. It drew them in the last propagation too, with the other run beside
+    it; alone it says nothing new, so the label keeps its masks there. From a key made since the
+    last propagation (or with gap_keeps_label off) the lone run's masks are taken, as before."""
+    model = NarrowingTube()
+    keys = [Key(5, model.disk.copy(), W), Key(15, model.narrow.copy(), W)]
+    earlier = np.roll(model.narrow, 2, axis=1)  # what the last propagation left on 9..14
+    before = {i: earlier for i in range(9, 15)}
+    result = propagate(model, keys, TubeModel.N, extent=(5, 15), labelled=_labelled(before), new_keys={5})
+    assert result.stops["5..15"].startswith("up: area fell to 0.26 of the previous slice at slice 9")
+    for i in range(9, 15):
+        np.testing.assert_array_equal(result.masks[i], earlier)
+    for new_keys, params in (({5, 15}, PropagationParams()), ({5}, PropagationParams(gap_keeps_label=False))):
+        redrawn = propagate(NarrowingTube(), keys, TubeModel.N, extent=(5, 15), labelled=_labelled(before),
+                            new_keys=new_keys, params=params)
+        for i in range(9, 15):
+            np.testing.assert_array_equal(redrawn.masks[i], model.narrow)
+
+
 def test_between_two_keys_slices_no_run_reached_are_interpolated():
     """Keys on 5 and 15 hold the structure; the model is unsure on 8..12, so the runs from both keys
     stop before meeting. The structure is present at both keys: the slices between take the shape

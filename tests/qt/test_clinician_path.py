@@ -228,7 +228,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     # the extent as the evaluation reads it: the corrected slice counts as it was before the box
     extent = structure_extent(before_rerun, 0, [k.index for k in keys], {worst: bool(propagated[worst].any())})
     headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys, extent=extent,
-                                labelled=labelled_slices(before_rerun, 0))
+                                labelled=labelled_slices(before_rerun, 0), new_keys={worst})
     headless_labels = LabelMap(after.shape)
     headless_labels.array[before_rerun] = 1
     propagation_edit(headless_labels, headless, 0, 1)
@@ -327,7 +327,7 @@ def test_a_box_past_where_propagation_stopped_reopens_it_as_the_evaluation_does(
     headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys,
                                 extent=structure_extent(before_rerun, 0, [k.index for k in keys],
                                                         {past[0]: bool(propagated[past[0]].any())}),
-                                labelled=labelled_slices(before_rerun, 0))
+                                labelled=labelled_slices(before_rerun, 0), new_keys={past[0]})
     headless_labels = LabelMap(after.shape)
     headless_labels.array[before_rerun] = 1
     propagation_edit(headless_labels, headless, 0, 1)
