@@ -1,7 +1,7 @@
 """The slices between two keys of a propagation (engine.propagate): the runs from both keys blended
 by shape, the keys' own shape interpolation where they disagree (unless one run found a piece the
-other cannot, or the keys lie apart and one run met the other), and the fill of slices neither run
-reached."""
+other cannot, or the keys lie apart and one run met the other), the fill of slices neither run
+reached, and in a re-propagation the label's masks where only an older key's run reached."""
 
 from __future__ import annotations
 
