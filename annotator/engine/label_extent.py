@@ -4,6 +4,7 @@ re-propagation (engine.propagate) and its edit (engine.propagation_edit) read fr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,3 +44,21 @@ def structure_extent(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int],
     if not set(labelled.tolist()) - set(key_indices):
         return None
     return int(labelled[0]), int(labelled[-1])
+
+
+class LabelBefore(NamedTuple):
+    """What a propagation needs to know of the label it re-draws (propagate's `extent`,
+    `labelled` and `new_keys`), read once from the label before P."""
+
+    extent: tuple[int, int] | None
+    labelled: dict[int, np.ndarray]
+    new_keys: frozenset[int]
+
+
+def label_before(mask_3d: np.ndarray, axis: int, key_indices: Iterable[int],
+                 new_keys: Mapping[int, bool]) -> LabelBefore:
+    """The label's state for a (re-)propagation along `axis`, the same for the window and the
+    evaluation: its extent as the last propagation left it (structure_extent), its masks per slice,
+    and the keys made since (`new_keys`: whether each slice held the label before)."""
+    return LabelBefore(structure_extent(mask_3d, axis, key_indices, new_keys), labelled_slices(mask_3d, axis),
+                       frozenset(new_keys))

@@ -16,7 +16,7 @@ from annotator.core.labels import LabelMap
 from annotator.engine import slice_segmentation
 from annotator.engine.api import MaskPrediction
 from annotator.engine.click_strategy import Click
-from annotator.engine.label_extent import labelled_slices, mask_extent, structure_extent
+from annotator.engine.label_extent import label_before, mask_extent
 from annotator.engine.propagate import Key, PropagationParams, propagate_volume
 from annotator.engine.propagation_edit import propagation_edit
 from annotator.evaluate import protocol
@@ -198,18 +198,20 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
 
     accept(keys[item.slice_index])
 
-    def run(extent: tuple[int, int] | None) -> tuple[np.ndarray, dict]:
+    def run() -> tuple[np.ndarray, dict]:
         if not any(k.mask.any() for k in keys.values()):
             embedded.append(0)
             return labels.array == 1, {"+": "empty key", "-": "empty key"}
-        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params, extent=extent,
-                                  labelled=labelled_slices(labels.array == 1, axis), new_keys=set(new_keys))
+        # as in the window: the label's extent as the last P left it, its masks and the new keys
+        before = label_before(labels.array == 1, axis, keys, new_keys)
+        result = propagate_volume(slices, meter.volume, axis, list(keys.values()), params=params,
+                                  **before._asdict())
         embedded.append(len(result.embedded))
         propagation_edit(labels, result, axis, 1, keep_tail_iou=params.keep_tail_iou)
         new_keys.clear()
         return labels.array == 1, result.stops
 
-    predicted, stops = run(None)
+    predicted, stops = run()
     entry.update(dice_3d=protocol.dice(predicted, truth_3d), z_range_predicted=_z_range(predicted, axis),
                  voxels_label=int(truth_3d.sum()), voxels_predicted=int(predicted.sum()), stops=stops,
                  stop_error_slices=_stop_errors(predicted, truth_3d, axis))
@@ -233,8 +235,7 @@ def evaluate_propagation(meter: EngineMeter, labels_zyx: np.ndarray, item: proto
             corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
             continue
         accept(key)
-        # as in the window: the extent the last P left, with the new key's slice as it was there
-        predicted, stops = run(structure_extent(labels.array == 1, axis, keys, new_keys))
+        predicted, stops = run()
         dices.append(protocol.dice(predicted, truth_3d))
         corrected.append({"slice": index, **done, "dice_3d": dices[-1]})
     entry["corrections"] = dices

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from annotator.core.geometry import Window
 from annotator.core.volume import Volume
 from annotator.engine.api import MaskPrediction
-from annotator.engine.label_extent import labelled_slices, structure_extent
+from annotator.engine.label_extent import LabelBefore, label_before
 from annotator.engine.propagate import ExecutorSlices, Key, PropagationResult
 
 if TYPE_CHECKING:
@@ -34,10 +34,7 @@ class PropagationJob:
     axis: int
     keys: tuple[Key, ...]
     label_id: int
-    extent: tuple[int, int] | None = None  # the label's propagated extent before the run (structure_extent)
-    # the label's masks per slice before the run: a re-run joins them (PropagationParams.join_iou)
-    labelled: dict[int, np.ndarray] | None = field(default=None, repr=False)
-    new_keys: frozenset[int] = frozenset()  # the keys made since the label's last propagation
+    before: LabelBefore = field(repr=False)  # the label before the run: its extent, masks and new keys
 
 
 @dataclass(frozen=True)
@@ -122,11 +119,10 @@ class PropagationController(QObject):
         self._cancel = threading.Event()
         self.running = True
         executor.cancel_prefetch()
-        present = doc.labels.array == doc.active_label
-        new_keys = doc.keys_since_propagation(doc.active_label, axis)
+        before = label_before(doc.labels.array == doc.active_label, axis, [k.index for k in keys],
+                              doc.keys_since_propagation(doc.active_label, axis))
         job = PropagationJob(next(self.generations), doc.current_volume(), axis, tuple(keys), doc.active_label,
-                             structure_extent(present, axis, [k.index for k in keys], new_keys),
-                             labelled_slices(present, axis), frozenset(new_keys))
+                             before)
         self.progress.emit(0, 1)
         self.helper.submit(self._run, job, self._cancel)
 
@@ -156,8 +152,7 @@ class PropagationController(QObject):
 
         try:
             result = propagate_volume(predictor, job.volume, job.axis, list(job.keys), progress=progress,
-                                      cancel=cancel, extent=job.extent, labelled=job.labelled,
-                                      new_keys=job.new_keys)
+                                      cancel=cancel, **job.before._asdict())
             outcome = PropagationOutcome(job, result, cancelled=result.cancelled)
         except Exception as exc:  # reported to the user (or a cancel when stopping)
             if cancel.is_set() or self.closed:

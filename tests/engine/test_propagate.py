@@ -203,7 +203,7 @@ def test_a_correction_inside_the_structure_does_not_move_its_ends():
 def test_a_structure_has_ends_once_something_was_propagated():
     """The extent a re-propagation keeps is what an earlier run labelled; while every labelled slice
     is a key (the first P, keys painted by hand) there are no ends yet and the runs go outwards."""
-    from annotator.engine.label_extent import structure_extent
+    from annotator.engine.label_extent import label_before, structure_extent
 
     mask = np.zeros((20, 8, 8), dtype=bool)
     mask[10, 2:5, 2:5] = True
@@ -225,6 +225,10 @@ def test_a_structure_has_ends_once_something_was_propagated():
     assert structure_extent(emptied, 0, [10, 14], {14: True}) == (10, 14)
     corrected[14] = False
     assert structure_extent(corrected, 0, [10, 14, 16], {14: True, 16: False}) == (10, 14)
+    before = label_before(corrected, 0, [10, 14, 16], {14: True, 16: False})
+    assert before.extent == (10, 14)
+    assert sorted(before.labelled) == [10, 11, 12, 13, 16]
+    assert before.new_keys == {14, 16}
     model = TubeModel()
     only_key = np.zeros((TubeModel.N, 40, 40), dtype=bool)
     only_key[10] = model.disk

@@ -216,7 +216,7 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
     # label before P (its extent, and its masks a run joins) gives the same labels: one propagation
     # for the window, the command line and the evaluation.
     from annotator.core.labels import LabelMap
-    from annotator.engine.label_extent import labelled_slices, structure_extent
+    from annotator.engine.label_extent import label_before
     from annotator.engine.propagate import propagate_volume
     from annotator.engine.propagation_edit import propagation_edit
     from annotator.evaluate import protocol
@@ -225,10 +225,9 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
 
     meter = EngineMeter(engine, doc.volume, 0, protocol.windowed_volume_u8(doc.volume.array, "CT")[0])
     keys = win.bridge.propagation_keys(0, liver_id)
-    # the extent as the evaluation reads it: the corrected slice counts as it was before the box
-    extent = structure_extent(before_rerun, 0, [k.index for k in keys], {worst: bool(propagated[worst].any())})
-    headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys, extent=extent,
-                                labelled=labelled_slices(before_rerun, 0), new_keys={worst})
+    # the label as the evaluation reads it: the corrected slice counts as it was before the box
+    before = label_before(before_rerun, 0, [k.index for k in keys], {worst: bool(propagated[worst].any())})
+    headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys, **before._asdict())
     headless_labels = LabelMap(after.shape)
     headless_labels.array[before_rerun] = 1
     propagation_edit(headless_labels, headless, 0, 1)
@@ -291,9 +290,9 @@ def test_liver_spleen_kidney_boxes_then_propagation(clinician_window, qtbot, eng
 def test_a_box_past_where_propagation_stopped_reopens_it_as_the_evaluation_does(clinician_window, qtbot, engine):
     """The portal vein's run stops short of its end: the user boxes the next slice that holds it and
     presses P again. That key lies past the structure's end, so the run goes on from it (the
-    evaluation's simulated user does the same: one rule, engine.label_extent.structure_extent)."""
+    evaluation's simulated user does the same: one rule, engine.label_extent.label_before)."""
     from annotator.core.labels import LabelMap
-    from annotator.engine.label_extent import labelled_slices, mask_extent, structure_extent
+    from annotator.engine.label_extent import label_before, mask_extent
     from annotator.engine.propagate import propagate_volume
     from annotator.engine.propagation_edit import propagation_edit
     from annotator.evaluate import protocol
@@ -324,10 +323,9 @@ def test_a_box_past_where_propagation_stopped_reopens_it_as_the_evaluation_does(
 
     meter = EngineMeter(engine, doc.volume, 0, protocol.windowed_volume_u8(doc.volume.array, "CT")[0])
     keys = win.bridge.propagation_keys(0, label)
-    headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys,
-                                extent=structure_extent(before_rerun, 0, [k.index for k in keys],
-                                                        {past[0]: bool(propagated[past[0]].any())}),
-                                labelled=labelled_slices(before_rerun, 0), new_keys={past[0]})
+    before = label_before(before_rerun, 0, [k.index for k in keys], {past[0]: bool(propagated[past[0]].any())})
+    assert before.extent == (first, last)  # the box's slice lies past the end: the run reopens there
+    headless = propagate_volume(MeterSlices(meter), doc.volume, 0, keys, **before._asdict())
     headless_labels = LabelMap(after.shape)
     headless_labels.array[before_rerun] = 1
     propagation_edit(headless_labels, headless, 0, 1)
