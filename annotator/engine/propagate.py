@@ -26,8 +26,9 @@ propagation reaches (the new key's run stopped short), the label keeps its masks
 them before, with the other's beside it.
 A correction past an end reopens the structure there; that run goes on only while each slice's
 mask leads back to the one before (the model, asked on the slice before with that mask's boxes,
-finds the previous mask again): past where an earlier run stopped, a box model follows a
-neighbour of the same tissue lying over the end (PropagationParams.reopen_back_iou).
+finds the previous mask again) and stays within twice the structure's largest slice: past where an
+earlier run stopped a box model follows a neighbour of the same tissue lying over the end, or the
+larger vessel a branch runs into (PropagationParams.reopen_back_iou, reopen_max_growth).
 
 One step, from the previous slice's mask to the next slice, and the measurements behind each of its
 rules: engine.propagation_step's docstring.
@@ -160,6 +161,12 @@ class PropagationParams:
     # (BENCHMARKS.md). On every run, the first from a box included, it stopped vessels where they
     # branch (CTA 3-D from one box 0.651 -> 0.551). 0: off.
     reopen_back_iou: float = 0.5
+    # A reopened run stops where its mask grows past this many times the structure's largest slice
+    # so far (its keys and the label before): past where the structure was judged to end it tapers
+    # off; one that grows has taken a larger neighbour of the same tissue (CTA celiac trunk, box
+    # 1 px right: a box on 8, past its end, ran 68 slices up the aorta, 3-D 0.66 -> 0.03; 0.29 with
+    # it; nothing else moves in six runs, BENCHMARKS.md). 0: off.
+    reopen_max_growth: float = 2.0
     # Between two non-empty keys, slices neither run reached take the shape interpolation of the
     # nearest masks on both sides (the structure is present at both keys); False: left empty.
     fill_unreached_gap: bool = True
@@ -241,6 +248,8 @@ class _Run:
     pooled: np.ndarray | None = None
     # the label's masks before this propagation, per slice (propagate(labelled=...)); keys excluded
     labelled: Mapping[int, np.ndarray] | None = None
+    # the structure's largest slice so far, pixels (keys and the label before): caps a reopened run
+    largest_px: int = 0
 
     def tick(self) -> None:
         self.done += 1
@@ -298,6 +307,9 @@ class _Run:
                         mask, median = own  # the structure's own tissue: not the model's, nothing to ask back
                 elif reopening:
                     reason = self._not_leading_back(index - step, key.window, mask, previous)
+            if reason is None and reopening and self.params.reopen_max_growth > 0 and \
+                    np.count_nonzero(mask) > self.params.reopen_max_growth * self.largest_px:
+                reason = f"grew past {self.params.reopen_max_growth:g}x the structure's largest slice"
             if reason is not None:
                 return _Chain(masks, f"{reason} at slice {index}")
             if self._joins(joining, index, mask):
@@ -427,6 +439,8 @@ def propagate(predictor: SlicePredictor, keys: Key | Sequence[Key], n_slices: in
     run = _Run(predictor, params, max(1.0, params.growth_slope * slice_spacing_px), max(total, 1), progress, cancel,
                spacing_rc=spacing_rc, pooled=pooled,
                labelled=None if labelled is None else {i: m for i, m in labelled.items() if i not in keyed})
+    run.largest_px = max([int(np.count_nonzero(k.mask)) for k in keys] +
+                         [int(np.count_nonzero(m)) for m in (labelled or {}).values()])
     run.predictor = recording = _Recording(predictor)
     result = PropagationResult(masks={k.index: k.mask.copy() for k in keys}, keys=frozenset(k.index for k in keys))
     up_end, down_end = last, first

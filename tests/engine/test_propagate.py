@@ -992,3 +992,52 @@ def test_on_a_fine_noisy_matrix_the_intensity_rule_learns_the_structure_not_the_
     assert np.array_equal(structure_values(coarse.raw(10), coarse.disk), coarse.raw(10)[coarse.disk])
     result = propagate(coarse, Key(10, coarse.disk.copy(), W), NoisyFineTube.N)
     assert sorted(result.masks) == list(range(NoisyFineTube.N))
+
+
+class BranchIntoTrunk:
+    """A fake SlicePredictor for a small vessel (a disk of radius 3) on slices 5..12 that runs into a
+    larger vessel of the same contrast: asked about slice 13 on, the "model" returns the trunk, a
+    disk one pixel wider each slice (within every shape and intensity rule, and it leads back)."""
+
+    N = 20
+
+    def __init__(self) -> None:
+        self.rr, self.cc = np.ogrid[:40, :40]
+        self.vessel = self.disk(3)
+
+    def disk(self, radius: int) -> np.ndarray:
+        return (self.rr - 20) ** 2 + (self.cc - 20) ** 2 <= radius ** 2
+
+    def shape(self, index: int) -> np.ndarray:
+        return self.vessel if index <= 12 else self.disk(3 + index - 12)
+
+    def raw(self, index: int) -> np.ndarray:
+        img = np.full((40, 40), -100.0)
+        img[self.shape(index)] = 60.0
+        return img
+
+    def predict(self, index: int, window: Window, *, box_xyxy) -> MaskPrediction:
+        return MaskPrediction(self.shape(index)[None].copy(), np.array([0.9], np.float32),
+                              np.zeros((1, 256, 256), np.float32))
+
+    def prefetch(self, index: int, step: int, count: int, window: Window) -> None:
+        pass
+
+
+def test_a_reopened_run_stops_where_it_grows_past_twice_the_structures_largest_slice():
+    """A correction on 12, past where the vessel's run stopped (10), reopens it; from 13 on the model
+    follows the trunk it runs into, growing each slice. Past the structure's judged end it should
+    taper, so the run stops once its mask exceeds twice the largest slice the structure has (keys
+    and label): slice 14 (81 px against 2 x 29). Without the rule, or on a first run from a box
+    (nothing was judged to end yet), it follows the trunk to the volume's edge."""
+    model = BranchIntoTrunk()
+    keys = [Key(8, model.vessel.copy(), W), Key(12, model.vessel.copy(), W)]
+    label = {i: model.vessel.copy() for i in range(5, 11)}
+    reopened = propagate(model, keys, BranchIntoTrunk.N, extent=(5, 10), labelled=label, new_keys={12})
+    assert reopened.stops["+"] == "grew past 2x the structure's largest slice at slice 14"
+    assert max(i for i, m in reopened.masks.items() if m.any()) == 13
+    off = propagate(model, keys, BranchIntoTrunk.N, extent=(5, 10), labelled=label, new_keys={12},
+                    params=PropagationParams(reopen_max_growth=0.0))
+    assert max(off.masks) == BranchIntoTrunk.N - 1
+    first = propagate(model, Key(12, model.vessel.copy(), W), BranchIntoTrunk.N)
+    assert max(first.masks) == BranchIntoTrunk.N - 1
